@@ -1,0 +1,1 @@
+"""Catalog domain: drops, product validation, image evidence, catalog profile."""

@@ -1,0 +1,101 @@
+"""Catalog drops: directories in the landing area, each made visible by a marker written last.
+
+A drop is only ever read once its ``_READY`` marker exists, so a drop that is still being copied in
+(or whose writer crashed) is never picked up half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+READY_MARKER = "_READY"
+DROP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def is_valid_drop_name(name: str) -> bool:
+    """Drop names become partition keys and path components: keep them boring."""
+    return bool(DROP_NAME.match(name)) and ".." not in name
+
+
+def ready_drops(landing_dir: Path) -> list[str]:
+    """Names of the drops whose marker exists, sorted so sensors request them in a stable order."""
+    if not landing_dir.is_dir():
+        return []
+    return sorted(
+        entry.name
+        for entry in landing_dir.iterdir()
+        if entry.is_dir() and is_valid_drop_name(entry.name) and (entry / READY_MARKER).is_file()
+    )
+
+
+def drop_dir(landing_dir: Path, drop: str) -> Path:
+    """The directory of a ready drop, with a clear error when it is unknown or still being written."""
+    if not is_valid_drop_name(drop):
+        raise ValueError(f"invalid drop name {drop!r}: use letters, digits, '.', '_' or '-'")
+    path = landing_dir / drop
+    if not path.is_dir():
+        raise FileNotFoundError(f"catalog drop {drop!r} not found under {landing_dir}")
+    if not (path / READY_MARKER).is_file():
+        raise RuntimeError(f"catalog drop {drop!r} at {path} has no {READY_MARKER} marker: it is not ready")
+    return path
+
+
+def mark_ready(path: Path) -> None:
+    """Write the marker through a temporary name so it appears whole."""
+    tmp = path / f".{READY_MARKER}.tmp"
+    tmp.write_text("ready\n")
+    os.replace(tmp, path / READY_MARKER)
+
+
+@dataclass(frozen=True)
+class DemoDrop:
+    name: str
+    path: Path
+    products: int
+    created: bool
+
+
+def split_fashion_catalog(source_dir: Path, landing_dir: Path, n_drops: int = 4, prefix: str = "drop") -> list[DemoDrop]:
+    """Split a Fashion Product Images folder into ``n_drops`` drops of consecutive ids.
+
+    Lines are copied verbatim (so the drop keeps the source's quirks) and images are symlinked,
+    never copied. Existing ready drops are left alone; a leftover half-written one is rebuilt.
+    """
+    if n_drops < 1:
+        raise ValueError("n_drops must be at least 1")
+    table = source_dir / "catalog.csv"
+    if not table.is_file():
+        raise FileNotFoundError(f"no catalog.csv in {source_dir}")
+    header, *rows = [line for line in table.read_bytes().splitlines(keepends=True) if line.strip()]
+    if not rows:
+        raise ValueError(f"{table} has no product rows")
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    chunk = -(-len(rows) // n_drops)
+    drops = []
+    for index in range(n_drops):
+        part = rows[index * chunk : (index + 1) * chunk]
+        name = f"{prefix}-{index + 1:03d}"
+        final = landing_dir / name
+        if (final / READY_MARKER).is_file():
+            drops.append(DemoDrop(name, final, len(part), created=False))
+            continue
+        if final.exists():
+            shutil.rmtree(final)
+        staging = landing_dir / f".staging-{name}-{os.getpid()}"
+        if staging.exists():
+            shutil.rmtree(staging)
+        (staging / "images").mkdir(parents=True)
+        (staging / "catalog.csv").write_bytes(header + b"".join(part))
+        for line in part:
+            product_id = line.split(b",", 1)[0].decode("ascii", "replace").strip()
+            image = source_dir / "images" / f"{product_id}.jpg"
+            if image.exists():
+                (staging / "images" / f"{product_id}.jpg").symlink_to(image.resolve())
+        os.replace(staging, final)
+        mark_ready(final)
+        drops.append(DemoDrop(name, final, len(part), created=True))
+    return drops

@@ -1,0 +1,268 @@
+"""Read a catalog drop's product table, validate every row and image, and split the result into
+valid products, ground-truth labels (kept apart, for evaluation only) and a quarantine table.
+
+Two layouts are supported:
+- Fashion Product Images: ``catalog.csv`` or ``styles.csv`` (id, gender, masterCategory, subCategory,
+  articleType, baseColour, season, year, usage, productDisplayName) with images at ``images/<id>.jpg``.
+  Titles may hold unquoted commas: the first nine fields are split, the rest is the title.
+- Generic: ``products.csv`` or ``products.parquet`` with product_id, title, description, image_path and
+  optional label columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from PIL import Image, UnidentifiedImageError
+
+FASHION_TABLES = ("catalog.csv", "styles.csv")
+GENERIC_TABLES = ("products.parquet", "products.csv")
+FASHION_COLUMNS = (
+    "id", "gender", "masterCategory", "subCategory", "articleType",
+    "baseColour", "season", "year", "usage", "productDisplayName",
+)
+FASHION_LABELS = FASHION_COLUMNS[1:-1]
+GENERIC_REQUIRED = ("product_id", "title", "image_path")
+GENERIC_INPUTS = ("product_id", "title", "description", "image_path")
+MIN_IMAGE_SIDE = 16
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_WHITESPACE = re.compile(r"\s+")
+
+PRODUCT_SCHEMA = {
+    "drop": pl.Utf8, "product_id": pl.Utf8, "title": pl.Utf8, "description": pl.Utf8,
+    "image_path": pl.Utf8, "image_width": pl.Int32, "image_height": pl.Int32,
+    "image_bytes": pl.Int64, "source_row": pl.Int64,
+}
+QUARANTINE_SCHEMA = {
+    "drop": pl.Utf8, "source_row": pl.Int64, "product_id": pl.Utf8, "reason": pl.Utf8, "raw": pl.Utf8,
+}
+
+
+class CatalogTableError(ValueError):
+    """The drop's product table is missing or unreadable: the whole drop fails, naming the file."""
+
+
+@dataclass(frozen=True)
+class RawRow:
+    """One row as read, before validation; ``error`` is set when the row could not even be parsed."""
+
+    source_row: int
+    fields: dict[str, str]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CatalogTables:
+    products: pl.DataFrame
+    labels: pl.DataFrame
+    quarantine: pl.DataFrame
+    layout: str
+    table_path: Path
+
+
+def find_product_table(drop_path: Path) -> tuple[str, Path]:
+    """The layout and file of a drop's product table, or a clear error listing what was looked for."""
+    for name in FASHION_TABLES:
+        if (drop_path / name).is_file():
+            return "fashion", drop_path / name
+    for name in GENERIC_TABLES:
+        if (drop_path / name).is_file():
+            return "generic", drop_path / name
+    expected = ", ".join(FASHION_TABLES + GENERIC_TABLES)
+    raise CatalogTableError(f"no product table in {drop_path}: expected one of {expected}")
+
+
+def _clean(value: str | None) -> str:
+    return _WHITESPACE.sub(" ", value or "").strip()
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """CSV rows with their starting line numbers; invalid UTF-8 survives as surrogates, caught per row."""
+    try:
+        handle = path.open(encoding="utf-8", errors="surrogateescape", newline="")
+    except OSError as exc:
+        raise CatalogTableError(f"cannot open product table {path}: {exc}") from exc
+    with handle:
+        reader = csv.reader(handle)
+        start = 1
+        try:
+            for row in reader:
+                yield start, row
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise CatalogTableError(f"unreadable CSV {path} near line {reader.line_num}: {exc}") from exc
+
+
+def _encoding_error(fields: list[str]) -> str | None:
+    bad = [value for value in fields if _SURROGATE.search(value)]
+    return "bad encoding: field is not valid UTF-8" if bad else None
+
+
+def _printable(fields: list[str]) -> list[str]:
+    return [value.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for value in fields]
+
+
+def read_fashion_rows(path: Path) -> list[RawRow]:
+    rows = _csv_rows(path)
+    try:
+        _, header = next(rows)
+    except StopIteration:
+        raise CatalogTableError(f"product table {path} is empty") from None
+    header = [name.strip().lstrip("\ufeff") for name in header]
+    if tuple(header[:10]) != FASHION_COLUMNS:
+        raise CatalogTableError(f"product table {path} has header {header}, expected {list(FASHION_COLUMNS)}")
+    out = []
+    for line, row in rows:
+        if not any(value.strip() for value in row):
+            continue
+        error = _encoding_error(row)
+        row = _printable(row)
+        if len(row) < len(FASHION_COLUMNS):
+            error = error or f"malformed row: expected {len(FASHION_COLUMNS)} fields, got {len(row)}"
+            row = row + [""] * (len(FASHION_COLUMNS) - len(row))
+        fields = dict(zip(FASHION_COLUMNS[:9], row[:9]))
+        fields["productDisplayName"] = ",".join(row[9:])
+        out.append(RawRow(line, fields, error))
+    return out
+
+
+def read_generic_rows(path: Path) -> list[RawRow]:
+    if path.suffix == ".parquet":
+        try:
+            frame = pl.read_parquet(path)
+        except Exception as exc:
+            raise CatalogTableError(f"unreadable Parquet product table {path}: {exc}") from exc
+        columns = frame.columns
+        records = [
+            (index + 1, ["" if value is None else str(value) for value in record])
+            for index, record in enumerate(frame.iter_rows())
+        ]
+    else:
+        rows = _csv_rows(path)
+        try:
+            _, columns = next(rows)
+        except StopIteration:
+            raise CatalogTableError(f"product table {path} is empty") from None
+        columns = [name.strip().lstrip("\ufeff") for name in columns]
+        records = list(rows)
+    missing = [name for name in GENERIC_REQUIRED if name not in columns]
+    if missing:
+        raise CatalogTableError(f"product table {path} lacks required columns {missing} (has {columns})")
+    out = []
+    for line, row in records:
+        if not any(value.strip() for value in row):
+            continue
+        error = _encoding_error(row)
+        row = _printable(row)
+        if len(row) != len(columns):
+            error = error or f"malformed row: expected {len(columns)} fields, got {len(row)}"
+        out.append(RawRow(line, dict(zip(columns, row + [""] * (len(columns) - len(row)))), error))
+    return out
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    width: int = 0
+    height: int = 0
+    size: int = 0
+    error: str | None = None
+
+
+def check_image(path: Path) -> ImageCheck:
+    """Open and fully decode (at reduced scale) so truncated files are caught, not just bad headers."""
+    if not path.exists():
+        return ImageCheck(error=f"image missing: {path.name}")
+    size = path.stat().st_size
+    if size == 0:
+        return ImageCheck(error=f"image empty (0 bytes): {path.name}")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            image.draft("RGB", (128, 128))
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return ImageCheck(size=size, error=f"image undecodable: {path.name}: {exc}")
+    except Image.DecompressionBombError as exc:
+        return ImageCheck(size=size, error=f"image too large: {path.name}: {exc}")
+    if min(width, height) < MIN_IMAGE_SIDE:
+        return ImageCheck(width, height, size, f"image too small ({width}x{height}): {path.name}")
+    return ImageCheck(width, height, size)
+
+
+def _image_path(layout: str, drop_path: Path, fields: dict[str, str], product_id: str) -> Path:
+    if layout == "fashion":
+        return drop_path / "images" / f"{product_id}.jpg"
+    declared = Path(fields.get("image_path", "").strip())
+    return declared if declared.is_absolute() else drop_path / declared
+
+
+def validate_catalog(drop: str, drop_path: Path, workers: int = 4) -> CatalogTables:
+    """Every row leaves as a valid product or a quarantine row with its reason."""
+    layout, table_path = find_product_table(drop_path)
+    rows = read_fashion_rows(table_path) if layout == "fashion" else read_generic_rows(table_path)
+    id_field, title_field = ("id", "productDisplayName") if layout == "fashion" else ("product_id", "title")
+    label_columns = (
+        list(FASHION_LABELS) if layout == "fashion"
+        else sorted({name for row in rows for name in row.fields} - set(GENERIC_INPUTS))
+    )
+
+    products, labels, quarantine, pending = [], [], [], []
+    first_seen: dict[str, int] = {}
+
+    def reject(row: RawRow, product_id: str | None, reason: str) -> None:
+        quarantine.append({
+            "drop": drop, "source_row": row.source_row, "product_id": product_id or None,
+            "reason": reason, "raw": json.dumps(row.fields, ensure_ascii=False, sort_keys=True),
+        })
+
+    for row in rows:
+        product_id = _clean(row.fields.get(id_field))
+        if row.error:
+            reject(row, product_id, row.error)
+        elif not product_id:
+            reject(row, None, "missing product_id")
+        elif product_id in first_seen:
+            reject(row, product_id, f"duplicate product_id (first seen at line {first_seen[product_id]})")
+        elif not _clean(row.fields.get(title_field)):
+            first_seen[product_id] = row.source_row
+            reject(row, product_id, "empty title")
+        else:
+            first_seen[product_id] = row.source_row
+            pending.append((row, product_id))
+
+    if layout == "generic":
+        for row, product_id in list(pending):
+            if not row.fields.get("image_path", "").strip():
+                pending.remove((row, product_id))
+                reject(row, product_id, "missing image_path")
+
+    paths = [_image_path(layout, drop_path, row.fields, product_id) for row, product_id in pending]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        checks = list(pool.map(check_image, paths))
+
+    for (row, product_id), path, check in zip(pending, paths, checks):
+        if check.error:
+            reject(row, product_id, check.error)
+            continue
+        products.append({
+            "drop": drop, "product_id": product_id, "title": _clean(row.fields.get(title_field)),
+            "description": _clean(row.fields.get("description")), "image_path": str(path.absolute()),
+            "image_width": check.width, "image_height": check.height, "image_bytes": check.size,
+            "source_row": row.source_row,
+        })
+        labels.append({"product_id": product_id, **{name: _clean(row.fields.get(name)) for name in label_columns}})
+
+    return CatalogTables(
+        products=pl.DataFrame(products, schema=PRODUCT_SCHEMA),
+        labels=pl.DataFrame(labels, schema={"product_id": pl.Utf8, **{name: pl.Utf8 for name in label_columns}}),
+        quarantine=pl.DataFrame(quarantine, schema=QUARANTINE_SCHEMA).sort("source_row"),
+        layout=layout,
+        table_path=table_path,
+    )

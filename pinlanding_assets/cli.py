@@ -1,0 +1,89 @@
+"""The ``pinlanding`` command.
+
+    pinlanding make-drops   split the shared Fashion catalog into demo drops in the landing directory
+    pinlanding run          the main job: every ready drop through the whole asset graph
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from pinlanding_assets.settings import get_paths
+
+
+def _make_drops(args: argparse.Namespace) -> int:
+    from pinlanding_assets.catalog.drops import split_fashion_catalog
+
+    paths = get_paths()
+    source = Path(args.source) if args.source else paths.fashion_catalog_dir
+    landing = Path(args.landing) if args.landing else paths.landing_dir
+    for drop in split_fashion_catalog(source, landing, n_drops=args.drops):
+        state = "created" if drop.created else "already ready"
+        print(f"{drop.name}: {drop.products} products ({state}) at {drop.path}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pinlanding_assets.catalog.drops import ready_drops, split_fashion_catalog
+    from pinlanding_assets.instance import ensure_dagster_home, register_drops
+
+    home = ensure_dagster_home()
+    import dagster as dg
+
+    from pinlanding_assets.definitions import defs
+    from pinlanding_assets.jobs import CATALOG_DROP_JOB
+
+    paths = get_paths()
+    if not ready_drops(paths.landing_dir):
+        split_fashion_catalog(paths.fashion_catalog_dir, paths.landing_dir, n_drops=args.drops)
+    drops = ready_drops(paths.landing_dir)
+    if args.only:
+        unknown = sorted(set(args.only) - set(drops))
+        if unknown:
+            print(f"not ready in {paths.landing_dir}: {', '.join(unknown)}", file=sys.stderr)
+            return 2
+        drops = [drop for drop in drops if drop in args.only]
+    instance = dg.DagsterInstance.get()
+    register_drops(instance, drops)
+    job = defs.resolve_job_def(CATALOG_DROP_JOB)
+    print(f"DAGSTER_HOME={home}; landing={paths.landing_dir}; warehouse={paths.warehouse_dir}")
+    failed = []
+    for drop in drops:
+        started = time.perf_counter()
+        result = job.execute_in_process(partition_key=drop, instance=instance, raise_on_error=False)
+        print(f"{drop}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s")
+        if not result.success:
+            failed.append(drop)
+    if failed:
+        print(f"failed drops: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pinlanding", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    make = commands.add_parser("make-drops", help="split the Fashion catalog into demo drops (images linked)")
+    make.add_argument("--source", help="Fashion Product Images folder (default: shared data)")
+    make.add_argument("--landing", help="landing directory (default: PINLANDING_LANDING_DIR or data/landing)")
+    make.add_argument("--drops", type=int, default=4, help="number of drops (default 4)")
+    make.set_defaults(handler=_make_drops)
+
+    run = commands.add_parser("run", help="materialize the whole graph for every ready drop")
+    run.add_argument("--drops", type=int, default=4, help="demo drops to create when the landing area is empty")
+    run.add_argument("--only", nargs="+", help="materialize only these drops")
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

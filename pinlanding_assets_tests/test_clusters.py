@@ -1,0 +1,108 @@
+"""The cluster switch for real: an external Ray head and a Spark standalone master + worker on
+localhost, joined by setting RAY_ADDRESS and PINLANDING_SPARK_MASTER and running the main command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+VENV_BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+@pytest.fixture
+def ray_head() -> Iterator[str]:
+    port = _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    # A throwaway loopback cluster: Ray 2.60's default token auth is switched off for it (README: clusters).
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    subprocess.run(
+        [VENV_BIN / "ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+         "--disable-usage-stats", "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}"],
+        check=True, env=env, capture_output=True,
+    )
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([VENV_BIN / "ray", "stop", "--force"], env=env, capture_output=True)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def spark_standalone(tmp_path: Path) -> Iterator[str]:
+    spark_class = VENV_BIN / "spark-class"
+    port = _free_port()
+    env = {**os.environ, "SPARK_LOG_DIR": str(tmp_path / "spark-logs"), "PYSPARK_PYTHON": sys.executable}
+    master = subprocess.Popen(
+        [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
+         "--webui-port", str(_free_port())],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    url = f"spark://127.0.0.1:{port}"
+    worker = None
+    try:
+        _wait_for_port(port)
+        worker = subprocess.Popen(
+            [spark_class, "org.apache.spark.deploy.worker.Worker", url, "--cores", "1", "--memory", "2g",
+             "--webui-port", str(_free_port()), "--work-dir", str(tmp_path / "spark-work")],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        time.sleep(3)
+        yield url
+    finally:
+        for process in (worker, master):
+            if process is not None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=30)
+
+
+def test_main_command_runs_on_external_ray_and_spark(
+    ray_head: str, spark_standalone: str, project_dirs: Path, fashion_dir: Path
+) -> None:
+    env = {
+        **os.environ,
+        "PINLANDING_DATA_DIR": str(project_dirs),
+        "RAY_ADDRESS": ray_head,
+        "RAY_AUTH_MODE": "disabled",
+        "PINLANDING_SPARK_MASTER": spark_standalone,
+        "PYSPARK_PYTHON": sys.executable,
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+    }
+    subprocess.run([VENV_BIN / "pinlanding", "make-drops", "--drops", "8"], cwd=ROOT, env=env, check=True)
+    subprocess.run([VENV_BIN / "pinlanding", "run", "--only", "drop-007"], cwd=ROOT, env=env, check=True, timeout=900)
+    profile = pl.read_parquet(project_dirs / "warehouse" / "catalog_profile" / "drop-007.parquet")
+    assert profile["products"].sum() > 400
+    with dg.DagsterInstance.get() as instance:
+        spark_event = instance.get_latest_materialization_event(dg.AssetKey("catalog_profile"))
+        ray_event = instance.get_latest_materialization_event(dg.AssetKey("catalog_image_features"))
+    assert spark_event.asset_materialization.metadata["spark_master"].value == spark_standalone
+    assert ray_event.asset_materialization.metadata["ray_cluster"].value == f"Ray cluster at {ray_head}"
