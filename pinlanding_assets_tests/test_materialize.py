@@ -23,7 +23,8 @@ def test_broken_drop_materializes_with_quarantine(broken_drop: Path, project_dir
     assets = dg.load_assets_from_modules([catalog_assets])
     checks = dg.load_asset_checks_from_modules([catalog_checks])
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(catalog_drops.name, ["drop-broken"])
+        # A later partition registered but never materialized: checks must load the run's own partition.
+        instance.add_dynamic_partitions(catalog_drops.name, ["drop-broken", "drop-later"])
         result = dg.materialize(
             [*assets, *checks], partition_key="drop-broken", instance=instance, resources=build_resources("local")
         )

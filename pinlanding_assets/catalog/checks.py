@@ -6,10 +6,17 @@ import os
 import dagster as dg
 import polars as pl
 
+from pinlanding_assets.partitions import catalog_drops
+
 MAX_QUARANTINE_RATE = float(os.environ.get("PINLANDING_MAX_QUARANTINE_RATE", "0.2"))
 
 
-@dg.asset_check(asset="catalog_products", additional_ins={"catalog_quarantine": dg.AssetIn()}, blocking=True)
+@dg.asset_check(
+    asset="catalog_products",
+    additional_ins={"catalog_quarantine": dg.AssetIn()},
+    partitions_def=catalog_drops,
+    blocking=True,
+)
 def quarantine_rate_within_bounds(catalog_products: pl.DataFrame, catalog_quarantine: pl.DataFrame) -> dg.AssetCheckResult:
     """Fails (and blocks downstream) when more than PINLANDING_MAX_QUARANTINE_RATE of rows were quarantined."""
     total = catalog_products.height + catalog_quarantine.height

@@ -140,10 +140,12 @@ def describe_batch(batch: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=FEATURE_SCHEMA)
 
 
-def image_features_with_ray(products: pa.Table, batch_size: int = 64, cpus_per_task: float = 0.5) -> pa.Table:
+def image_features_with_ray(products: pa.Table, batch_size: int = 128, cpus_per_task: float = 1.0) -> pa.Table:
     """Run ``describe_batch`` as a Ray Data job over the products' images; output sorted by id.
 
     ``from_arrow`` yields a single block, so the dataset is repartitioned to let tasks run in parallel.
+    Stateless tasks may take whole CPUs (only actors holding CPUs deadlock a 2-core pool); on 2 cores
+    128-image batches at 1 CPU ran 1.5x the sequential loop, 64 at 0.5 CPU no faster than it.
     """
     import ray
 
