@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from pinlanding_assets.definitions import defs
-    from pinlanding_assets.jobs import CATALOG_DROP_JOB
+    from pinlanding_assets.jobs import CATALOG_DROP_JOB, CROSS_DROP_JOB
 
     paths = get_paths()
     if not ready_drops(paths.landing_dir):
@@ -58,9 +58,12 @@ def _run(args: argparse.Namespace) -> int:
         if not result.success:
             failed.append(drop)
     if failed:
-        print(f"failed drops: {', '.join(failed)}", file=sys.stderr)
+        print(f"failed drops: {', '.join(failed)}; the cross-drop assets were not built", file=sys.stderr)
         return 1
-    return 0
+    started = time.perf_counter()
+    result = defs.resolve_job_def(CROSS_DROP_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    print(f"cross-drop assets: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s")
+    return 0 if result.success else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from pinlanding_assets.settings import get_paths
+from resources.model_backends import ModelBackends
 from resources.ray_pool import RayPool
 from resources.spark import LOCAL_MASTER, spark_session_resource
 from resources.storage import parquet_io_manager
@@ -49,4 +50,5 @@ def build_resources(deployment: str | None = None) -> dict[str, Any]:
         "ray_pool": ray_pool,
         "pyspark": spark_session_resource(spark_master),
         "io_manager": parquet_io_manager(paths.warehouse_dir),
+        "models": ModelBackends(),
     }

@@ -44,14 +44,20 @@ class RayPool(LocalRay):
 
         return float(ray.cluster_resources().get("CPU", 0.0)) if ray.is_initialized() else 0.0
 
-    def model_stage_options(self) -> dict[str, Any]:
-        """Resource asks and pool size for a ``map_batches`` model stage on this cluster."""
+    def model_stage_options(self, actors: int | None = None) -> dict[str, Any]:
+        """Resource asks and pool size for a ``map_batches`` model stage on this cluster.
+
+        ``actors`` fixes the pool size (a model per actor); otherwise the pool grows up to
+        ``max_model_actors`` within what the cluster has.
+        """
         from ray.data import ActorPoolStrategy
 
         gpus = self.gpus_available() if self.use_gpus == "auto" else 0.0
         if gpus >= 1:
-            size = max(1, min(self.max_model_actors, int(gpus)))
-            return {"num_gpus": 1, "compute": ActorPoolStrategy(min_size=1, max_size=size)}
+            size = actors or max(1, min(self.max_model_actors, int(gpus)))
+            return {"num_gpus": 1, "compute": ActorPoolStrategy(size=min(size, int(gpus)))}
+        if actors:
+            return {"num_cpus": self.cpus_per_model_actor, "compute": ActorPoolStrategy(size=actors)}
         cpus = self.cpus_available() or 1.0
         size = max(1, min(self.max_model_actors, int(cpus / max(self.cpus_per_model_actor, 0.1)) - 1))
         return {"num_cpus": self.cpus_per_model_actor, "compute": ActorPoolStrategy(min_size=1, max_size=size)}

@@ -1,0 +1,1 @@
+"""Attribute domain: candidate attributes from the VLM stage, and their curation into a vocabulary."""

@@ -1,0 +1,144 @@
+"""Attribute assets: candidate attributes per drop (VLM stage on Ray) and the curated vocabulary."""
+
+import os
+import time
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from pinlanding_assets.attributes.quality import raw_accuracy, vocabulary_coverage
+from pinlanding_assets.attributes.raw_attributes import extract_with_ray, sample_products, split_results
+from pinlanding_assets.attributes.vocabulary import CurationConfig, curate
+from pinlanding_assets.attributes.vocabulary_map import vocabulary_map
+from pinlanding_assets.metadata import figure_markdown, table_preview
+from pinlanding_assets.partitions import catalog_drops
+from resources.model_backends import ModelBackends
+from resources.models import load_minilm
+from resources.ray_pool import RayPool
+
+OWNERS = ["team:attributes"]
+
+
+class AttributeSampleConfig(dg.Config):
+    sample: str = Field(
+        default_factory=lambda: os.environ.get("PINLANDING_ATTRIBUTE_SAMPLE", "48"),
+        description="Products per drop sent to the VLM stage: a number or 'all'.",
+    )
+    actors: int = Field(default_factory=lambda: int(os.environ.get("PINLANDING_ATTRIBUTE_ACTORS", "1")))
+    batch_size: int = 4
+    seed: int = 0
+
+
+class CurationRunConfig(dg.Config):
+    min_support: int = Field(default_factory=lambda: int(os.environ.get("PINLANDING_MIN_SUPPORT", "3")))
+    merge_distance: float = 0.12
+    judge_threshold: float = Field(default_factory=lambda: float(os.environ.get("PINLANDING_JUDGE_THRESHOLD", "0.5")))
+
+
+def _encoder():
+    model = load_minilm()
+    return lambda phrases: model.encode(list(phrases), batch_size=64, normalize_embeddings=True)
+
+
+@dg.multi_asset(
+    outs={
+        "raw_vlm_attributes": dg.AssetOut(
+            description="Candidate attributes (facet, phrase) for a sample of the drop, with backend and model.",
+            kinds={"ray", "parquet"}, owners=OWNERS,
+        ),
+        "raw_vlm_quarantine": dg.AssetOut(
+            description="Sampled products whose model output could not be used: raw text and reason.",
+            kinds={"parquet"}, owners=OWNERS,
+        ),
+    },
+    ins={"catalog_products": dg.AssetIn(), "catalog_image_features": dg.AssetIn(), "catalog_labels": dg.AssetIn()},
+    partitions_def=catalog_drops,
+    group_name="attributes",
+)
+def raw_vlm_attributes(
+    context: dg.AssetExecutionContext,
+    config: AttributeSampleConfig,
+    ray_pool: RayPool,
+    models: ModelBackends,
+    catalog_products: pl.DataFrame,
+    catalog_image_features: pl.DataFrame,
+    catalog_labels: pl.DataFrame,
+):
+    """VLM stage on a stable sample of the drop (Ray Data: CPU preprocessing -> model actor pool)."""
+    size = None if config.sample.strip().lower() == "all" else int(config.sample)
+    sample = sample_products(catalog_products, size, config.seed).join(
+        catalog_image_features.select("product_id", pl.col("dominant_colours").alias("image_colours")),
+        on="product_id", how="left",
+    )
+    threads = max(1, int(ray_pool.cpus_available() or os.cpu_count() or 2) // max(config.actors, 1))
+    spec = models.attribute_spec(threads=threads)
+    inputs = sample.select("product_id", "title", "description", "image_path", "image_colours").to_arrow()
+    started = time.perf_counter()
+    results = pl.from_arrow(extract_with_ray(inputs, spec, ray_pool.model_stage_options(actors=config.actors),
+                                             batch_size=config.batch_size))
+    seconds = time.perf_counter() - started
+    attributes, quarantine = split_results(context.partition_key, results)
+    quality = raw_accuracy(attributes, catalog_labels, _encoder()) if attributes.height else {}
+    facet_counts = attributes.group_by("facet").agg(
+        pl.col("product_id").n_unique().alias("products"), pl.col("value").n_unique().alias("phrases")
+    ).sort("products", descending=True)
+    yield dg.Output(attributes, output_name="raw_vlm_attributes", metadata={
+        "dagster/row_count": attributes.height,
+        "sampled_products": sample.height,
+        "labelled_products": results.height - quarantine.height,
+        "quarantined": quarantine.height,
+        "repaired": int((results["attempts"] > 1).sum() - quarantine.height) if results.height else 0,
+        "backend": spec["backend"],
+        "model": results["model"][0] if results.height else "",
+        "products_per_second": round(results.height / seconds, 3) if seconds else 0.0,
+        **{name: value for name, value in quality.items()},
+        "facets": table_preview(facet_counts, rows=20),
+        "preview": table_preview(attributes, rows=20, columns=["product_id", "facet", "value"]),
+    })
+    yield dg.Output(quarantine, output_name="raw_vlm_quarantine", metadata={
+        "dagster/row_count": quarantine.height,
+        "preview": table_preview(quarantine, columns=["product_id", "reason", "raw"]),
+    })
+
+
+@dg.asset(
+    ins={"raw_vlm_attributes": dg.AssetIn(), "catalog_labels": dg.AssetIn()},
+    group_name="attributes", kinds={"polars", "parquet"}, owners=OWNERS,
+)
+def curated_vocabulary(
+    config: CurationRunConfig,
+    models: ModelBackends,
+    raw_vlm_attributes: dict[str, pl.DataFrame],
+    catalog_labels: dict[str, pl.DataFrame],
+) -> dg.Output[pl.DataFrame]:
+    """Raw phrases of every drop -> normalised -> frequency-filtered -> clustered -> judged by the LLM."""
+    raw = pl.concat([raw_vlm_attributes[key] for key in sorted(raw_vlm_attributes)])
+    labels = pl.concat([catalog_labels[key] for key in sorted(catalog_labels)], how="diagonal_relaxed")
+    encode = _encoder()
+    judge = models.judge()
+    started = time.perf_counter()
+    result = curate(raw, encode, judge.yes_probability, CurationConfig(
+        min_support=config.min_support, merge_distance=config.merge_distance, judge_threshold=config.judge_threshold))
+    seconds = time.perf_counter() - started
+    kept = result.vocabulary.filter(pl.col("decision") == "keep")
+    coverage = vocabulary_coverage(result.vocabulary, labels, encode)
+    merges = result.vocabulary.filter(pl.col("judge_score").is_not_null())["merged"]
+    top = kept.sort(["facet", "support"], descending=[False, True]).group_by("facet", maintain_order=True).head(30)
+    return dg.Output(result.vocabulary, metadata={
+        "dagster/row_count": result.vocabulary.height,
+        "kept": kept.height,
+        **{f"size_{step}": size for step, size in result.steps.items()},
+        "mean_phrases_per_cluster": round(float(merges.mean()), 3) if merges.len() else 0.0,
+        "max_phrases_per_cluster": int(merges.max()) if merges.len() else 0,
+        "coverage": coverage["coverage"],
+        "coverage_per_facet": dg.MetadataValue.json(coverage["per_facet"]),
+        "coverage_missing": dg.MetadataValue.json(coverage["missing"]),
+        "judge_model": judge.model_name,
+        "judge_seconds": round(seconds, 1),
+        "vocabulary_map": figure_markdown(vocabulary_map(kept, encode)),
+        "top_per_facet": table_preview(top, rows=200, columns=["facet", "phrase", "aliases", "support", "judge_score"]),
+        "dropped_by_judge": table_preview(result.vocabulary.filter(
+            (pl.col("decision") == "drop") & pl.col("judge_score").is_not_null()), rows=30,
+            columns=["facet", "phrase", "support", "searchable", "coherent"]),
+    })
