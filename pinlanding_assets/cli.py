@@ -2,6 +2,7 @@
 
     pinlanding make-drops   split the shared Fashion catalog into demo drops in the landing directory
     pinlanding run          the main job: every ready drop through the whole asset graph
+    pinlanding evaluate     the dual encoder against the labels of a catalog directory (--json)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from pinlanding_assets.definitions import defs
-    from pinlanding_assets.jobs import CATALOG_DROP_JOB, CROSS_DROP_JOB
+    from pinlanding_assets.jobs import CATALOG_DROP_JOB, CROSS_DROP_JOB, DROP_SCORING_JOB
 
     paths = get_paths()
     if not ready_drops(paths.landing_dir):
@@ -48,22 +49,67 @@ def _run(args: argparse.Namespace) -> int:
         drops = [drop for drop in drops if drop in args.only]
     instance = dg.DagsterInstance.get()
     register_drops(instance, drops)
-    job = defs.resolve_job_def(CATALOG_DROP_JOB)
     print(f"DAGSTER_HOME={home}; landing={paths.landing_dir}; warehouse={paths.warehouse_dir}")
-    failed = []
-    for drop in drops:
-        started = time.perf_counter()
-        result = job.execute_in_process(partition_key=drop, instance=instance, raise_on_error=False)
-        print(f"{drop}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s")
-        if not result.success:
-            failed.append(drop)
+
+    def per_drop(job_name: str) -> list[str]:
+        job, failed = defs.resolve_job_def(job_name), []
+        for drop in drops:
+            started = time.perf_counter()
+            result = job.execute_in_process(partition_key=drop, instance=instance, raise_on_error=False)
+            print(f"{job_name} {drop}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s")
+            if not result.success:
+                failed.append(drop)
+        return failed
+
+    failed = per_drop(CATALOG_DROP_JOB)
     if failed:
         print(f"failed drops: {', '.join(failed)}; the cross-drop assets were not built", file=sys.stderr)
         return 1
     started = time.perf_counter()
     result = defs.resolve_job_def(CROSS_DROP_JOB).execute_in_process(instance=instance, raise_on_error=False)
-    print(f"cross-drop assets: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s")
-    return 0 if result.success else 1
+    print(f"{CROSS_DROP_JOB}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s")
+    if not result.success:
+        return 1
+    failed = per_drop(DROP_SCORING_JOB)
+    return 1 if failed else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """The dual encoder on a labelled catalog directory; one JSON object on the last line."""
+    import json
+
+    import polars as pl
+
+    from pinlanding_assets.catalog.products import validate_catalog
+    from pinlanding_assets.encoder.evaluation import evaluate_encoders
+    from pinlanding_assets.encoder.model import DualEncoder, EncoderSpec
+    from resources.models import default_model_cache
+
+    warehouse = get_paths().warehouse_dir
+    encoder_table, vocabulary_table = warehouse / "dual_encoder.parquet", warehouse / "curated_vocabulary.parquet"
+    for path in (encoder_table, vocabulary_table):
+        if not path.is_file():
+            print(f"{path} not found: run `pinlanding run` (or materialize dual_encoder) first", file=sys.stderr)
+            return 2
+    row = pl.read_parquet(encoder_table).row(0, named=True)
+    spec = EncoderSpec(**{**json.loads(row["spec"]), "checkpoint": row["checkpoint"]})
+    catalog = validate_catalog("evaluate", Path(args.catalog))
+    if catalog.labels.width <= 1:
+        print(f"{args.catalog} has no label columns to evaluate against", file=sys.stderr)
+        return 2
+    products = catalog.products.sort("product_id")
+    if args.limit:
+        products = products.head(args.limit)
+    encoder = DualEncoder(spec, default_model_cache() / "open_clip")
+    metrics = evaluate_encoders(encoder, products, catalog.labels, pl.read_parquet(vocabulary_table),
+                                json.loads(row["thresholds"]))
+    metrics["model_version"] = row["version"]
+    metrics["quarantined"] = catalog.quarantine.height
+    if not args.json:
+        for name in ("fused", "image_only", "text_only"):
+            print(f"{name:>10}: Recall@10 {metrics[name]['recall_at_10']:.4f} on {metrics[name]['products']} products")
+    print(json.dumps(metrics, sort_keys=True))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--drops", type=int, default=4, help="demo drops to create when the landing area is empty")
     run.add_argument("--only", nargs="+", help="materialize only these drops")
     run.set_defaults(handler=_run)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate the trained dual encoder on a labelled catalog directory")
+    evaluate.add_argument("--catalog", required=True, help="a catalog drop directory (Fashion or generic layout)")
+    evaluate.add_argument("--json", action="store_true", help="print only the JSON object")
+    evaluate.add_argument("--limit", type=int, help="evaluate on the first N products (by id)")
+    evaluate.set_defaults(handler=_evaluate)
     return parser
 
 

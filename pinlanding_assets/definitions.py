@@ -5,17 +5,18 @@ import dagster as dg
 from pinlanding_assets.attributes import assets as attribute_assets
 from pinlanding_assets.catalog import assets as catalog_assets
 from pinlanding_assets.catalog import checks as catalog_checks
-from pinlanding_assets.jobs import catalog_drop_job, cross_drop_job
+from pinlanding_assets.encoder import assets as encoder_assets
+from pinlanding_assets.jobs import jobs_for
 from pinlanding_assets.sensors import catalog_drop_sensor
 from resources import build_resources
 
-all_assets = dg.load_assets_from_modules([catalog_assets, attribute_assets])
-all_checks = dg.load_asset_checks_from_modules([catalog_checks])
+all_assets = dg.load_assets_from_modules([catalog_assets, attribute_assets, encoder_assets])
+all_checks = dg.load_asset_checks_from_modules([catalog_checks, encoder_assets])
 
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[catalog_drop_job(all_assets), cross_drop_job(all_assets)],
+    jobs=jobs_for(all_assets),
     sensors=[catalog_drop_sensor],
     resources=build_resources(),
     # One process per run: Ray starts once per run, not once per step.

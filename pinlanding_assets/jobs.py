@@ -1,4 +1,7 @@
-"""Jobs: one run per catalog drop for the drop-partitioned assets."""
+"""Jobs. A drop's run happens in two halves around the assets that combine all drops:
+
+    catalog_drop_job (per drop)  ->  cross_drop_job (vocabulary, dual encoder, ...)  ->  drop_scoring_job (per drop)
+"""
 
 from collections.abc import Sequence
 
@@ -9,25 +12,23 @@ from pinlanding_assets.partitions import catalog_drops
 
 CATALOG_DROP_JOB = "catalog_drop_job"
 CROSS_DROP_JOB = "cross_drop_job"
+DROP_SCORING_JOB = "drop_scoring_job"
 
 
-def drop_partitioned(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
-    return [asset for asset in assets if asset.partitions_def == catalog_drops]
+def _selections(assets: Sequence[dg.AssetsDefinition]) -> tuple[dg.AssetSelection, dg.AssetSelection, dg.AssetSelection]:
+    partitioned = dg.AssetSelection.assets(*[a for a in assets if a.partitions_def == catalog_drops])
+    cross = dg.AssetSelection.assets(*[a for a in assets if a.partitions_def is None])
+    scoring = partitioned & cross.downstream()
+    return partitioned - scoring, cross, scoring
 
 
-def catalog_drop_job(assets: Sequence[dg.AssetsDefinition]) :
-    return dg.define_asset_job(
-        CATALOG_DROP_JOB,
-        selection=dg.AssetSelection.assets(*drop_partitioned(assets)),
-        partitions_def=catalog_drops,
-        description="Materialize every drop-partitioned asset for one catalog drop.",
-    )
-
-
-def cross_drop_job(assets: Sequence[dg.AssetsDefinition]) -> UnresolvedAssetJobDefinition:
-    """The assets built from all drops together (vocabulary, ...): run after the drops' own runs."""
-    return dg.define_asset_job(
-        CROSS_DROP_JOB,
-        selection=dg.AssetSelection.assets(*[a for a in assets if a.partitions_def is None]),
-        description="Materialize the assets that combine every catalog drop.",
-    )
+def jobs_for(assets: Sequence[dg.AssetsDefinition]) -> list[UnresolvedAssetJobDefinition]:
+    intake, cross, scoring = _selections(assets)
+    return [
+        dg.define_asset_job(CATALOG_DROP_JOB, selection=intake, partitions_def=catalog_drops,
+                            description="Per drop, before the cross-drop assets: catalog, image evidence, VLM stage."),
+        dg.define_asset_job(CROSS_DROP_JOB, selection=cross,
+                            description="The assets that combine every drop: vocabulary, dual encoder, ..."),
+        dg.define_asset_job(DROP_SCORING_JOB, selection=scoring, partitions_def=catalog_drops,
+                            description="Per drop, after the cross-drop assets: embeddings and assignments."),
+    ]

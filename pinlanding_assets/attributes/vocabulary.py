@@ -19,7 +19,7 @@ import polars as pl
 PLURAL_ONLY = {
     "jeans", "shorts", "trousers", "pants", "leggings", "sunglasses", "glasses", "tights", "capris", "briefs",
     "boxers", "trunks", "pyjamas", "pajamas", "flip flops", "heels", "flats", "jeggings", "joggers", "track pants",
-    "innerwear vests", "dungarees", "overalls", "clothes", "accessories", "loafers", "sneakers",
+    "innerwear vests", "dungarees", "overalls", "clothes", "accessories", "loafers", "sneakers", "shoes", "boots",
 }
 SYNONYMS = {
     "tee": "t-shirt", "tshirt": "t-shirt", "t shirt": "t-shirt", "tee shirt": "t-shirt", "tees": "t-shirt",
@@ -38,7 +38,7 @@ FACET_FOR_JUDGE = {"category": "product type", "colour": "colour", "gender": "ge
 @dataclass(frozen=True)
 class CurationConfig:
     min_support: int = 3
-    merge_distance: float = 0.12
+    merge_distance: float = 0.13
     judge_threshold: float = 0.5
     max_phrases_per_facet: int = 60
 

@@ -1,0 +1,1 @@
+"""Encoder domain: the CLIP-style dual encoder, product/attribute embeddings, assignments, evaluation."""

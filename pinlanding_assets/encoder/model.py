@@ -1,0 +1,160 @@
+"""The dual encoder, built through open_clip's own API from offline weights.
+
+The default architecture ``pinlanding-effnetlite0-minilm`` is an open_clip model config whose image
+tower is timm ``tf_efficientnet_lite0`` (ImageNet weights from the offline package) and whose text
+tower is all-MiniLM-L6-v2 (HF weights from the offline package), each with open_clip's projection
+head into one 256-d space. Any other open_clip model name (e.g. ``ViT-B-32``) plus a checkpoint path
+drops in through ``EncoderSpec`` alone.
+
+Products are encoded by fusing the image with the title (a weighted sum of the two unit vectors);
+attribute phrases by the text tower.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DEFAULT_ARCH = "pinlanding-effnetlite0-minilm"
+EMBED_DIM = 256
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What to build: an open_clip model name, optional checkpoint, and the product fusion weight."""
+
+    model_name: str = DEFAULT_ARCH
+    checkpoint: str | None = None
+    image_weight: float = 0.5
+    context_length: int = 32
+    seed: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def register_default_architecture(cache_dir: Path) -> str:
+    """Write and register the open_clip config of the default architecture (paths are machine-local)."""
+    import open_clip
+
+    from resources.models import minilm_dir
+
+    minilm = str(minilm_dir())
+    config = {
+        "embed_dim": EMBED_DIM,
+        "vision_cfg": {"timm_model_name": "tf_efficientnet_lite0", "timm_model_pretrained": False,
+                       "timm_pool": "avg", "timm_proj": "linear", "image_size": 224},
+        "text_cfg": {"hf_model_name": minilm, "hf_tokenizer_name": minilm, "hf_proj_type": "mlp",
+                     "hf_pooler_type": "mean_pooler", "context_length": 32},
+        "custom_text": True,
+    }
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"{DEFAULT_ARCH}.json"
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
+    open_clip.add_model_config(path)
+    return DEFAULT_ARCH
+
+
+class DualEncoder:
+    """An open_clip model plus its transforms and tokenizer, with product/attribute encoders."""
+
+    def __init__(self, spec: EncoderSpec, cache_dir: Path, device: str = "cpu") -> None:
+        import open_clip
+
+        if spec.model_name == DEFAULT_ARCH:
+            register_default_architecture(cache_dir)
+        fresh = spec.checkpoint is None
+        # EfficientNet-Lite was trained on inputs scaled to [-1, 1]; other models keep open_clip's defaults.
+        preprocessing = (
+            {"image_mean": (0.5, 0.5, 0.5), "image_std": (0.5, 0.5, 0.5), "image_interpolation": "bicubic"}
+            if spec.model_name == DEFAULT_ARCH else {}
+        )
+        torch.manual_seed(spec.seed)  # the projection heads are initialised from the global RNG
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+            spec.model_name, pretrained=None, device=device, pretrained_text=fresh, **preprocessing,
+        )
+        self.tokenizer = open_clip.get_tokenizer(spec.model_name, context_length=spec.context_length)
+        if spec.model_name == DEFAULT_ARCH and fresh:
+            self._load_image_backbone()
+        if spec.checkpoint:
+            load_checkpoint(self.model, Path(spec.checkpoint), spec)
+        self.model.eval()
+        self.spec = spec
+        self.device = device
+
+    def _load_image_backbone(self) -> None:
+        from resources.models import load_efficientnet_lite0
+
+        weights = {k: v for k, v in load_efficientnet_lite0().state_dict().items() if not k.startswith("classifier.")}
+        missing, unexpected = self.model.visual.trunk.load_state_dict(weights, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"EfficientNet-Lite0 weights do not fit the image tower: {missing[:3]} {unexpected[:3]}")
+
+    # Frozen-tower features (cached for training) and the trainable heads on top of them.
+    @torch.no_grad()
+    def image_trunk_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.visual.trunk(pixels.to(self.device))
+
+    @torch.no_grad()
+    def text_trunk_features(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(texts).to(self.device)
+        text = self.model.text
+        attention = (tokens != text.config.pad_token_id).long()
+        output = text.transformer(input_ids=tokens, attention_mask=attention)
+        return text.pooler(output, attention)
+
+    def image_head(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.model.visual.head(features), dim=-1)
+
+    def text_head(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.model.text.proj(features), dim=-1)
+
+    def fuse(self, image: torch.Tensor, text: torch.Tensor, has_image: torch.Tensor) -> torch.Tensor:
+        """Weighted sum of unit image and title vectors; title alone where there is no usable image."""
+        w = self.spec.image_weight * has_image.float().unsqueeze(-1)
+        return F.normalize(w * image + (1 - w) * text, dim=-1)
+
+    @torch.no_grad()
+    def encode_phrases(self, phrases: list[str]) -> np.ndarray:
+        if not phrases:
+            return np.zeros((0, EMBED_DIM), np.float32)
+        return self.text_head(self.text_trunk_features(phrases)).cpu().numpy()
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(model: torch.nn.Module, spec: EncoderSpec, path: Path, extra: dict) -> str:
+    """State dict + the spec it belongs to; the version is the hash of the weights."""
+    version = state_digest(model)[:16]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".partial")
+    torch.save({"state_dict": model.state_dict(), "spec": asdict(spec), "version": version, **extra}, staging)
+    staging.replace(path)
+    return version
+
+
+def load_checkpoint(model: torch.nn.Module, path: Path, spec: EncoderSpec) -> dict:
+    """Load weights, failing loudly if the checkpoint was made for another architecture."""
+    if not path.is_file():
+        raise FileNotFoundError(f"dual encoder checkpoint not found: {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    saved = payload.get("spec", {}).get("model_name")
+    if saved != spec.model_name:
+        raise ValueError(f"checkpoint {path} was trained for {saved!r}, not {spec.model_name!r}")
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint {path} does not match model {spec.model_name!r}: {str(exc)[:300]}") from exc
+    return payload

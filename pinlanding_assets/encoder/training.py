@@ -1,0 +1,266 @@
+"""Contrastive training of the dual encoder on frozen towers with cached features.
+
+Supervision (never the ground-truth labels):
+- (product image, product title) pairs, trained with open_clip's ``ClipLoss``;
+- (product, attribute) pairs: the VLM stage's attributes mapped onto the curated vocabulary, plus
+  vocabulary phrases found verbatim in the product's title; trained as a multi-positive softmax of
+  the product (fused, and image alone) against every vocabulary phrase.
+
+Only open_clip's projection heads and logit scale train; the towers stay frozen, so each tower runs
+once per product (cached features) and an epoch is a few matrix products on 2 cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+
+from pinlanding_assets.attributes.vocabulary import normalise_value
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    seed: int = 0
+    max_products: int = 1500
+    holdout_share: float = 0.2
+    validation_share: float = 0.15
+    epochs: int = 80
+    patience: int = 8
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+
+
+def split_of(product_id: str, seed: int, holdout_share: float, validation_share: float) -> str:
+    """A product's split from a hash of its id: 'holdout' (evaluation only), 'validation' or 'train'."""
+    value = int(hashlib.sha1(f"split:{seed}:{product_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    if value < holdout_share:
+        return "holdout"
+    return "validation" if value < holdout_share + validation_share else "train"
+
+
+def vocabulary_lookup(vocabulary: pl.DataFrame) -> dict[tuple[str, str], str]:
+    """(facet, normalised phrase or alias) -> attribute_id, for kept entries."""
+    lookup = {}
+    for row in vocabulary.filter(pl.col("decision") == "keep").iter_rows(named=True):
+        for phrase in [row["phrase"], *(row["aliases"] or [])]:
+            lookup[(row["facet"], normalise_value(row["facet"], phrase))] = row["attribute_id"]
+    return lookup
+
+
+def _title_tokens(title: str) -> str:
+    words = re.findall(r"[a-z0-9][a-z0-9'-]*", title.lower())
+    return " " + " ".join(normalise_value("category", w) for w in words) + " "
+
+
+def title_matches(products: pl.DataFrame, vocabulary: pl.DataFrame) -> pl.DataFrame:
+    """(product_id, attribute_id) for kept phrases that occur as whole words in the product's title."""
+    kept = vocabulary.filter(pl.col("decision") == "keep")
+    patterns = []
+    for row in kept.iter_rows(named=True):
+        for phrase in [row["phrase"], *(row["aliases"] or [])]:
+            tokens = _title_tokens(phrase).strip()
+            if tokens:
+                patterns.append((f" {tokens} ", row["attribute_id"]))
+    rows = []
+    for product_id, title in products.select("product_id", "title").iter_rows():
+        text = _title_tokens(title)
+        rows += [{"product_id": product_id, "attribute_id": aid} for pattern, aid in patterns if pattern in text]
+    return pl.DataFrame(rows, schema={"product_id": pl.Utf8, "attribute_id": pl.Utf8}).unique().sort(
+        ["product_id", "attribute_id"])
+
+
+def vlm_pairs(raw: pl.DataFrame, vocabulary: pl.DataFrame) -> pl.DataFrame:
+    lookup = vocabulary_lookup(vocabulary)
+    rows = [{"product_id": pid, "attribute_id": lookup[(facet, normalise_value(facet, value))]}
+            for pid, facet, value in raw.select("product_id", "facet", "value").iter_rows()
+            if (facet, normalise_value(facet, value)) in lookup]
+    return pl.DataFrame(rows, schema={"product_id": pl.Utf8, "attribute_id": pl.Utf8}).unique().sort(
+        ["product_id", "attribute_id"])
+
+
+@dataclass
+class FeatureCache:
+    """Frozen-tower features: one row per product, one per vocabulary phrase."""
+
+    product_ids: list[str]
+    image: torch.Tensor  # (n, image_dim)
+    has_image: torch.Tensor  # (n,) bool
+    title: torch.Tensor  # (n, text_dim)
+    attribute_ids: list[str]
+    phrases: torch.Tensor  # (m, text_dim)
+    positives: torch.Tensor  # (n, m) float 0/1
+    splits: list[str] = field(default_factory=list)
+
+
+def recall_at_k(scores: torch.Tensor, positives: torch.Tensor, k: int = 10) -> float:
+    """Mean over products with positives of |positives in top k| / |positives|."""
+    mask = positives.sum(-1) > 0
+    if not mask.any():
+        return 0.0
+    top = scores[mask].topk(min(k, scores.shape[1]), dim=-1).indices
+    hits = positives[mask].gather(1, top).sum(-1)
+    return float((hits / positives[mask].sum(-1).clamp(max=k)).mean())
+
+
+def _multi_positive_loss(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    mask = positives.sum(-1) > 0
+    if not mask.any():
+        return logits.sum() * 0
+    target = positives[mask] / positives[mask].sum(-1, keepdim=True)
+    return -(target * F.log_softmax(logits[mask], dim=-1)).sum(-1).mean()
+
+
+@dataclass
+class TrainingReport:
+    epochs_run: int
+    best_epoch: int
+    train_loss: list[float]
+    validation_loss: list[float]
+    validation_recall_at_10: list[float]
+    best_validation_recall_at_10: float
+    train_products: int
+    validation_products: int
+    pairs: int
+
+
+def train_heads(encoder, cache: FeatureCache, config: TrainingConfig) -> TrainingReport:
+    """Train the projection heads and logit scale with early stopping on validation Recall@10."""
+    from open_clip.loss import ClipLoss
+
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    model = encoder.model
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    trainable = [*model.visual.head.parameters(), *model.text.proj.parameters(), model.logit_scale]
+    for parameter in trainable:
+        parameter.requires_grad_(True)
+    optimiser = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    clip_loss = ClipLoss()
+    train = torch.tensor([s == "train" for s in cache.splits])
+    valid = torch.tensor([s == "validation" for s in cache.splits])
+    train_index = train.nonzero().squeeze(-1)
+
+    def losses(index: torch.Tensor) -> torch.Tensor:
+        image = encoder.image_head(cache.image[index])
+        title = encoder.text_head(cache.title[index])
+        phrases = encoder.text_head(cache.phrases)
+        scale = model.logit_scale.exp().clamp(max=100)
+        fused = encoder.fuse(image, title, cache.has_image[index])
+        with_image = cache.has_image[index]
+        pair_loss = clip_loss(image[with_image], title[with_image], scale) if with_image.sum() > 1 else scale * 0
+        positives = cache.positives[index]
+        return (pair_loss + _multi_positive_loss(scale * fused @ phrases.T, positives)
+                + _multi_positive_loss(scale * image @ phrases.T, positives * with_image.unsqueeze(-1)))
+
+    def validation_recall() -> float:
+        with torch.no_grad():
+            index = valid.nonzero().squeeze(-1)
+            fused = encoder.fuse(encoder.image_head(cache.image[index]), encoder.text_head(cache.title[index]),
+                                 cache.has_image[index])
+            return recall_at_k(fused @ encoder.text_head(cache.phrases).T, cache.positives[index])
+
+    best_state, best_recall, best_epoch, stale = None, -1.0, 0, 0
+    train_curve, valid_curve, recall_curve = [], [], []
+    generator = torch.Generator().manual_seed(config.seed)
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = train_index[torch.randperm(len(train_index), generator=generator)]
+        epoch_losses = []
+        for start in range(0, len(order), config.batch_size):
+            loss = losses(order[start : start + config.batch_size])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            epoch_losses.append(loss.item())
+        model.eval()
+        with torch.no_grad():
+            valid_loss = float(losses(valid.nonzero().squeeze(-1)))
+        recall = validation_recall()
+        train_curve.append(round(float(np.mean(epoch_losses)), 5))
+        valid_curve.append(round(valid_loss, 5))
+        recall_curve.append(round(recall, 5))
+        if recall > best_recall + 1e-4:
+            best_recall, best_epoch, stale = recall, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return TrainingReport(
+        epochs_run=len(train_curve), best_epoch=best_epoch, train_loss=train_curve, validation_loss=valid_curve,
+        validation_recall_at_10=recall_curve, best_validation_recall_at_10=round(best_recall, 4),
+        train_products=int(train.sum()), validation_products=int(valid.sum()),
+        pairs=int(cache.positives[train | valid].sum()),
+    )
+
+
+def load_pixels(paths: list[str], preprocess) -> tuple[torch.Tensor, torch.Tensor]:
+    """Preprocessed images and a mask of those that could be read (the rest are zeros)."""
+    from PIL import Image
+
+    tensors, ok = [], []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                tensors.append(preprocess(image.convert("RGB")))
+                ok.append(True)
+        except Exception:
+            tensors.append(torch.zeros(3, 224, 224))
+            ok.append(False)
+    return torch.stack(tensors), torch.tensor(ok)
+
+
+def build_feature_cache(
+    encoder, products: pl.DataFrame, pairs: pl.DataFrame, vocabulary: pl.DataFrame, config: TrainingConfig,
+    batch_size: int = 32,
+) -> FeatureCache:
+    """Pick the training products (never the holdout), run both frozen towers once, build positives."""
+    products = products.with_columns(
+        pl.col("product_id").map_elements(
+            lambda pid: split_of(pid, config.seed, config.holdout_share, config.validation_share), return_dtype=pl.Utf8
+        ).alias("split"),
+        pl.col("product_id").map_elements(
+            lambda pid: hashlib.sha1(f"pick:{config.seed}:{pid}".encode()).hexdigest(), return_dtype=pl.Utf8
+        ).alias("_key"),
+    ).filter(pl.col("split") != "holdout")
+    labelled = set(pairs["product_id"])
+    products = products.with_columns(pl.col("product_id").is_in(list(labelled)).alias("_labelled")).sort(
+        ["_labelled", "_key"], descending=[True, False]).head(config.max_products).sort("product_id")
+    kept = vocabulary.filter(pl.col("decision") == "keep").sort("attribute_id")
+    attribute_ids = kept["attribute_id"].to_list()
+    column = {aid: j for j, aid in enumerate(attribute_ids)}
+    row = {pid: i for i, pid in enumerate(products["product_id"])}
+    positives = torch.zeros(products.height, len(attribute_ids))
+    for pid, aid in pairs.select("product_id", "attribute_id").iter_rows():
+        if pid in row and aid in column:
+            positives[row[pid], column[aid]] = 1.0
+
+    image_parts, mask_parts, title_parts = [], [], []
+    paths, titles = products["image_path"].to_list(), products["title"].to_list()
+    for start in range(0, products.height, batch_size):
+        pixels, ok = load_pixels(paths[start : start + batch_size], encoder.preprocess)
+        image_parts.append(encoder.image_trunk_features(pixels))
+        mask_parts.append(ok)
+        title_parts.append(encoder.text_trunk_features(titles[start : start + batch_size]))
+    has_image = torch.cat(mask_parts)
+    if "is_blank" in products.columns:
+        has_image &= ~torch.tensor(products["is_blank"].fill_null(False).to_list())
+    return FeatureCache(
+        product_ids=products["product_id"].to_list(), image=torch.cat(image_parts), has_image=has_image,
+        title=torch.cat(title_parts), attribute_ids=attribute_ids,
+        phrases=encoder.text_trunk_features(kept["phrase"].to_list()), positives=positives,
+        splits=products["split"].to_list(),
+    )

@@ -1,0 +1,147 @@
+"""The dual encoder for real: built through open_clip from the offline weights, trained on real
+products, checkpointed, embedded on Ray, assigned and evaluated against held-out ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from pinlanding_assets.catalog.products import validate_catalog
+from pinlanding_assets.encoder.assignments import assign, calibrate_thresholds
+from pinlanding_assets.encoder.embeddings import embed_products_with_ray, phrase_rejection
+from pinlanding_assets.encoder.evaluation import encode_products, evaluate_encoders
+from pinlanding_assets.encoder.model import DualEncoder, EncoderSpec, load_checkpoint, save_checkpoint
+from pinlanding_assets.encoder.training import TrainingConfig, build_feature_cache, split_of, title_matches, train_heads
+from resources.models import load_efficientnet_lite0, load_minilm
+
+PHRASES = {
+    "category": ["t-shirt", "shirt", "jeans", "casual shoes", "sports shoes", "handbag", "watch", "kurta", "heels",
+                 "flip flops", "top", "sandal", "belt", "sunglasses", "backpack", "trousers", "socks", "wallet"],
+    "colour": ["black", "white", "blue", "navy blue", "red", "green", "grey", "brown", "pink", "yellow", "purple"],
+    "gender": ["men", "women", "unisex"],
+}
+
+
+def _vocabulary() -> pl.DataFrame:
+    rows = [{"attribute_id": f"{facet}:{phrase.replace(' ', '-')}", "facet": facet, "phrase": phrase, "aliases": [],
+             "decision": "keep"} for facet, phrases in PHRASES.items() for phrase in phrases]
+    return pl.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def catalog(fashion_dir: Path):
+    return validate_catalog("full", fashion_dir)
+
+
+@pytest.fixture(scope="module")
+def trained(catalog, tmp_path_factory):
+    """Heads trained on title-matched pairs of 500 real products (the holdout split is never used)."""
+    cache_dir = tmp_path_factory.mktemp("open_clip")
+    encoder = DualEncoder(EncoderSpec(), cache_dir)
+    vocabulary = _vocabulary()
+    pairs = title_matches(catalog.products, vocabulary)
+    config = TrainingConfig(max_products=500, epochs=30, patience=6)
+    cache = build_feature_cache(encoder, catalog.products, pairs, vocabulary, config)
+    report = train_heads(encoder, cache, config)
+    return encoder, cache, report, vocabulary, config, cache_dir
+
+
+def test_towers_carry_the_offline_weights(tmp_path: Path, fashion_dir: Path) -> None:
+    encoder = DualEncoder(EncoderSpec(), tmp_path)
+    minilm = load_minilm()
+    ours = encoder.text_trunk_features(["black leather ankle boots"])[0].numpy()
+    reference = minilm.encode(["black leather ankle boots"], normalize_embeddings=False)[0]
+    assert np.dot(ours, reference) / (np.linalg.norm(ours) * np.linalg.norm(reference)) > 0.999
+    pixels = encoder.preprocess(__import__("PIL.Image", fromlist=["Image"]).open(fashion_dir / "images" / "1855.jpg").convert("RGB"))
+    with torch.no_grad():
+        expected = load_efficientnet_lite0().forward_head(
+            load_efficientnet_lite0().forward_features(pixels.unsqueeze(0)), pre_logits=True)
+    assert torch.allclose(encoder.image_trunk_features(pixels.unsqueeze(0)), expected, atol=1e-4)
+
+
+def test_training_learns_and_generalises(trained, catalog) -> None:
+    encoder, cache, report, vocabulary, config, _ = trained
+    assert "holdout" not in cache.splits
+    assert report.best_validation_recall_at_10 > report.validation_recall_at_10[0] - 1e-6
+    assert report.best_validation_recall_at_10 >= 0.9
+    holdout = catalog.products.filter(pl.col("product_id").map_elements(
+        lambda pid: split_of(pid, config.seed, config.holdout_share, config.validation_share) == "holdout",
+        return_dtype=pl.Boolean)).sort("product_id").head(200)
+    metrics = evaluate_encoders(encoder, holdout, catalog.labels, vocabulary)
+    assert metrics["fused"]["products"] > 150
+    assert metrics["fused"]["recall_at_10"] > metrics["text_only"]["recall_at_10"]
+    assert metrics["fused"]["recall_at_10"] >= 0.9 and metrics["image_only"]["recall_at_10"] >= 0.75
+    assert set(metrics["fused"]["per_facet"]) == {"category", "colour", "gender"}
+
+
+def test_training_is_deterministic(trained, catalog) -> None:
+    encoder, cache, report, vocabulary, config, cache_dir = trained
+    again = DualEncoder(EncoderSpec(), cache_dir)
+    assert train_heads(again, cache, config).validation_recall_at_10 == report.validation_recall_at_10
+    for (name, a), b in zip(encoder.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_checkpoint_round_trip_and_mismatch(trained, tmp_path: Path) -> None:
+    encoder, _, _, _, _, cache_dir = trained
+    spec = EncoderSpec()
+    version = save_checkpoint(encoder.model, spec, tmp_path / "ck.pt", {})
+    reloaded = DualEncoder(EncoderSpec(checkpoint=str(tmp_path / "ck.pt")), cache_dir)
+    phrases = ["black", "kurta"]
+    assert np.allclose(reloaded.encode_phrases(phrases), encoder.encode_phrases(phrases), atol=1e-6)
+    assert len(version) == 16
+    with pytest.raises(ValueError, match="was trained for"):
+        load_checkpoint(encoder.model, tmp_path / "ck.pt", EncoderSpec(model_name="ViT-B-32"))
+    payload = torch.load(tmp_path / "ck.pt", weights_only=False)
+    payload["state_dict"].pop(next(iter(payload["state_dict"])))
+    torch.save(payload, tmp_path / "broken.pt")
+    with pytest.raises(ValueError, match="does not match model"):
+        load_checkpoint(encoder.model, tmp_path / "broken.pt", spec)
+
+
+def test_ray_embeddings_match_in_process(trained, catalog, tmp_path: Path) -> None:
+    import open_clip
+    import ray
+
+    encoder, _, _, _, _, cache_dir = trained
+    version = save_checkpoint(encoder.model, EncoderSpec(), tmp_path / "ck.pt", {})
+    products = catalog.products.sort("product_id").head(40).with_columns(
+        (pl.col("product_id") == catalog.products.sort("product_id")["product_id"][0]).alias("is_blank"))
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    try:
+        from ray.data import ActorPoolStrategy
+
+        table = pl.from_arrow(embed_products_with_ray(
+            products.select("product_id", "title", "image_path", "is_blank").to_arrow(),
+            EncoderSpec(checkpoint=str(tmp_path / "ck.pt")), cache_dir, version,
+            open_clip.get_model_preprocess_cfg(encoder.model),
+            {"num_cpus": 0.5, "compute": ActorPoolStrategy(size=1)}, batch_size=16))
+    finally:
+        ray.shutdown()
+    assert table["product_id"].to_list() == products["product_id"].to_list()
+    assert table["image_used"].to_list() == [False] + [True] * 39, "a blank image falls back to the title"
+    assert set(table["model_version"]) == {version}
+    expected = encode_products(encoder, products)["fused"]
+    assert np.allclose(np.asarray(table["embedding"].to_list()), expected, atol=1e-4)
+
+
+def test_phrases_that_tokenise_to_nothing_are_rejected(trained) -> None:
+    tokenizer = trained[0].tokenizer
+    assert phrase_rejection(tokenizer, "   ") == "empty phrase"
+    assert phrase_rejection(tokenizer, "\u2063\u2063") is not None
+    assert phrase_rejection(tokenizer, "navy blue") is None
+
+
+def test_thresholds_and_assignment() -> None:
+    scores = np.array([[0.9, 0.2, 0.7, 0.1], [0.3, 0.8, 0.2, 0.6], [0.85, 0.1, 0.65, 0.2], [0.2, 0.7, 0.1, 0.75]])
+    positives = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1]])
+    ids = ["category:a", "category:b", "colour:x", "colour:y"]
+    thresholds = calibrate_thresholds(scores, positives, ids)
+    assert 0.2 < thresholds["colour:x"] <= 0.65 and 0.2 < thresholds["category:a"] <= 0.85
+    table = assign("d", ["p1", "p2"], scores[:2], ids, ["category", "category", "colour", "colour"], thresholds)
+    assert table.filter(pl.col("facet") == "category")["attribute_id"].to_list() == ["category:a", "category:b"]
+    assert table.filter(pl.col("product_id") == "p1")["attribute_id"].to_list() == ["category:a", "colour:x"]

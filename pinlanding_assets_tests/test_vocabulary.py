@@ -1,0 +1,72 @@
+"""Vocabulary curation on real embeddings and a real LLM judge."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from pinlanding_assets.attributes.llm import LocalLLM
+from pinlanding_assets.attributes.vocabulary import CurationConfig, attribute_id, curate, normalise_value
+from resources.models import DEFAULT_LLM, gguf_path, load_minilm
+
+
+@pytest.mark.parametrize(("facet", "value", "expected"), [
+    ("category", "T-Shirts", "t-shirt"), ("category", "Tshirt", "t-shirt"), ("category", "  Kurtas ", "kurta"),
+    ("category", "Jeans", "jeans"), ("category", "Flip Flops", "flip flops"), ("category", "dresses", "dress"),
+    ("colour", "Gray", "grey"), ("colour", "navy", "navy blue"), ("gender", "Men's", "men"),
+    ("pattern", "Stripes", "striped"), ("category", "casual shoe", "casual shoes"),
+])
+def test_normalise(facet: str, value: str, expected: str) -> None:
+    assert normalise_value(facet, value) == expected
+
+
+def _raw(rows: list[tuple[str, str, int]]) -> pl.DataFrame:
+    records = []
+    for facet, value, products in rows:
+        records += [{"product_id": f"{facet}-{value}-{i}", "facet": facet, "value": value} for i in range(products)]
+    return pl.DataFrame(records)
+
+
+@pytest.fixture(scope="module")
+def encode():
+    model = load_minilm()
+    return lambda phrases: model.encode(list(phrases), normalize_embeddings=True)
+
+
+@pytest.fixture(scope="module")
+def judge() -> LocalLLM:
+    return LocalLLM(gguf_path(DEFAULT_LLM), threads=2)
+
+
+def test_curation_merges_filters_and_judges(encode, judge: LocalLLM) -> None:
+    raw = _raw([
+        ("category", "t-shirt", 9), ("category", "T Shirts", 4), ("category", "Tshirts", 2), ("category", "jeans", 6),
+        ("category", "sports shoes", 5), ("category", "sport shoes", 3), ("category", "handbag", 4),
+        ("colour", "black", 8), ("colour", "navy blue", 5), ("colour", "blue", 5), ("colour", "mauve", 1),
+        ("material", "inkfruit", 4), ("material", "cotton", 6),
+    ])
+    result = curate(raw, encode, judge.yes_probability, CurationConfig(min_support=3))
+    vocab = result.vocabulary
+    assert vocab["attribute_id"].is_unique().all()
+    assert vocab["reason"].is_not_null().all() and set(vocab["decision"]) <= {"keep", "drop"}
+    tshirt = vocab.filter(pl.col("attribute_id") == "category:t-shirt").row(0, named=True)
+    assert tshirt["support"] == 15 and tshirt["merged"] == 1, "t-shirt spellings normalise into one phrase"
+    shoes = vocab.filter(pl.col("attribute_id") == "category:sports-shoes").row(0, named=True)
+    assert shoes["aliases"] == ["sport shoes"] and shoes["support"] == 8
+    assert {"colour:navy-blue", "colour:blue"} <= set(vocab["attribute_id"]), "distinct colours stay apart"
+    mauve = vocab.filter(pl.col("attribute_id") == "colour:mauve").row(0, named=True)
+    assert mauve["decision"] == "drop" and mauve["reason"].startswith("frequency")
+    decisions = dict(zip(vocab["attribute_id"], vocab["decision"]))
+    assert decisions["colour:black"] == "keep" and decisions["category:jeans"] == "keep"
+    assert decisions["material:inkfruit"] == "drop", vocab.filter(pl.col("facet") == "material")
+    assert result.steps["normalised"] > result.steps["after_frequency_filter"] > result.steps["after_clustering"]
+
+
+def test_curation_is_deterministic(encode, judge: LocalLLM) -> None:
+    raw = _raw([("colour", "black", 4), ("colour", "white", 3), ("category", "watch", 5), ("category", "watches", 2)])
+    first = curate(raw, encode, judge.yes_probability).vocabulary
+    assert first.equals(curate(raw.reverse(), encode, judge.yes_probability).vocabulary)
+
+
+def test_attribute_ids_are_safe() -> None:
+    assert attribute_id("category", "T-Shirt / Tee <b>") == "category:t-shirt-tee-b"
