@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dagster import InputContext
 from dagster_polars import PolarsParquetIOManager
 
 
-def parquet_io_manager(warehouse_dir: Path) -> PolarsParquetIOManager:
-    return PolarsParquetIOManager(base_dir=str(warehouse_dir))
+class WarehouseIOManager(PolarsParquetIOManager):
+    """dagster-polars' Parquet IO manager, with one change: an unpartitioned asset that reads a
+    partitioned one always gets ``{partition: frame}``. Dagster unwraps the value when exactly one
+    partition exists, which would hand a one-drop catalog a different type than a four-drop one."""
+
+    def load_partitions(self, context: InputContext):
+        loaded = super().load_partitions(context)
+        keys = context.asset_partition_keys
+        if len(keys) == 1 and not context.has_partition_key and not isinstance(loaded, dict):
+            return {keys[0]: loaded}
+        return loaded
+
+
+def parquet_io_manager(warehouse_dir: Path) -> WarehouseIOManager:
+    return WarehouseIOManager(base_dir=str(warehouse_dir))

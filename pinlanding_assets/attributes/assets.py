@@ -89,6 +89,7 @@ def raw_vlm_attributes(
         "labelled_products": results.height - quarantine.height,
         "quarantined": quarantine.height,
         "repaired": int((results["attempts"] > 1).sum() - quarantine.height) if results.height else 0,
+        "instruction_text_removed": int(results["instruction_text_removed"].sum()) if results.height else 0,
         "backend": spec["backend"],
         "model": results["model"][0] if results.height else "",
         "products_per_second": round(results.height / seconds, 3) if seconds else 0.0,

@@ -30,6 +30,7 @@ QUARANTINE_SCHEMA = {
 RESULT_SCHEMA = pa.schema([
     ("product_id", pa.string()), ("attributes", pa.string()), ("raw", pa.string()), ("error", pa.string()),
     ("attempts", pa.int32()), ("backend", pa.string()), ("model", pa.string()), ("image_labels", pa.list_(pa.string())),
+    ("instruction_text_removed", pa.bool_()),
 ])
 
 
@@ -133,6 +134,7 @@ class AttributeExtractor:
                 "product_id": result.product_id, "attributes": json.dumps(result.attributes, sort_keys=True),
                 "raw": result.raw, "error": result.error, "attempts": result.attempts,
                 "backend": result.backend, "model": result.model, "image_labels": labels[index],
+                "instruction_text_removed": evidence.has_instruction_text,
             })
         return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
 

@@ -69,6 +69,25 @@ JSON_SCHEMA = {
 }
 
 
+INSTRUCTION_PATTERNS = [
+    re.compile(r"\b(ignore|disregard|forget|override)\b[^.!?\n{]{0,60}?\b(instructions?|prompts?|rules|above)\b", re.I),
+    re.compile(r"\b(you are now|act as|pretend to be|new instructions?|system prompt)\b", re.I),
+    re.compile(r"\b(system|assistant|user)\s*:", re.I),
+    re.compile(r"\{[^{}]*\}"),  # JSON fragments have no place in a product title
+    re.compile(r"</?[a-z][^>]*>", re.I),  # markup
+]
+
+
+def strip_instructions(text: str) -> tuple[str, bool]:
+    """Remove instruction-like fragments from untrusted product text (defence in depth: the text is
+    also passed as quoted data). Returns the cleaned text and whether anything was removed."""
+    cleaned = text
+    for pattern in INSTRUCTION_PATTERNS:
+        cleaned = pattern.sub(" ", cleaned)
+    cleaned = re.sub(r"\s+", " ", cleaned).strip()
+    return cleaned, cleaned != re.sub(r"\s+", " ", text).strip()
+
+
 class AttributeParseError(ValueError):
     """Model output that is not a usable attribute object."""
 
@@ -82,10 +101,14 @@ class ProductEvidence:
     image_labels: tuple[str, ...] = ()
     image_colours: tuple[str, ...] = ()
 
+    @property
+    def has_instruction_text(self) -> bool:
+        return strip_instructions(self.title)[1] or strip_instructions(self.description)[1]
+
     def as_data(self) -> str:
-        """The product as a JSON data block (quoted, so its text cannot pose as instructions)."""
+        """The product as a JSON data block: instruction-like text removed, the rest quoted as data."""
         return json.dumps({
-            "title": self.title[:300], "description": self.description[:600],
+            "title": strip_instructions(self.title)[0][:300], "description": strip_instructions(self.description)[0][:600],
             "image_guesses": list(self.image_labels), "image_colours": list(self.image_colours),
         }, ensure_ascii=False)
 
