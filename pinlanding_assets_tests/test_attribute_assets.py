@@ -1,4 +1,5 @@
-"""The attribute assets through Dagster on a real (deliberately broken) drop with the fast LLM."""
+"""The attribute and encoder assets through Dagster on a real (deliberately broken) drop with the
+fast LLM: intake, the cross-drop assets (vocabulary, dual encoder, attribute embeddings), scoring."""
 
 from __future__ import annotations
 
@@ -10,23 +11,29 @@ import pytest
 
 from pinlanding_assets.attributes import assets as attribute_assets
 from pinlanding_assets.catalog import assets as catalog_assets
+from pinlanding_assets.encoder import assets as encoder_assets
+from pinlanding_assets.jobs import jobs_for
 from pinlanding_assets.partitions import catalog_drops
 from resources import build_resources
 
 
-def test_vlm_stage_and_vocabulary_materialize(broken_drop: Path, project_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PINLANDING_LLM", "qwen2.5-coder-0.5b-instruct-q4")
     monkeypatch.setenv("PINLANDING_ATTRIBUTE_SAMPLE", "8")
     monkeypatch.setenv("PINLANDING_MIN_SUPPORT", "2")
     monkeypatch.setenv("PINLANDING_MODEL_CACHE", str(project_dirs.parent / "models"))
-    assets = dg.load_assets_from_modules([catalog_assets, attribute_assets])
-    partitioned = [a for a in assets if a.partitions_def is not None]
+    assets = dg.load_assets_from_modules([catalog_assets, attribute_assets, encoder_assets])
+    checks = dg.load_asset_checks_from_modules([encoder_assets])
+    defs = dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs_for(assets), resources=build_resources("local"),
+                          executor=dg.in_process_executor)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-broken"])
-        resources = build_resources("local")
-        assert dg.materialize(partitioned, partition_key="drop-broken", instance=instance, resources=resources).success
-        result = dg.materialize(assets, selection=["curated_vocabulary"], instance=instance, resources=resources)
+        intake = defs.resolve_job_def("catalog_drop_job").execute_in_process(partition_key="drop-broken", instance=instance)
+        assert intake.success
+        result = defs.resolve_job_def("cross_drop_job").execute_in_process(instance=instance)
         assert result.success
+        scoring = defs.resolve_job_def("drop_scoring_job").execute_in_process(partition_key="drop-broken", instance=instance)
+        assert scoring.success
 
     warehouse = project_dirs / "warehouse"
     attributes = pl.read_parquet(warehouse / "raw_vlm_attributes" / "drop-broken.parquet")
@@ -43,3 +50,15 @@ def test_vlm_stage_and_vocabulary_materialize(broken_drop: Path, project_dirs: P
     assert metadata["size_raw_phrases"].value >= metadata["size_after_judge"].value
     assert "data:image/png;base64," in metadata["vocabulary_map"].value
     assert 0.0 <= metadata["coverage"].value <= 1.0
+
+    encoder = pl.read_parquet(warehouse / "dual_encoder.parquet")
+    assert Path(encoder["checkpoint"][0]).is_file() and encoder["checkpoint"][0].endswith(f"{encoder['version'][0]}.pt")
+    embeddings = pl.read_parquet(warehouse / "product_embeddings" / "drop-broken.parquet")
+    assert embeddings["product_id"].to_list() == sorted(products["product_id"].to_list())
+    assert set(embeddings["model_version"]) == {encoder["version"][0]}
+    attributes_kept = pl.read_parquet(warehouse / "attribute_embeddings.parquet")
+    assert attributes_kept.height == vocabulary.filter(pl.col("decision") == "keep").height
+    assignments = pl.read_parquet(warehouse / "attribute_assignments" / "drop-broken.parquet")
+    assert set(assignments["attribute_id"]) <= set(attributes_kept["attribute_id"])
+    exclusive = assignments.filter(pl.col("method") == "top1").group_by("product_id", "facet").len()
+    assert (exclusive["len"] == 1).all()
