@@ -9,8 +9,25 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import pyarrow as pa
 from dagster_ray import LocalRay
 from pydantic import Field
+
+
+def arrow_dataset(table: pa.Table, batch_size: int, max_blocks: int = 64):
+    """A Ray dataset over ``table``, repartitioned: ``from_arrow`` yields one block, which would
+    leave every stage with a single task."""
+    import ray
+
+    return ray.data.from_arrow(table).repartition(max(1, min(table.num_rows // batch_size, max_blocks)))
+
+
+def collect_sorted(dataset, schema: pa.Schema, key: str) -> pa.Table:
+    """Run the dataset and return one table in ``schema``, sorted by ``key`` whatever order blocks finished in."""
+    import ray
+
+    tables = [table.cast(schema) for table in ray.get(dataset.to_arrow_refs())]
+    return pa.concat_tables(tables).sort_by(key) if tables else schema.empty_table()
 
 
 class RayPool(LocalRay):

@@ -31,7 +31,7 @@ class AttributeSampleConfig(dg.Config):
 
 
 class CurationRunConfig(dg.Config):
-    min_support: int = Field(default_factory=lambda: int(os.environ.get("PINLANDING_MIN_SUPPORT", "3")))
+    min_support: int = Field(default_factory=lambda: int(os.environ.get("PINLANDING_MIN_SUPPORT", "2")))
     merge_distance: float = 0.13
     judge_threshold: float = Field(default_factory=lambda: float(os.environ.get("PINLANDING_JUDGE_THRESHOLD", "0.5")))
 

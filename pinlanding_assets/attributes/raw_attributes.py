@@ -141,19 +141,17 @@ class AttributeExtractor:
 
 def extract_with_ray(inputs: pa.Table, spec: dict[str, Any], stage_options: dict[str, Any], batch_size: int = 4) -> pa.Table:
     """Run the job; rows come back sorted by product id whatever order the actors finished in."""
-    import ray
+    from resources.ray_pool import arrow_dataset, collect_sorted
 
     if inputs.num_rows == 0:
         return RESULT_SCHEMA.empty_table()
-    blocks = max(1, min(inputs.num_rows // batch_size, 32))
     dataset = (
-        ray.data.from_arrow(inputs)
-        .repartition(blocks)
+        arrow_dataset(inputs, batch_size, max_blocks=32)
         .map_batches(preprocess_images, batch_format="pyarrow", batch_size=batch_size, num_cpus=0.25)
         .map_batches(AttributeExtractor, fn_constructor_kwargs={"spec": spec}, batch_format="pyarrow",
                      batch_size=batch_size, **stage_options)
     )
-    return pa.concat_tables([t.cast(RESULT_SCHEMA) for t in ray.get(dataset.to_arrow_refs())]).sort_by("product_id")
+    return collect_sorted(dataset, RESULT_SCHEMA, "product_id")
 
 
 def split_results(drop: str, results: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

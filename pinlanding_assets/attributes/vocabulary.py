@@ -29,7 +29,8 @@ SYNONYMS = {
     "slipper": "flip flops", "slippers": "flip flops", "flip flop": "flip flops", "formal shoe": "formal shoes",
     "casual shoe": "casual shoes", "sports shoe": "sports shoes", "running shoe": "sports shoes",
     "check": "checked", "checks": "checked", "stripes": "striped", "stripe": "striped", "print": "printed",
-    "wristwatch": "watch", "hand bag": "handbag",
+    "wristwatch": "watch", "hand bag": "handbag", "jean": "jeans", "kurtis": "kurti", "trunk": "trunks",
+    "short": "shorts", "legging": "leggings", "sunglass": "sunglasses", "heel": "heels", "flat": "flats",
 }
 SINGULARISE_FACETS = {"category", "material", "pattern"}
 FACET_FOR_JUDGE = {"category": "product type", "colour": "colour", "gender": "gender or age group"}
@@ -37,7 +38,7 @@ FACET_FOR_JUDGE = {"category": "product type", "colour": "colour", "gender": "ge
 
 @dataclass(frozen=True)
 class CurationConfig:
-    min_support: int = 3
+    min_support: int = 2
     merge_distance: float = 0.13
     judge_threshold: float = 0.5
     max_phrases_per_facet: int = 60

@@ -109,6 +109,27 @@ def _printable(fields: list[str]) -> list[str]:
     return [value.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for value in fields]
 
 
+def _raw_rows(records, columns: list[str], exact: bool) -> list[RawRow]:
+    """Blank rows skipped; encoding and field-count problems recorded on the row, not raised.
+
+    ``exact``: the row must have as many fields as ``columns``; otherwise it needs at least as many
+    and the surplus belongs to the last column (Fashion titles with unquoted commas).
+    """
+    out = []
+    for line, row in records:
+        if not any(value.strip() for value in row):
+            continue
+        error = _encoding_error(row)
+        row = _printable(row)
+        if len(row) < len(columns) or (exact and len(row) != len(columns)):
+            error = error or f"malformed row: expected {len(columns)} fields, got {len(row)}"
+            row = row + [""] * (len(columns) - len(row))
+        fields = dict(zip(columns[:-1], row[: len(columns) - 1]))
+        fields[columns[-1]] = ",".join(row[len(columns) - 1 :]) if not exact else row[len(columns) - 1]
+        out.append(RawRow(line, fields, error))
+    return out
+
+
 def read_fashion_rows(path: Path) -> list[RawRow]:
     rows = _csv_rows(path)
     try:
@@ -118,19 +139,7 @@ def read_fashion_rows(path: Path) -> list[RawRow]:
     header = [name.strip().lstrip("\ufeff") for name in header]
     if tuple(header[:10]) != FASHION_COLUMNS:
         raise CatalogTableError(f"product table {path} has header {header}, expected {list(FASHION_COLUMNS)}")
-    out = []
-    for line, row in rows:
-        if not any(value.strip() for value in row):
-            continue
-        error = _encoding_error(row)
-        row = _printable(row)
-        if len(row) < len(FASHION_COLUMNS):
-            error = error or f"malformed row: expected {len(FASHION_COLUMNS)} fields, got {len(row)}"
-            row = row + [""] * (len(FASHION_COLUMNS) - len(row))
-        fields = dict(zip(FASHION_COLUMNS[:9], row[:9]))
-        fields["productDisplayName"] = ",".join(row[9:])
-        out.append(RawRow(line, fields, error))
-    return out
+    return _raw_rows(rows, list(FASHION_COLUMNS), exact=False)
 
 
 def read_generic_rows(path: Path) -> list[RawRow]:
@@ -155,16 +164,7 @@ def read_generic_rows(path: Path) -> list[RawRow]:
     missing = [name for name in GENERIC_REQUIRED if name not in columns]
     if missing:
         raise CatalogTableError(f"product table {path} lacks required columns {missing} (has {columns})")
-    out = []
-    for line, row in records:
-        if not any(value.strip() for value in row):
-            continue
-        error = _encoding_error(row)
-        row = _printable(row)
-        if len(row) != len(columns):
-            error = error or f"malformed row: expected {len(columns)} fields, got {len(row)}"
-        out.append(RawRow(line, dict(zip(columns, row + [""] * (len(columns) - len(row)))), error))
-    return out
+    return _raw_rows(records, list(columns), exact=True)
 
 
 @dataclass(frozen=True)

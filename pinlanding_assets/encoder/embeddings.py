@@ -93,35 +93,33 @@ def embed_products_with_ray(
     products: pa.Table, spec: EncoderSpec, cache_dir: Path, version: str, preprocess_cfg: dict[str, Any],
     stage_options: dict[str, Any], threads: int = 1, batch_size: int = 32,
 ) -> pa.Table:
-    import ray
+    from resources.ray_pool import arrow_dataset, collect_sorted
 
     if products.num_rows == 0:
         return PRODUCT_SCHEMA.empty_table()
-    blocks = max(1, min(products.num_rows // batch_size, 64))
     dataset = (
-        ray.data.from_arrow(products)
-        .repartition(blocks)
+        arrow_dataset(products, batch_size)
         .map_batches(preprocess_for_encoder, fn_kwargs={"preprocess_cfg": preprocess_cfg}, batch_format="pyarrow",
                      batch_size=batch_size, num_cpus=0.5)
         .map_batches(ProductEncoder, fn_constructor_kwargs={
             "spec_json": spec.to_json(), "cache_dir": str(cache_dir), "version": version, "threads": threads},
             batch_format="pyarrow", batch_size=batch_size, **stage_options)
     )
-    return pa.concat_tables(ray.get(dataset.to_arrow_refs())).sort_by("product_id")
+    return collect_sorted(dataset, PRODUCT_SCHEMA, "product_id")
 
 
 def embed_phrases_with_ray(
     phrases: pa.Table, spec: EncoderSpec, cache_dir: Path, version: str, stage_options: dict[str, Any],
 ) -> pa.Table:
-    import ray
+    from resources.ray_pool import arrow_dataset, collect_sorted
 
     if phrases.num_rows == 0:
         return PHRASE_SCHEMA.empty_table()
-    dataset = ray.data.from_arrow(phrases.select(["attribute_id", "phrase"])).map_batches(
+    dataset = arrow_dataset(phrases.select(["attribute_id", "phrase"]), 256).map_batches(
         PhraseEncoder, fn_constructor_kwargs={"spec_json": spec.to_json(), "cache_dir": str(cache_dir),
                                               "version": version},
         batch_format="pyarrow", batch_size=256, **stage_options)
-    return pa.concat_tables(ray.get(dataset.to_arrow_refs())).sort_by("attribute_id")
+    return collect_sorted(dataset, PHRASE_SCHEMA, "attribute_id")
 
 
 def phrase_rejection(tokenizer, phrase: str) -> str | None:
