@@ -43,7 +43,7 @@ def test_curation_merges_filters_and_judges(encode, judge: LocalLLM) -> None:
         ("category", "t-shirt", 9), ("category", "T Shirts", 4), ("category", "Tshirts", 2), ("category", "jeans", 6),
         ("category", "sports shoes", 5), ("category", "sport shoes", 3), ("category", "handbag", 4),
         ("colour", "black", 8), ("colour", "navy blue", 5), ("colour", "blue", 5), ("colour", "mauve", 1),
-        ("material", "inkfruit", 4), ("material", "cotton", 6),
+        ("material", "inkfruit", 4), ("material", "cotton", 6), ("material", "black", 3),
     ])
     result = curate(raw, encode, judge.yes_probability, CurationConfig(min_support=3))
     vocab = result.vocabulary
@@ -60,6 +60,9 @@ def test_curation_merges_filters_and_judges(encode, judge: LocalLLM) -> None:
     assert decisions["colour:black"] == "keep" and decisions["category:jeans"] == "keep"
     assert decisions["material:inkfruit"] == "drop", vocab.filter(pl.col("facet") == "material")
     assert result.steps["normalised"] > result.steps["after_frequency_filter"] > result.steps["after_clustering"]
+    misplaced = vocab.filter(pl.col("attribute_id") == "material:black").row(0, named=True)
+    assert misplaced["decision"] == "drop" and "better supported as colour (8 products)" in misplaced["reason"]
+    assert result.steps["after_one_facet_per_phrase"] == result.steps["after_clustering"] - 1
 
 
 def test_curation_is_deterministic(encode, judge: LocalLLM) -> None:

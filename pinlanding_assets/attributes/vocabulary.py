@@ -2,7 +2,9 @@
 
     normalise -> frequency filter (per-facet minimum support) -> embedding clusters (MiniLM,
     average-linkage agglomerative on cosine distance; canonical = most supported member, the rest
-    kept as aliases) -> LLM-as-judge (yes/no log-probabilities for searchability and coherence)
+    kept as aliases) -> one facet per phrase (a phrase the model put in several facets stays where
+    it is best supported: "black" is a colour, not a material) -> LLM-as-judge (yes/no
+    log-probabilities for searchability and coherence)
 
 Every candidate phrase leaves with a decision and a reason, whichever step dropped it.
 """
@@ -122,6 +124,20 @@ JUDGE_EXAMPLES = [
 ]
 
 
+def one_facet_per_phrase(merged: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split into (kept, dropped): each phrase stays in the facet where it has the most support
+    (ties: facet name order); the other placements are dropped with the reason."""
+    ranked = merged.sort(["phrase", "support", "facet"], descending=[False, True, False])
+    best = ranked.group_by("phrase", maintain_order=True).first().select("phrase", pl.col("facet").alias("home"),
+                                                                         pl.col("support").alias("home_support"))
+    placed = merged.join(best, on="phrase")
+    kept = placed.filter(pl.col("facet") == pl.col("home")).drop("home", "home_support")
+    dropped = placed.filter(pl.col("facet") != pl.col("home")).with_columns(
+        pl.format("facet: \"{}\" is better supported as {} ({} products)", "phrase", "home", "home_support").alias("reason")
+    ).drop("home", "home_support")
+    return kept.sort(["facet", "support", "phrase"], descending=[False, True, False]), dropped
+
+
 def judge_question(kind: str, facet: str, phrase: str) -> str:
     quoted = '"' + phrase.replace('"', "'") + '"'
     if kind == "searchable":
@@ -187,7 +203,8 @@ def curate(
     frequent = ranked.filter(pl.col("_rank") <= config.max_phrases_per_facet).drop("_rank")
     too_rare = cands.join(frequent.select("facet", "phrase"), on=["facet", "phrase"], how="anti")
     merged = merge_clusters(frequent, encode, config.merge_distance)
-    judged = judge_vocabulary(merged, yes_probability, config.judge_threshold) if merged.height else merged
+    placed, misplaced = one_facet_per_phrase(merged)
+    judged = judge_vocabulary(placed, yes_probability, config.judge_threshold) if placed.height else placed
     dropped_rare = too_rare.select(
         "facet", "phrase", pl.col("variants").list.set_difference(pl.concat_list("phrase")).alias("aliases"),
         pl.col("support").cast(pl.Int64), pl.lit(1, pl.Int64).alias("merged"),
@@ -196,7 +213,11 @@ def curate(
         pl.format("frequency: support {} below minimum {} (or past the facet's top {})",
                   "support", pl.lit(config.min_support), pl.lit(config.max_phrases_per_facet)).alias("reason"),
     )
-    frames = [f for f in (judged, dropped_rare) if f.height]
+    misplaced = misplaced.with_columns(
+        pl.lit(None, pl.Float64).alias("searchable"), pl.lit(None, pl.Float64).alias("coherent"),
+        pl.lit(None, pl.Float64).alias("judge_score"), pl.lit("drop").alias("decision"),
+    )
+    frames = [f for f in (judged, misplaced, dropped_rare) if f.height]
     vocabulary = (
         pl.concat([f.select([c for c in VOCABULARY_SCHEMA if c != "attribute_id"]).cast(
             {c: t for c, t in VOCABULARY_SCHEMA.items() if c != "attribute_id"}) for f in frames])
@@ -209,5 +230,5 @@ def curate(
     kept = vocabulary.filter(pl.col("decision") == "keep")
     return CurationResult(vocabulary, {
         "raw_phrases": raw_phrases, "normalised": cands.height, "after_frequency_filter": frequent.height,
-        "after_clustering": merged.height, "after_judge": kept.height,
+        "after_clustering": merged.height, "after_one_facet_per_phrase": placed.height, "after_judge": kept.height,
     })

@@ -39,7 +39,7 @@ MIN_IMAGE_RECALL = float(os.environ.get("PINLANDING_MIN_IMAGE_RECALL", "0.85"))
 
 class DualEncoderConfig(dg.Config):
     model_name: str = Field(default_factory=lambda: os.environ.get("PINLANDING_ENCODER", "pinlanding-effnetlite0-minilm"))
-    max_products: int = Field(default_factory=lambda: int(os.environ.get("PINLANDING_ENCODER_PRODUCTS", "1500")))
+    max_products: int = Field(default_factory=lambda: int(os.environ.get("PINLANDING_ENCODER_PRODUCTS", "3000")))
     epochs: int = 80
     seed: int = 0
     image_weight: float = 0.5

@@ -27,7 +27,7 @@ from pinlanding_assets.attributes.vocabulary import normalise_value
 @dataclass(frozen=True)
 class TrainingConfig:
     seed: int = 0
-    max_products: int = 1500
+    max_products: int = 3000
     holdout_share: float = 0.2
     validation_share: float = 0.15
     epochs: int = 80
