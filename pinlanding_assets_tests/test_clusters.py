@@ -96,11 +96,18 @@ def test_main_command_runs_on_external_ray_and_spark(
         "PINLANDING_SPARK_MASTER": spark_standalone,
         "PYSPARK_PYTHON": sys.executable,
         "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        # the whole graph runs: keep the model stages small and fast
+        "PINLANDING_LLM": "qwen2.5-coder-0.5b-instruct-q4",
+        "PINLANDING_ATTRIBUTE_SAMPLE": "6",
+        "PINLANDING_MIN_SUPPORT": "1",
+        "PINLANDING_ENCODER_PRODUCTS": "300",
     }
     subprocess.run([VENV_BIN / "pinlanding", "make-drops", "--drops", "8"], cwd=ROOT, env=env, check=True)
     subprocess.run([VENV_BIN / "pinlanding", "run", "--only", "drop-007"], cwd=ROOT, env=env, check=True, timeout=900)
     profile = pl.read_parquet(project_dirs / "warehouse" / "catalog_profile" / "drop-007.parquet")
     assert profile["products"].sum() > 400
+    embeddings = pl.read_parquet(project_dirs / "warehouse" / "product_embeddings" / "drop-007.parquet")
+    assert embeddings.height == profile["products"].sum(), "the Ray encoder job ran on the external cluster"
     with dg.DagsterInstance.get() as instance:
         spark_event = instance.get_latest_materialization_event(dg.AssetKey("catalog_profile"))
         ray_event = instance.get_latest_materialization_event(dg.AssetKey("catalog_image_features"))
