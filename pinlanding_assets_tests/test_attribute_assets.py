@@ -3,6 +3,10 @@ fast LLM: intake, the cross-drop assets (vocabulary, dual encoder, attribute emb
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -62,3 +66,13 @@ def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Pat
     assert set(assignments["attribute_id"]) <= set(attributes_kept["attribute_id"])
     exclusive = assignments.filter(pl.col("method") == "top1").group_by("product_id", "facet").len()
     assert (exclusive["len"] == 1).all()
+
+    # `pinlanding evaluate` on a labelled catalog directory prints one JSON object last
+    env = {**os.environ, "PINLANDING_DATA_DIR": str(project_dirs)}
+    done = subprocess.run([Path(sys.executable).parent / "pinlanding", "evaluate", "--catalog", str(broken_drop), "--json"],
+                          env=env, check=True, capture_output=True, text=True)
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(figures) >= {"fused", "image_only", "text_only", "model_version"}
+    assert figures["model_version"] == encoder["version"][0] and figures["quarantined"] == 6
+    for name in ("fused", "image_only", "text_only"):
+        assert 0.0 <= figures[name]["recall_at_10"] <= 1.0 and "per_facet" in figures[name]
