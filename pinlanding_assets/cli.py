@@ -87,8 +87,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from pinlanding_assets.catalog.products import validate_catalog
     from pinlanding_assets.encoder.evaluation import evaluate_encoders
-    from pinlanding_assets.encoder.model import DualEncoder, EncoderSpec
-    from resources.models import default_model_cache
+    from pinlanding_assets.encoder.model import DualEncoder, spec_from_record
+    from resources.models import open_clip_cache
 
     warehouse = get_paths().warehouse_dir
     encoder_table, vocabulary_table = warehouse / "dual_encoder.parquet", warehouse / "curated_vocabulary.parquet"
@@ -97,7 +97,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(f"{path} not found: run `pinlanding run` (or materialize dual_encoder) first", file=sys.stderr)
             return 2
     row = pl.read_parquet(encoder_table).row(0, named=True)
-    spec = EncoderSpec(**{**json.loads(row["spec"]), "checkpoint": row["checkpoint"]})
+    spec = spec_from_record(row)
     catalog = validate_catalog("evaluate", Path(args.catalog))
     if catalog.labels.width <= 1:
         print(f"{args.catalog} has no label columns to evaluate against", file=sys.stderr)
@@ -105,7 +105,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     products = catalog.products.sort("product_id")
     if args.limit:
         products = products.head(args.limit)
-    encoder = DualEncoder(spec, default_model_cache() / "open_clip")
+    encoder = DualEncoder(spec, open_clip_cache())
     metrics = evaluate_encoders(encoder, products, catalog.labels, pl.read_parquet(vocabulary_table),
                                 json.loads(row["thresholds"]))
     metrics["model_version"] = row["version"]

@@ -137,12 +137,23 @@ def minilm_dir() -> Path:
     return directory
 
 
+def open_clip_cache() -> Path:
+    """Where the open_clip config of the default dual encoder is registered."""
+    return default_model_cache() / "open_clip"
+
+
 def load_minilm(device: str = "cpu"):
     """all-MiniLM-L6-v2 as a sentence-transformers model, offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(minilm_dir()), device=device)
+
+
+def minilm_encoder(device: str = "cpu"):
+    """``encode(texts) -> unit vectors`` with MiniLM: the one text-similarity function of the project."""
+    model = load_minilm(device)
+    return lambda texts: model.encode(list(texts), batch_size=64, normalize_embeddings=True)
 
 
 def efficientnet_lite0_weights() -> Path:

@@ -12,9 +12,9 @@ from pinlanding_assets.attributes.raw_attributes import extract_with_ray, sample
 from pinlanding_assets.attributes.vocabulary import CurationConfig, curate
 from pinlanding_assets.attributes.vocabulary_map import vocabulary_map
 from pinlanding_assets.metadata import figure_markdown, table_preview
-from pinlanding_assets.partitions import catalog_drops
+from pinlanding_assets.partitions import catalog_drops, concat_partitions
 from resources.model_backends import ModelBackends
-from resources.models import load_minilm
+from resources.models import minilm_encoder
 from resources.ray_pool import RayPool
 
 OWNERS = ["team:attributes"]
@@ -34,11 +34,6 @@ class CurationRunConfig(dg.Config):
     min_support: int = Field(default_factory=lambda: int(os.environ.get("PINLANDING_MIN_SUPPORT", "2")))
     merge_distance: float = 0.13
     judge_threshold: float = Field(default_factory=lambda: float(os.environ.get("PINLANDING_JUDGE_THRESHOLD", "0.5")))
-
-
-def _encoder():
-    model = load_minilm()
-    return lambda phrases: model.encode(list(phrases), batch_size=64, normalize_embeddings=True)
 
 
 @dg.multi_asset(
@@ -79,7 +74,7 @@ def raw_vlm_attributes(
                                              batch_size=config.batch_size))
     seconds = time.perf_counter() - started
     attributes, quarantine = split_results(context.partition_key, results)
-    quality = raw_accuracy(attributes, catalog_labels, _encoder()) if attributes.height else {}
+    quality = raw_accuracy(attributes, catalog_labels, minilm_encoder()) if attributes.height else {}
     facet_counts = attributes.group_by("facet").agg(
         pl.col("product_id").n_unique().alias("products"), pl.col("value").n_unique().alias("phrases")
     ).sort("products", descending=True)
@@ -114,9 +109,9 @@ def curated_vocabulary(
     catalog_labels: dict[str, pl.DataFrame],
 ) -> dg.Output[pl.DataFrame]:
     """Raw phrases of every drop -> normalised -> frequency-filtered -> clustered -> judged by the LLM."""
-    raw = pl.concat([raw_vlm_attributes[key] for key in sorted(raw_vlm_attributes)])
-    labels = pl.concat([catalog_labels[key] for key in sorted(catalog_labels)], how="diagonal_relaxed")
-    encode = _encoder()
+    raw = concat_partitions(raw_vlm_attributes)
+    labels = concat_partitions(catalog_labels)
+    encode = minilm_encoder()
     judge = models.judge()
     started = time.perf_counter()
     result = curate(raw, encode, judge.yes_probability, CurationConfig(

@@ -3,7 +3,6 @@
 import json
 import os
 import time
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -17,7 +16,7 @@ from pinlanding_assets.encoder.embeddings import (
     phrase_rejection,
 )
 from pinlanding_assets.encoder.evaluation import evaluate_encoders
-from pinlanding_assets.encoder.model import DualEncoder, EncoderSpec, save_checkpoint
+from pinlanding_assets.encoder.model import DualEncoder, EncoderSpec, save_checkpoint, spec_from_record
 from pinlanding_assets.encoder.training import (
     TrainingConfig,
     build_feature_cache,
@@ -27,9 +26,9 @@ from pinlanding_assets.encoder.training import (
     vlm_pairs,
 )
 from pinlanding_assets.metadata import figure_markdown, table_preview
-from pinlanding_assets.partitions import catalog_drops
+from pinlanding_assets.partitions import catalog_drops, concat_partitions
 from pinlanding_assets.settings import get_paths
-from resources.models import default_model_cache
+from resources.models import open_clip_cache
 from resources.ray_pool import RayPool
 
 OWNERS = ["team:relevance"]
@@ -43,14 +42,6 @@ class DualEncoderConfig(dg.Config):
     epochs: int = 80
     seed: int = 0
     image_weight: float = 0.5
-
-
-def _open_clip_cache() -> Path:
-    return default_model_cache() / "open_clip"
-
-
-def _all(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    return pl.concat([frames[key] for key in sorted(frames)], how="diagonal_relaxed")
 
 
 def _loss_plot(report) -> dg.MarkdownMetadataValue:
@@ -86,13 +77,13 @@ def dual_encoder(
     """CLIP-style dual encoder (open_clip: EfficientNet-Lite0 image tower, MiniLM text tower) trained
     contrastively on VLM attributes and title phrases; versioned checkpoint; evaluated on a holdout."""
     started = time.perf_counter()
-    products = _all(catalog_products).join(
-        _all(catalog_image_features).select("product_id", "is_blank"), on="product_id", how="left")
-    pairs = pl.concat([vlm_pairs(_all(raw_vlm_attributes), curated_vocabulary),
+    products = concat_partitions(catalog_products).join(
+        concat_partitions(catalog_image_features).select("product_id", "is_blank"), on="product_id", how="left")
+    pairs = pl.concat([vlm_pairs(concat_partitions(raw_vlm_attributes), curated_vocabulary),
                        title_matches(products, curated_vocabulary)]).unique().sort(["product_id", "attribute_id"])
     spec = EncoderSpec(model_name=config.model_name, image_weight=config.image_weight, seed=config.seed)
     training = TrainingConfig(seed=config.seed, max_products=config.max_products, epochs=config.epochs)
-    encoder = DualEncoder(spec, _open_clip_cache())
+    encoder = DualEncoder(spec, open_clip_cache())
     cache = build_feature_cache(encoder, products, pairs, curated_vocabulary, training)
     report = train_heads(encoder, cache, training)
 
@@ -117,7 +108,7 @@ def dual_encoder(
     holdout = products.filter(pl.col("product_id").map_elements(
         lambda pid: split_of(pid, training.seed, training.holdout_share, training.validation_share) == "holdout",
         return_dtype=pl.Boolean)).sort("product_id")
-    metrics = evaluate_encoders(encoder, holdout, _all(catalog_labels), curated_vocabulary, thresholds)
+    metrics = evaluate_encoders(encoder, holdout, concat_partitions(catalog_labels), curated_vocabulary, thresholds)
     summary = pl.DataFrame([{
         "version": version, "checkpoint": str(checkpoint), "spec": spec.to_json(),
         "preprocess_cfg": json.dumps(preprocess_cfg, sort_keys=True), "thresholds": json.dumps(thresholds, sort_keys=True),
@@ -154,8 +145,7 @@ def dual_encoder_recall_targets(dual_encoder: pl.DataFrame) -> dg.AssetCheckResu
 
 def _spec(dual_encoder: pl.DataFrame) -> tuple[EncoderSpec, str, dict]:
     row = dual_encoder.row(0, named=True)
-    spec = EncoderSpec(**{**json.loads(row["spec"]), "checkpoint": row["checkpoint"]})
-    return spec, row["version"], json.loads(row["preprocess_cfg"])
+    return spec_from_record(row), row["version"], json.loads(row["preprocess_cfg"])
 
 
 @dg.multi_asset(
@@ -180,7 +170,7 @@ def attribute_embeddings(ray_pool: RayPool, curated_vocabulary: pl.DataFrame, du
         "attribute_id", "facet", "phrase", "reason")
     usable = kept.filter(~pl.col("attribute_id").is_in(rejected["attribute_id"].to_list()))
     vectors = pl.from_arrow(embed_phrases_with_ray(usable.select("attribute_id", "phrase").to_arrow(), spec,
-                                                   _open_clip_cache(), version, ray_pool.model_stage_options(actors=1)))
+                                                   open_clip_cache(), version, ray_pool.model_stage_options(actors=1)))
     table = usable.select("attribute_id", "facet", "phrase").join(vectors, on="attribute_id").sort("attribute_id")
     yield dg.Output(table, output_name="attribute_embeddings", metadata={
         "dagster/row_count": table.height, "model_version": version, "rejected": rejected.height,
@@ -204,7 +194,7 @@ def product_embeddings(
     options = ray_pool.model_stage_options()
     threads = 1 if "num_gpus" in options else max(1, int(ray_pool.cpus_available() or 2) // 2)
     started = time.perf_counter()
-    table = pl.from_arrow(embed_products_with_ray(inputs.to_arrow(), spec, _open_clip_cache(), version,
+    table = pl.from_arrow(embed_products_with_ray(inputs.to_arrow(), spec, open_clip_cache(), version,
                                                   preprocess_cfg, options, threads=threads))
     seconds = time.perf_counter() - started
     if table.height != catalog_products.height:

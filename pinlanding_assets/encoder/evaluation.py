@@ -118,13 +118,9 @@ def evaluate_encoders(
     thresholds: dict[str, float] | None = None,
 ) -> dict:
     """The three encoders side by side on ``products`` (which the encoder must not have trained on)."""
-    from resources.models import load_minilm
+    from resources.models import minilm_encoder
 
-    minilm = load_minilm()
-
-    def encode(texts: list[str]) -> np.ndarray:
-        return minilm.encode(list(texts), batch_size=64, normalize_embeddings=True)
-
+    encode = minilm_encoder()
     kept = vocabulary.filter(pl.col("decision") == "keep").sort("attribute_id")
     attribute_ids, facets, phrases = kept["attribute_id"].to_list(), kept["facet"].to_list(), kept["phrase"].to_list()
     truth = ground_truth_attributes(labels, vocabulary, encode)

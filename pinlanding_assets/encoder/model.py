@@ -39,6 +39,11 @@ class EncoderSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
 
+def spec_from_record(record: dict) -> EncoderSpec:
+    """The spec of a trained encoder from a ``dual_encoder`` row: its saved spec plus its checkpoint."""
+    return EncoderSpec(**{**json.loads(record["spec"]), "checkpoint": record["checkpoint"]})
+
+
 def register_default_architecture(cache_dir: Path) -> str:
     """Write and register the open_clip config of the default architecture (paths are machine-local)."""
     import open_clip
