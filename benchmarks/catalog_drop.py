@@ -29,7 +29,7 @@ def main() -> None:
     from pinlanding_assets.catalog.products import validate_catalog
     from pinlanding_assets.catalog.profile import profile_inputs, profile_with_spark
     from pinlanding_assets.settings import get_paths
-    from resources.spark import spark_session_resource
+    from resources.spark import spark_session
 
     landing = Path(tempfile.mkdtemp(prefix="pinlanding-bench-"))
     split_fashion_catalog(get_paths().fashion_catalog_dir, landing, n_drops=args.drops)
@@ -54,13 +54,7 @@ def main() -> None:
     ray.shutdown()
     assert parallel.equals(sequential), "Ray and sequential evidence differ"
 
-    spark = spark_session_resource().spark_config
-    from pyspark.sql import SparkSession
-
-    builder = SparkSession.builder
-    for key, value in spark.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    session = spark_session()
     rows = profile_inputs(products, sequential, tables.labels)
     profile_with_spark(session, rows)  # JVM warm-up
     started = time.perf_counter()
@@ -74,7 +68,7 @@ def main() -> None:
     print(f"image evidence, sequential loop:             {sequential_s:.2f} s  ({n / sequential_s:.0f} images/s)")
     print(f"image evidence, Ray Data ({args.ray_cpus} CPUs):         {ray_s:.2f} s  ({n / ray_s:.0f} images/s; "
           f"first small job incl. worker start {warm_s:.1f} s)")
-    print(f"catalog profile on Spark local[2]:           {spark_s:.2f} s  ({profile.height} categories)")
+    print(f"catalog profile on Spark local[2,4]:         {spark_s:.2f} s  ({profile.height} categories)")
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -27,7 +27,7 @@ def _make_drops(args: argparse.Namespace) -> int:
     return 0
 
 
-STAGES = ("intake", "cross", "scoring")
+STAGES = ("intake", "cross", "scoring", "publish")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from pinlanding_assets.definitions import defs
-    from pinlanding_assets.jobs import CATALOG_DROP_JOB, CROSS_DROP_JOB, DROP_SCORING_JOB
+    from pinlanding_assets.jobs import CATALOG_DROP_JOB, CROSS_DROP_JOB, DROP_SCORING_JOB, PUBLISH_JOB
 
     paths = get_paths()
     if not ready_drops(paths.landing_dir):
@@ -70,13 +70,17 @@ def _run(args: argparse.Namespace) -> int:
         if failed:
             print(f"failed drops: {', '.join(failed)}; the cross-drop assets were not built", file=sys.stderr)
             return 1
-    if "cross" in stages:
+    def once(job_name: str) -> bool:
         started = time.perf_counter()
-        result = defs.resolve_job_def(CROSS_DROP_JOB).execute_in_process(instance=instance, raise_on_error=False)
-        print(f"{CROSS_DROP_JOB}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s")
-        if not result.success:
-            return 1
-    return 1 if per_drop(DROP_SCORING_JOB) else 0
+        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False)
+        print(f"{job_name}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s")
+        return result.success
+
+    if "cross" in stages and not once(CROSS_DROP_JOB):
+        return 1
+    if "scoring" in stages and per_drop(DROP_SCORING_JOB):
+        return 1
+    return 0 if once(PUBLISH_JOB) else 1
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -4,14 +4,17 @@ import dagster as dg
 
 from pinlanding_assets.attributes import assets as attribute_assets
 from pinlanding_assets.catalog import assets as catalog_assets
+from pinlanding_assets.collections import assets as collection_assets
 from pinlanding_assets.catalog import checks as catalog_checks
+from pinlanding_assets.demand import assets as demand_assets
 from pinlanding_assets.encoder import assets as encoder_assets
 from pinlanding_assets.jobs import jobs_for
 from pinlanding_assets.sensors import catalog_drop_sensor
 from resources import build_resources
 
-all_assets = dg.load_assets_from_modules([catalog_assets, attribute_assets, encoder_assets])
-all_checks = dg.load_asset_checks_from_modules([catalog_checks, encoder_assets])
+ASSET_MODULES = [catalog_assets, attribute_assets, encoder_assets, demand_assets, collection_assets]
+all_assets = dg.load_assets_from_modules(ASSET_MODULES)
+all_checks = dg.load_asset_checks_from_modules([catalog_checks, *ASSET_MODULES])
 
 defs = dg.Definitions(
     assets=all_assets,

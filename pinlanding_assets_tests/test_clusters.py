@@ -101,6 +101,7 @@ def test_main_command_runs_on_external_ray_and_spark(
         "PINLANDING_ATTRIBUTE_SAMPLE": "6",
         "PINLANDING_MIN_SUPPORT": "1",
         "PINLANDING_ENCODER_PRODUCTS": "300",
+        "PINLANDING_MAX_COLLECTIONS": "20",
     }
     subprocess.run([VENV_BIN / "pinlanding", "make-drops", "--drops", "8"], cwd=ROOT, env=env, check=True)
     subprocess.run([VENV_BIN / "pinlanding", "run", "--only", "drop-007"], cwd=ROOT, env=env, check=True, timeout=900)
@@ -111,5 +112,10 @@ def test_main_command_runs_on_external_ray_and_spark(
     with dg.DagsterInstance.get() as instance:
         spark_event = instance.get_latest_materialization_event(dg.AssetKey("catalog_profile"))
         ray_event = instance.get_latest_materialization_event(dg.AssetKey("catalog_image_features"))
+        feeds_event = instance.get_latest_materialization_event(dg.AssetKey("collection_feeds"))
     assert spark_event.asset_materialization.metadata["spark_master"].value == spark_standalone
+    feeds = feeds_event.asset_materialization.metadata
+    assert feeds["spark_master"].value == spark_standalone and feeds["published"].value > 0
+    comparison = pl.read_parquet(project_dirs / "warehouse" / "collection_comparison.parquet")
+    assert comparison["system"].to_list() == ["content_first", "search_log_baseline"]
     assert ray_event.asset_materialization.metadata["ray_cluster"].value == f"Ray cluster at {ray_head}"

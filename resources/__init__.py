@@ -1,6 +1,6 @@
 """Dagster resources, chosen per deployment in one place.
 
-``local`` (default): a local Ray, ``local[2]`` Spark, Parquet files under the project's data dir.
+``local`` (default): a local Ray, ``local[2,4]`` Spark (2 threads, failed tasks retried), Parquet files under the project's data dir.
 ``cluster``: joins the Ray cluster at ``RAY_ADDRESS`` and the Spark master at ``PINLANDING_SPARK_MASTER``.
 The deployment is ``PINLANDING_DEPLOYMENT`` if set, else ``cluster`` when either address is set.
 """

@@ -7,6 +7,8 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
+from resources.spark import spark_table
+
 PROFILE_SCHEMA = {
     "category": pl.Utf8, "products": pl.Int64, "mean_title_words": pl.Float64, "median_image_side": pl.Float64,
     "blurry_share": pl.Float64, "blank_share": pl.Float64, "top_colour": pl.Utf8, "top_colour_share": pl.Float64,
@@ -37,13 +39,7 @@ def profile_inputs(products: pl.DataFrame, features: pl.DataFrame, labels: pl.Da
     frame = frame.join(category, on="product_id", how="left") if category is not None else frame.with_columns(
         pl.lit(None, pl.Utf8).alias("category")
     )
-    table = frame.with_columns(
-        pl.col("category").fill_null("(unlabelled)").replace("", "(unlabelled)")
-    ).to_arrow(compat_level=pl.CompatLevel.oldest())
-    # Spark's Arrow reader takes plain strings, not the large/view strings polars emits.
-    return table.cast(pa.schema([
-        pa.field(f.name, pa.string() if pa.types.is_large_string(f.type) else f.type) for f in table.schema
-    ]))
+    return spark_table(frame.with_columns(pl.col("category").fill_null("(unlabelled)").replace("", "(unlabelled)")))
 
 
 def profile_with_spark(spark, rows: pa.Table) -> pl.DataFrame:

@@ -1,0 +1,249 @@
+"""Collection assets: topics with titles, their Spark feeds, the search-log baseline, the comparison."""
+
+import json
+import os
+import time
+
+import dagster as dg
+import numpy as np
+import polars as pl
+from dagster_pyspark import PySparkResource
+from pydantic import Field
+
+from pinlanding_assets.collections.baseline import BaselineConfig, nearest_products, top_queries
+from pinlanding_assets.collections.comparison import (
+    demand_covered,
+    evaluable_targets,
+    precision_at_k,
+    system_figures,
+)
+from pinlanding_assets.collections.feeds import FeedConfig, build_feeds, collection_members, read_feeds
+from pinlanding_assets.collections.topics import TopicConfig, plan_collections
+from pinlanding_assets.encoder.evaluation import ground_truth_attributes
+from pinlanding_assets.encoder.model import DualEncoder, spec_from_record
+from pinlanding_assets.metadata import figure_markdown, table_preview
+from pinlanding_assets.partitions import concat_partitions
+from pinlanding_assets.settings import get_paths
+from resources.model_backends import ModelBackends
+from resources.models import minilm_encoder, open_clip_cache
+from resources.spark import spark_table
+
+OWNERS = ["team:merchandising"]
+MIN_FEED_SIZE = int(os.environ.get("PINLANDING_MIN_FEED_SIZE", "10"))
+MAX_FEED_SIZE = int(os.environ.get("PINLANDING_MAX_FEED_SIZE", "100"))
+MIN_PRECISION = float(os.environ.get("PINLANDING_MIN_PRECISION_AT_10", "0.5"))
+
+
+def feed_rows_path():
+    """The published feed rows: Parquet written by Spark, partitioned by anchor (category)."""
+    return get_paths().warehouse_dir / "published_feeds"
+
+
+class CollectionsConfig(dg.Config):
+    max_collections: int = Field(default_factory=lambda: int(os.environ.get("PINLANDING_MAX_COLLECTIONS", "150")))
+    min_products: int = MIN_FEED_SIZE
+    max_attributes: int = 3
+    duplicate_jaccard: float = 0.9
+    max_over_assignment: float = 10.0
+
+
+class FeedsConfig(dg.Config):
+    min_feed_size: int = MIN_FEED_SIZE
+    max_feed_size: int = MAX_FEED_SIZE
+    attribute_partitions: int = 8
+
+
+def _histogram(values, title: str, xlabel: str) -> dg.MarkdownMetadataValue:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3))
+    axis.hist(values, bins=30, color="tab:blue")
+    axis.set_title(title)
+    axis.set_xlabel(xlabel)
+    return figure_markdown(figure)
+
+
+@dg.multi_asset(
+    outs={
+        "collections": dg.AssetOut(description="Collection topics (1-3 attributes), scored by demand and content, "
+                                               "with LLM titles and stable slugs.", kinds={"polars", "parquet"},
+                                   owners=OWNERS),
+        "demand_gaps": dg.AssetOut(description="Search intents with demand but no collection, and why.",
+                                   kinds={"parquet"}, owners=OWNERS),
+    },
+    ins={"attribute_assignments": dg.AssetIn(), "curated_vocabulary": dg.AssetIn(), "query_intents": dg.AssetIn(),
+         "raw_vlm_attributes": dg.AssetIn()},
+    group_name="collections",
+)
+def collections(config: CollectionsConfig, models: ModelBackends, attribute_assignments: dict[str, pl.DataFrame],
+                curated_vocabulary: pl.DataFrame, query_intents: pl.DataFrame,
+                raw_vlm_attributes: dict[str, pl.DataFrame]):
+    """Content-first topics: what the catalog can fill, ordered by what people search for."""
+    assignments = concat_partitions(attribute_assignments)
+    sampled = concat_partitions(raw_vlm_attributes)["product_id"].n_unique()
+    llm = models.judge()
+    started = time.perf_counter()
+    plan = plan_collections(assignments, curated_vocabulary, query_intents, sampled, llm.chat, TopicConfig(
+        min_products=config.min_products, max_attributes=config.max_attributes,
+        max_collections=config.max_collections, duplicate_jaccard=config.duplicate_jaccard,
+        max_over_assignment=config.max_over_assignment))
+    table, gaps = plan.collections, plan.gaps
+    sizes = table["facets"].list.len().value_counts().sort("facets")
+    yield dg.Output(table, output_name="collections", metadata={
+        "dagster/row_count": table.height,
+        "candidate_topics": plan.candidates, "merged_near_duplicates": plan.merged,
+        "excluded_attributes": dg.MetadataValue.json(plan.excluded),
+        "by_number_of_attributes": dg.MetadataValue.json({str(k): v for k, v in sizes.iter_rows()}),
+        "llm_titles": int((table["title_source"] == "llm").sum()),
+        "template_titles": int((table["title_source"] == "template").sum()),
+        "title_model": llm.model_name,
+        "seconds": round(time.perf_counter() - started, 1),
+        "preview": table_preview(table, rows=30, columns=["rank", "title", "collection_id", "products", "demand",
+                                                         "title_source", "intents"]),
+    })
+    yield dg.Output(gaps, output_name="demand_gaps", metadata={
+        "dagster/row_count": gaps.height,
+        "gap_demand": int(gaps["demand"].sum()),
+        "reasons": table_preview(gaps.group_by("reason").agg(pl.col("demand").sum(), pl.len().alias("intents"))
+                                 .sort("demand", descending=True), rows=15),
+        "top_gaps": table_preview(gaps, rows=30),
+    })
+
+
+@dg.asset(
+    ins={"collections": dg.AssetIn(), "attribute_assignments": dg.AssetIn()},
+    group_name="collections", kinds={"spark", "parquet"}, owners=OWNERS,
+)
+def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pyspark: PySparkResource,
+                     collections: pl.DataFrame, attribute_assignments: dict[str, pl.DataFrame]) -> dg.Output[pl.DataFrame]:
+    """Ranked product feeds (Spark: rarest-attribute candidate join, never a cross join). The rows go to
+    Parquet partitioned by anchor; this table says, per collection, whether it was published and why not."""
+    spark = pyspark.spark_session
+    settings = FeedConfig(min_feed_size=config.min_feed_size, max_feed_size=config.max_feed_size)
+    assignments = concat_partitions(attribute_assignments).select("product_id", "attribute_id", "score")
+    started = time.perf_counter()
+    status = build_feeds(spark.createDataFrame(spark_table(assignments)), collections, settings, feed_rows_path(),
+                         config.attribute_partitions)
+    seconds = time.perf_counter() - started
+    published = status.filter(pl.col("status") == "published")
+    rows = read_feeds(feed_rows_path())
+    return dg.Output(status, metadata={
+        "dagster/row_count": status.height,
+        "published": published.height, "dropped": status.height - published.height,
+        "feed_rows": rows.height,
+        "anchors": rows["anchor"].n_unique(),
+        "feeds_path": dg.MetadataValue.path(str(feed_rows_path())),
+        "spark_master": spark.sparkContext.master,
+        "seconds": round(seconds, 1),
+        "min_feed_size": settings.min_feed_size, "max_feed_size": settings.max_feed_size,
+        "feed_size_histogram": _histogram(published["products"].to_list(), "feed sizes", "products per feed"),
+        "relevance_histogram": _histogram(rows["relevance"].to_list(), "relevance of feed rows", "mean attribute score"),
+        "dropped_collections": table_preview(status.filter(pl.col("status") == "dropped"), rows=20),
+    })
+
+
+@dg.asset_check(asset="collection_feeds", description="Every published feed is within the size bounds.")
+def feed_sizes_within_bounds(context: dg.AssetCheckExecutionContext,
+                             collection_feeds: pl.DataFrame) -> dg.AssetCheckResult:
+    """The bounds are the ones the feeds were built with (their run config, kept in the metadata)."""
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("collection_feeds"))
+    built = event.asset_materialization.metadata if event else {}
+    low = built["min_feed_size"].value if "min_feed_size" in built else MIN_FEED_SIZE
+    high = built["max_feed_size"].value if "max_feed_size" in built else MAX_FEED_SIZE
+    sizes = read_feeds(feed_rows_path()).group_by("collection_id").len()
+    published = collection_feeds.filter(pl.col("status") == "published")
+    outside = sizes.filter((pl.col("len") < low) | (pl.col("len") > high))
+    return dg.AssetCheckResult(
+        passed=published.height > 0 and outside.is_empty() and sizes.height == published.height,
+        metadata={"published": published.height, "feeds_on_disk": sizes.height, "outside_bounds": outside.height,
+                  "min_feed_size": low, "max_feed_size": high},
+    )
+
+
+@dg.asset(
+    ins={"query_intents": dg.AssetIn(), "product_embeddings": dg.AssetIn(), "dual_encoder": dg.AssetIn(),
+         "collection_feeds": dg.AssetIn()},
+    group_name="collections", kinds={"pytorch", "parquet"}, owners=OWNERS,
+)
+def search_baseline(query_intents: pl.DataFrame, product_embeddings: dict[str, pl.DataFrame],
+                    dual_encoder: pl.DataFrame, collection_feeds: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+    """The search-log way: as many collections as PinLanding published, taken from the top queries,
+    each feed the products nearest to the query's embedding."""
+    record = dual_encoder.row(0, named=True)
+    encoder = DualEncoder(spec_from_record(record), open_clip_cache())
+    settings = BaselineConfig(collections=int((collection_feeds["status"] == "published").sum()),
+                              max_feed_size=MAX_FEED_SIZE)
+    queries = top_queries(query_intents, settings.collections)
+    products = concat_partitions(product_embeddings).sort("product_id")
+    floor = float(np.mean(list(json.loads(record["thresholds"]).values())))
+    feeds = nearest_products(encoder.encode_phrases(queries["query"].to_list()),
+                             np.asarray(products["embedding"].to_list(), np.float32), products["product_id"].to_list(),
+                             queries, floor, settings)
+    sizes = feeds.group_by("collection_id").len()
+    return dg.Output(feeds, metadata={
+        "dagster/row_count": feeds.height, "queries": queries.height, "similarity_floor": round(floor, 4),
+        "queries_with_min_products": int((sizes["len"] >= MIN_FEED_SIZE).sum()),
+        "preview": table_preview(feeds.filter(pl.col("rank") <= 3), rows=30),
+    })
+
+
+@dg.asset(
+    ins={"collections": dg.AssetIn(), "collection_feeds": dg.AssetIn(), "search_baseline": dg.AssetIn(),
+         "query_intents": dg.AssetIn(), "catalog_labels": dg.AssetIn(), "curated_vocabulary": dg.AssetIn()},
+    group_name="collections", kinds={"polars", "parquet"}, owners=OWNERS,
+)
+def collection_comparison(collections: pl.DataFrame, collection_feeds: pl.DataFrame, search_baseline: pl.DataFrame,
+                          query_intents: pl.DataFrame, catalog_labels: dict[str, pl.DataFrame],
+                          curated_vocabulary: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+    """PinLanding's claim, measured: content-first collections vs the search-log baseline on the same data."""
+    truth = ground_truth_attributes(concat_partitions(catalog_labels), curated_vocabulary, minilm_encoder())
+    feeds = read_feeds(feed_rows_path())
+    members = collection_members(collections)
+    content_precision = precision_at_k(feeds, evaluable_targets(members, truth), truth)
+    published = collections.join(collection_feeds.filter(pl.col("status") == "published").select("collection_id"),
+                                 on="collection_id")
+    served_sets = {frozenset(a) for a in published["attribute_ids"]} | {
+        frozenset(topic.split("+")) for merged in published["merged_topics"] for topic in merged}
+    content_covered = pl.Series([full and frozenset(a) in served_sets for full, a in
+                                 zip(query_intents["fully_parsed"], query_intents["attribute_ids"])])
+    content = system_figures(collection_feeds.select("collection_id", "products"), content_precision,
+                             demand_covered(query_intents, content_covered), MIN_FEED_SIZE)
+
+    queries = top_queries(query_intents, collections.height)
+    baseline_sizes = queries.select("collection_id").join(search_baseline.group_by("collection_id").agg(
+        pl.len().alias("products")), on="collection_id", how="left").with_columns(pl.col("products").fill_null(0))
+    baseline_members = queries.select("collection_id", "attribute_ids").explode("attribute_ids").rename(
+        {"attribute_ids": "attribute_id"}).drop_nulls()
+    baseline_precision = precision_at_k(search_baseline, evaluable_targets(baseline_members, truth), truth)
+    served = set(baseline_sizes.filter(pl.col("products") >= MIN_FEED_SIZE).join(queries, on="collection_id")["group_key"])
+    baseline = system_figures(baseline_sizes, baseline_precision,
+                              demand_covered(query_intents, query_intents["group_key"].is_in(list(served))),
+                              MIN_FEED_SIZE)
+    table = pl.DataFrame([{"system": "content_first", **content}, {"system": "search_log_baseline", **baseline}])
+    return dg.Output(table, metadata={
+        "dagster/row_count": table.height,
+        "side_by_side": table_preview(table),
+        "content_first": dg.MetadataValue.json(content),
+        "search_log_baseline": dg.MetadataValue.json(baseline),
+        "content_first_precision_at_10": content["precision_at_10"],
+        "baseline_precision_at_10": baseline["precision_at_10"],
+        "content_first_topic_coverage": content["collections_with_min_products"],
+        "baseline_topic_coverage": baseline["collections_with_min_products"],
+        "content_first_demand_covered": content["demand_covered"],
+        "baseline_demand_covered": baseline["demand_covered"],
+    })
+
+
+@dg.asset_check(asset="collection_comparison",
+                description="Content-first precision@10 meets the floor and is not below the search-log baseline.")
+def content_first_precision(collection_comparison: pl.DataFrame) -> dg.AssetCheckResult:
+    figures = {r["system"]: r for r in collection_comparison.iter_rows(named=True)}
+    content, baseline = figures["content_first"]["precision_at_10"], figures["search_log_baseline"]["precision_at_10"]
+    return dg.AssetCheckResult(
+        passed=content is not None and content >= MIN_PRECISION and (baseline is None or content >= baseline),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"content_first": content, "baseline": baseline, "floor": MIN_PRECISION},
+    )

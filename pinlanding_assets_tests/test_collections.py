@@ -1,0 +1,231 @@
+"""Collections, their Spark feeds and the search-log baseline, on real catalog titles.
+
+The assignments here are real: every product of the shared catalog with the vocabulary phrases its
+title names, scored by MiniLM similarity between title and phrase (no VLM run needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pinlanding_assets.catalog.products import validate_catalog
+from pinlanding_assets.collections.baseline import BaselineConfig, nearest_products, top_queries
+from pinlanding_assets.collections.comparison import evaluable_targets, precision_at_k
+from pinlanding_assets.collections.feeds import (
+    FeedBuildError,
+    FeedConfig,
+    build_feeds,
+    collection_members,
+    naive_feeds,
+    partitioned_feeds,
+    read_feeds,
+)
+from pinlanding_assets.collections.titles import slug_for, template_title, title_problem, write_title
+from pinlanding_assets.collections.topics import (
+    Topic,
+    TopicConfig,
+    candidate_topics,
+    merge_near_duplicates,
+    over_assigned,
+    plan_collections,
+)
+from pinlanding_assets.demand.intents import DemandConfig, QueryParser, build_intents, read_search_log
+from pinlanding_assets.encoder.training import title_matches
+from pinlanding_assets.settings import get_paths
+from pinlanding_assets_tests.vocabularies import fashion_vocabulary
+from resources.model_backends import ModelBackends
+from resources.models import FAST_LLM, minilm_encoder
+from resources.spark import spark_session, spark_table
+
+
+@pytest.fixture(scope="module")
+def vocabulary() -> pl.DataFrame:
+    return fashion_vocabulary()
+
+
+@pytest.fixture(scope="module")
+def assignments(fashion_dir: Path, vocabulary: pl.DataFrame) -> pl.DataFrame:
+    products = validate_catalog("full", fashion_dir).products
+    pairs = title_matches(products, vocabulary).sort(["product_id", "attribute_id"])
+    encode = minilm_encoder()
+    titles = dict(zip(products["product_id"], encode(products["title"].to_list())))
+    phrases = dict(zip(vocabulary["attribute_id"], encode(vocabulary["phrase"].to_list())))
+    scores = [float(np.dot(titles[p], phrases[a])) for p, a in pairs.select("product_id", "attribute_id").iter_rows()]
+    facets = dict(zip(vocabulary["attribute_id"], vocabulary["facet"]))
+    return pairs.with_columns(pl.Series("score", scores, pl.Float32),
+                              pl.col("attribute_id").replace_strict(facets).alias("facet"))
+
+
+@pytest.fixture(scope="module")
+def intents(vocabulary: pl.DataFrame) -> pl.DataFrame:
+    log = read_search_log(get_paths().search_log_dir / "aol_fashion_query_counts.tsv")
+    return build_intents(log, QueryParser.from_vocabulary(vocabulary, minilm_encoder(), DemandConfig()),
+                         DemandConfig())[0]
+
+
+@pytest.fixture(scope="module")
+def chat():
+    return ModelBackends(judge_llm=FAST_LLM, llm_threads=2).judge().chat
+
+
+@pytest.fixture(scope="module")
+def spark():
+    return spark_session()
+
+
+def test_topics_follow_the_rules(assignments: pl.DataFrame, vocabulary: pl.DataFrame) -> None:
+    facets = dict(zip(vocabulary["attribute_id"], vocabulary["facet"]))
+    config = TopicConfig(min_products=10)
+    topics = candidate_topics(assignments, facets, set(), config)
+    assert len(topics) > 50
+    carriers = {a: set(g["product_id"]) for (a,), g in assignments.group_by(["attribute_id"])}
+    for key, products in topics.items():
+        named = [facets[a] for a in key]
+        assert named.count("category") == 1 and len(set(named)) == len(named) <= 3
+        assert products == set.intersection(*(carriers[a] for a in key)) and len(products) >= 10
+
+
+def test_over_assigned_attributes_are_not_used(assignments: pl.DataFrame, vocabulary: pl.DataFrame) -> None:
+    noisy = assignments.select("product_id").unique().with_columns(
+        pl.lit("pattern:printed").alias("attribute_id"), pl.lit(0.4, pl.Float32).alias("score"))
+    combined = pl.concat([assignments.select("product_id", "attribute_id", "score"), noisy]).unique()
+    reasons = over_assigned(combined, vocabulary.with_columns(pl.lit(10).alias("support")), 200, 10.0)
+    assert list(reasons) == ["pattern:printed"] and "over-assigned" in reasons["pattern:printed"]
+
+
+def test_near_duplicates_merge_into_the_better_topic() -> None:
+    dresses = Topic(("category:dress",), frozenset(str(i) for i in range(100)), demand=10)
+    womens = Topic(("gender:women", "category:dress"), frozenset(str(i) for i in range(95)), demand=2)
+    black = Topic(("colour:black", "category:dress"), frozenset(str(i) for i in range(30)))
+    kept, merged = merge_near_duplicates([dresses, womens, black], TopicConfig())
+    assert kept == [dresses, black] and dresses.merged == ("gender:women+category:dress",) and dresses.demand == 12
+
+
+def test_titles_are_checked_before_use(chat) -> None:
+    attributes = [("gender", "women"), ("colour", "black"), ("category", "dress")]
+    assert template_title(attributes) == "Women's Black Dresses"
+    assert template_title([("category", "jeans")]) == "Jeans"
+    assert title_problem("Women's Black Dresses", attributes) is None
+    assert title_problem("Black Dresses", attributes) == "title leaves out women"
+    assert title_problem("Women's Black Leather Dresses", attributes) == "title adds leather"
+    assert title_problem("x" * 61, attributes) == "title too long"
+    title, source, reason = write_title(attributes, chat)
+    assert (source, reason) == ("llm", None) or (source == "template" and reason)
+    assert title_problem(title, attributes) is None
+    assert write_title(attributes, chat) == (title, source, reason), "greedy decoding with a fixed seed"
+    assert write_title(attributes, lambda *a, **k: "Sure! Here is a title") == (
+        "Women's Black Dresses", "template", "LLM answer was not JSON")
+
+
+def test_slugs_are_safe_file_names() -> None:
+    assert slug_for(["<script>alert(1)</script>", "../../etc"]) == "script-alert-1-script-etc"
+    assert slug_for(["navy blue", "t-shirt"]) == "navy-blue-t-shirt"
+    assert slug_for(["कुर्ता"]) == "collection"
+
+
+def test_plan_collections_with_titles_and_gaps(assignments, vocabulary, intents, chat) -> None:
+    plan = plan_collections(assignments, vocabulary, intents, 200, chat, TopicConfig(max_collections=15))
+    table = plan.collections
+    assert table.height == 15 and table["collection_id"].n_unique() == 15
+    assert table["collection_id"].str.contains(r"^[a-z0-9]+(-[a-z0-9]+)*$").all()
+    assert table["rank"].to_list() == list(range(1, 16)) and (table["products"] >= 10).all()
+    assert table["score"].to_list() == sorted(table["score"].to_list(), reverse=True)
+    assert table.filter(pl.col("collection_id") == "dress").height == 1, "the most searched product type"
+    reasons = dict(zip(plan.gaps["intent"], plan.gaps["reason"]))
+    assert reasons["burlington coat factory"] == "no vocabulary attribute in the query"
+    assert reasons["prom dresses"].startswith("'prom' is not in the vocabulary")
+    assert not set(plan.gaps["intent"]) & {"dresses", "shoes"}, "covered intents are not gaps"
+    again = plan_collections(assignments, vocabulary, intents, 200, chat, TopicConfig(max_collections=15))
+    assert again.collections.equals(table) and again.gaps.equals(plan.gaps)
+
+
+def _collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, count: int = 60) -> pl.DataFrame:
+    facets = dict(zip(vocabulary["attribute_id"], vocabulary["facet"]))
+    topics = sorted(candidate_topics(assignments, facets, set(), TopicConfig(min_products=5)).items(),
+                    key=lambda kv: (-len(kv[1]), kv[0]))[:count]
+    return pl.DataFrame([{"collection_id": slug_for(list(key)), "title": " ".join(key), "anchor": key[-1].split(":")[1],
+                          "attribute_ids": list(key)} for key, _ in topics])
+
+
+def test_partitioned_join_equals_the_naive_cross_join(spark, assignments, vocabulary) -> None:
+    collections = _collections(assignments, vocabulary)
+    sdf = spark.createDataFrame(spark_table(assignments.select("product_id", "attribute_id", "score")))
+    members = spark.createDataFrame(spark_table(collection_members(collections)))
+    config = FeedConfig(min_feed_size=10, max_feed_size=50)
+    fast = pl.from_pandas(partitioned_feeds(sdf, members, config).toPandas()).sort(["collection_id", "rank"])
+    slow = pl.from_pandas(naive_feeds(sdf, members, config).toPandas()).sort(["collection_id", "rank"])
+    assert fast.height > 1000 and fast.equals(slow)
+    for (collection_id,), feed in fast.group_by(["collection_id"]):
+        relevance = feed.sort("rank")["relevance"].to_list()
+        assert relevance == sorted(relevance, reverse=True) and feed.height <= 50
+
+
+def test_short_feeds_are_dropped_and_publishing_is_repeatable(spark, assignments, vocabulary, tmp_path: Path) -> None:
+    collections = _collections(assignments, vocabulary, count=1000)
+    sdf = spark.createDataFrame(spark_table(assignments.select("product_id", "attribute_id", "score")))
+    config = FeedConfig(min_feed_size=40, max_feed_size=60)
+    target = tmp_path / "feeds"
+    status = build_feeds(sdf, collections, config, target)
+    dropped = status.filter(pl.col("status") == "dropped")
+    assert dropped.height > 0 and dropped["reason"].str.contains("under the minimum of 40").all()
+    rows = read_feeds(target)
+    sizes = rows.group_by("collection_id").len()
+    assert set(sizes["collection_id"]) == set(status.filter(pl.col("status") == "published")["collection_id"])
+    assert sizes["len"].is_between(40, 60).all()
+    assert {p.name.split("=")[1] for p in target.glob("anchor=*")} == set(rows["anchor"])
+    assert build_feeds(sdf, collections, config, target).equals(status) and read_feeds(target).equals(rows)
+    (target / "_SUCCESS").unlink()
+    with pytest.raises(FileNotFoundError, match="no complete feeds"):
+        read_feeds(target)
+
+
+def _flaky(sdf, always: bool):
+    """Fails a task on its first attempt (or always): what a lost executor looks like to the job."""
+    from pyspark import TaskContext
+
+    def run(batches):
+        for batch in batches:
+            if always or TaskContext.get().attemptNumber() == 0:
+                raise RuntimeError("injected task failure")
+            yield batch
+
+    return sdf.repartition(2).mapInPandas(run, sdf.schema)
+
+
+def test_task_failures_are_retried_or_fail_clearly(spark, assignments, vocabulary, tmp_path: Path) -> None:
+    collections = _collections(assignments, vocabulary, count=10)
+    sdf = spark.createDataFrame(spark_table(assignments.select("product_id", "attribute_id", "score")))
+    config = FeedConfig(min_feed_size=10, max_feed_size=20)
+    expected = build_feeds(sdf, collections, config, tmp_path / "clean")
+    assert build_feeds(_flaky(sdf, always=False), collections, config, tmp_path / "retried").equals(expected)
+    assert read_feeds(tmp_path / "retried").equals(read_feeds(tmp_path / "clean"))
+    with pytest.raises(FeedBuildError, match="(?s)after retrying failed tasks.*injected task failure"):
+        build_feeds(_flaky(sdf, always=True), collections, config, tmp_path / "broken")
+    assert not (tmp_path / "broken").exists(), "nothing half-written is left looking complete"
+
+
+def test_baseline_feeds_rank_by_similarity_above_the_floor() -> None:
+    products = np.eye(4, dtype=np.float32)
+    products[3] = products[0]  # a tie with product "a"
+    queries = pl.DataFrame({"collection_id": ["q-x"], "query": ["x"]})
+    query = np.asarray([[0.9, 0.3, 0.0, 0.0]], np.float32)
+    feed = nearest_products(query, products, ["a", "b", "c", "d"], queries, 0.25, BaselineConfig(max_feed_size=10))
+    assert feed["product_id"].to_list() == ["a", "d", "b"] and feed["rank"].to_list() == [1, 2, 3]
+
+
+def test_top_queries_and_precision(intents: pl.DataFrame) -> None:
+    queries = top_queries(intents, 5)
+    assert queries.height == 5 and queries["collection_id"].str.starts_with("q-").all()
+    assert queries["group_demand"].to_list() == sorted(queries["group_demand"].to_list(), reverse=True)
+    feeds = pl.DataFrame({"collection_id": ["c"] * 3, "rank": [1, 2, 3], "product_id": ["1", "2", "3"]})
+    truth = pl.DataFrame({"product_id": ["1", "1", "2", "3"],
+                          "attribute_id": ["category:dress", "colour:black", "category:dress", "category:jeans"]})
+    members = pl.DataFrame({"collection_id": ["c", "c", "c"],
+                            "attribute_id": ["category:dress", "colour:black", "pattern:striped"]})
+    targets = evaluable_targets(members, truth)
+    assert targets["attribute_id"].to_list() == ["category:dress", "colour:black"], "no label judges a pattern"
+    precision = precision_at_k(feeds, targets, truth).row(0, named=True)
+    assert (precision["evaluated"], precision["agreeing"]) == (3, 1)
