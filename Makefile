@@ -6,7 +6,9 @@ PYTHON ?= python3
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test dev validate benchmark clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install run test dev validate benchmark clean serve chromium
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +21,15 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/pinlanding run
 
-test: install
+# The browser test drives Debian's Chromium (Playwright with the system browser's executable).
+chromium:
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+
+test: install chromium
 	$(PY) -m pytest
+
+serve: install
+	$(VENV)/bin/pinlanding serve
 
 dev: install
 	$(VENV)/bin/dagster dev -w workspace.yaml

@@ -3,6 +3,7 @@
     pinlanding make-drops   split the shared Fashion catalog into demo drops in the landing directory
     pinlanding run          the main job: every ready drop through the whole asset graph
     pinlanding evaluate     the dual encoder against the labels of a catalog directory (--json)
+    pinlanding serve        serve the landing-page site on localhost
 """
 
 from __future__ import annotations
@@ -121,6 +122,36 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def make_server(directory: Path, host: str, port: int):
+    """A threaded static file server rooted at ``directory`` (the handler refuses paths outside it)."""
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+            pass
+
+    return ThreadingHTTPServer((host, port), partial(Quiet, directory=str(directory)))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pinlanding_assets.site.assets import site_dir
+
+    directory = Path(args.dir) if args.dir else site_dir()
+    if not (directory / "index.html").is_file():
+        print(f"no site at {directory}: run `pinlanding run` (or materialize landing_pages) first", file=sys.stderr)
+        return 2
+    server = make_server(directory, args.host, args.port)
+    print(f"serving {directory} at http://{args.host}:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pinlanding", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print only the JSON object")
     evaluate.add_argument("--limit", type=int, help="evaluate on the first N products (by id)")
     evaluate.set_defaults(handler=_evaluate)
+
+    serve = commands.add_parser("serve", help="serve the landing-page site on localhost")
+    serve.add_argument("--dir", help="site directory (default: data/site)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=_serve)
     return parser
 
 

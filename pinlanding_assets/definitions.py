@@ -10,9 +10,10 @@ from pinlanding_assets.demand import assets as demand_assets
 from pinlanding_assets.encoder import assets as encoder_assets
 from pinlanding_assets.jobs import jobs_for
 from pinlanding_assets.sensors import catalog_drop_sensor
+from pinlanding_assets.site import assets as site_assets
 from resources import build_resources
 
-ASSET_MODULES = [catalog_assets, attribute_assets, encoder_assets, demand_assets, collection_assets]
+ASSET_MODULES = [catalog_assets, attribute_assets, encoder_assets, demand_assets, collection_assets, site_assets]
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 all_checks = dg.load_asset_checks_from_modules([catalog_checks, *ASSET_MODULES])
 

@@ -23,3 +23,16 @@ class WarehouseIOManager(PolarsParquetIOManager):
 
 def parquet_io_manager(warehouse_dir: Path) -> WarehouseIOManager:
     return WarehouseIOManager(base_dir=str(warehouse_dir))
+
+
+def replace_directory(staging: Path, target: Path) -> None:
+    """Swap a fully written ``staging`` directory in for ``target``: readers see the old or the new
+    directory, never a half-written one (two renames; the old copy is removed afterwards)."""
+    import shutil
+
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)

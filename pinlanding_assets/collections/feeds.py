@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from resources.spark import spark_table
+from resources.storage import replace_directory
 
 FEED_COLUMNS = ["anchor", "collection_id", "rank", "product_id", "relevance"]
 STATUS_SCHEMA = {"collection_id": pl.Utf8, "title": pl.Utf8, "anchor": pl.Utf8, "products": pl.Int64,
@@ -104,12 +105,7 @@ def write_feeds(feeds, keep: list[str], target: Path) -> None:
     published = feeds.join(F.broadcast(keep_df), "collection_id").repartition("anchor").sortWithinPartitions(
         "collection_id", "rank")
     published.select(*FEED_COLUMNS).write.mode("overwrite").partitionBy("anchor").parquet(str(staging))
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_directory(staging, target)
 
 
 def build_feeds(assignments, collections: pl.DataFrame, config: FeedConfig, target: Path,

@@ -1,0 +1,69 @@
+"""The landing-page site asset: static HTML pages, thumbnails, sitemap.xml and robots.txt."""
+
+import base64
+import io
+import os
+import re
+import time
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from pinlanding_assets.collections.assets import feed_rows_path
+from pinlanding_assets.collections.feeds import read_feeds
+from pinlanding_assets.partitions import concat_partitions
+from pinlanding_assets.settings import get_paths
+from pinlanding_assets.site.pages import SiteConfig, build_site
+from pinlanding_assets.site.thumbnails import collage, make_thumbnail
+
+OWNERS = ["team:merchandising"]
+
+
+def site_dir():
+    return get_paths().data_dir / "site"
+
+
+class SiteRunConfig(dg.Config):
+    base_url: str = Field(default_factory=lambda: os.environ.get("PINLANDING_SITE_URL", "http://localhost:8000/"),
+                          description="where the site will be served; used in sitemap.xml and canonical links")
+    thumbnail_width: int = 240
+
+
+def _collage_markdown(site, feeds: pl.DataFrame, collection_id: str) -> dg.MarkdownMetadataValue:
+    top = feeds.filter(pl.col("collection_id") == collection_id).sort("rank").head(12)
+    paths = [site / "thumbs" / (re.sub(r"[^A-Za-z0-9_-]", "_", p) + ".jpg") for p in top["product_id"]]
+    buffer = io.BytesIO()
+    collage(paths).save(buffer, "PNG")
+    return dg.MetadataValue.md(f"![{collection_id}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})")
+
+
+@dg.asset(
+    ins={"collections": dg.AssetIn(), "collection_feeds": dg.AssetIn(), "catalog_products": dg.AssetIn()},
+    group_name="site", kinds={"html"}, owners=OWNERS,
+)
+def landing_pages(config: SiteRunConfig, collections: pl.DataFrame, collection_feeds: pl.DataFrame,
+                  catalog_products: dict[str, pl.DataFrame]) -> dg.Output[pl.DataFrame]:
+    """A static site people can open: a page per published collection (ranked grid, breadcrumbs,
+    related collections), an index grouped by facet, sitemap.xml and robots.txt. `pinlanding serve`."""
+    feeds = read_feeds(feed_rows_path())
+    products = concat_partitions(catalog_products).select("product_id", "title", "image_path")
+    started = time.perf_counter()
+    summary = build_site(collections, feeds, products, site_dir(),
+                         SiteConfig(base_url=config.base_url, thumbnail_width=config.thumbnail_width), make_thumbnail)
+    pages = pl.DataFrame({"path": ["index.html", *[f"c/{c}.html" for c in sorted(feeds["collection_id"].unique())]]})
+    pages = pages.with_columns(pl.col("path").map_elements(lambda p: (site_dir() / p).stat().st_size,
+                                                           return_dtype=pl.Int64).alias("bytes"))
+    first = collections.sort("rank").filter(pl.col("collection_id").is_in(feeds["collection_id"].unique().to_list()))
+    metadata = {
+        "dagster/row_count": pages.height,
+        "pages": summary.pages, "collection_pages": summary.collection_pages, "thumbnails": summary.thumbnails,
+        "site": dg.MetadataValue.path(str(summary.path)),
+        "largest_page_kb": round(pages["bytes"].max() / 1024, 1) if pages.height else 0,
+        "seconds": round(time.perf_counter() - started, 1),
+        "serve": dg.MetadataValue.md("`pinlanding serve` then open http://localhost:8000/"),
+    }
+    if first.height:
+        metadata["top_collection"] = first["title"][0]
+        metadata["top_collection_collage"] = _collage_markdown(summary.path, feeds, first["collection_id"][0])
+    return dg.Output(pages, metadata=metadata)

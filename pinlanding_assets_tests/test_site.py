@@ -1,0 +1,155 @@
+"""The landing-page site: safe rendering, and a real browser (Debian's Chromium via Playwright) on it."""
+
+from __future__ import annotations
+
+import threading
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pinlanding_assets.cli import make_server
+from pinlanding_assets.site.pages import SiteConfig, SiteError, build_site, page_path, safe_path
+from pinlanding_assets.site.thumbnails import make_thumbnail
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+XSS = "<script>alert(1)</script>"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _collection(slug: str, rank: int, title: str, facets: list[tuple[str, str]]) -> dict:
+    return {"collection_id": slug, "rank": rank, "title": title, "anchor": facets[-1][1],
+            "attribute_ids": [f"{f}:{p}" for f, p in facets], "facets": [f for f, _ in facets],
+            "phrases": [p for _, p in facets]}
+
+
+@pytest.fixture(scope="module")
+def site_inputs(fashion_rows: list[dict[str, str]], fashion_dir: Path) -> tuple[pl.DataFrame, ...]:
+    """Real catalog products in three collections; one product is named like an XSS attack."""
+    rows = [r for r in fashion_rows if r["articleType"] in {"Tshirts", "Jeans"}][:40]
+    products = pl.DataFrame({
+        "product_id": [r["id"] for r in rows],
+        "title": [XSS if i == 0 else r["productDisplayName"] for i, r in enumerate(rows)],
+        "image_path": [str(fashion_dir / "images" / f"{r['id']}.jpg") for r in rows],
+    })
+    tees = [r["id"] for r in rows if r["articleType"] == "Tshirts"]
+    jeans = [r["id"] for r in rows if r["articleType"] == "Jeans"]
+    collections = pl.DataFrame([
+        _collection("t-shirt", 1, "T-Shirts", [("category", "t-shirt")]),
+        _collection("men-t-shirt", 2, "Men's T-Shirts & <b>More</b>", [("gender", "men"), ("category", "t-shirt")]),
+        _collection("jeans", 3, "Jeans", [("category", "jeans")]),
+    ])
+    feeds = pl.DataFrame({
+        "collection_id": ["t-shirt"] * len(tees) + ["men-t-shirt"] * 10 + ["jeans"] * len(jeans),
+        "rank": list(range(1, len(tees) + 1)) + list(range(1, 11)) + list(range(1, len(jeans) + 1)),
+        "product_id": tees + tees[:10] + jeans,
+    })
+    return collections, feeds, products
+
+
+@pytest.fixture(scope="module")
+def site(site_inputs, tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("site") / "site"
+    summary = build_site(*site_inputs, target, SiteConfig(base_url="https://shop.example/"), make_thumbnail)
+    assert summary.collection_pages == 3 and summary.pages == 4 and summary.thumbnails == 40
+    return target
+
+
+@pytest.fixture(scope="module")
+def server(site: Path) -> Iterator[str]:
+    httpd = make_server(site, "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_text_is_escaped_and_files_are_complete(site: Path) -> None:
+    page = (site / "c" / "t-shirt.html").read_text()
+    assert XSS not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "Men&#39;s T-Shirts &amp; &lt;b&gt;More&lt;/b&gt;" in (site / "index.html").read_text()
+    urls = [url[0].text for url in ElementTree.parse(site / "sitemap.xml").getroot()]
+    assert urls == ["https://shop.example/index.html", "https://shop.example/c/jeans.html",
+                    "https://shop.example/c/men-t-shirt.html", "https://shop.example/c/t-shirt.html"]
+    assert (site / "robots.txt").read_text() == "User-agent: *\nAllow: /\nSitemap: https://shop.example/sitemap.xml\n"
+    assert len(list((site / "thumbs").glob("*.jpg"))) == 40
+    assert not list(site.parent.glob("*.staging"))
+
+
+@pytest.mark.parametrize("slug", ["../escape", "a/b", "", "UPPER", "x.html", "-lead"])
+def test_unsafe_slugs_are_refused(slug: str, tmp_path: Path) -> None:
+    with pytest.raises(SiteError):
+        page_path(slug)
+    with pytest.raises(SiteError):
+        safe_path(tmp_path, "../outside.html")
+
+
+def test_rebuilding_gives_the_same_site(site: Path, site_inputs, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    build_site(*site_inputs, again, SiteConfig(base_url="https://shop.example/"), make_thumbnail)
+    files = sorted(p.relative_to(site) for p in site.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert all((site / f).read_bytes() == (again / f).read_bytes() for f in files)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} missing: `make test` installs Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+def _open(browser, url: str, width: int = 1280):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    response = page.goto(url, wait_until="load")
+    assert response is not None and response.ok, url
+    return page, errors, dialogs
+
+
+def _images_decode(page) -> None:
+    page.evaluate("() => Promise.all([...document.images].map(i => { i.loading = 'eager'; return i.decode(); }))")
+    widths = page.eval_on_selector_all("img", "images => images.map(i => i.naturalWidth)")
+    assert widths and min(widths) > 0
+
+
+def test_index_and_collection_pages_in_chromium(browser, server: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page, errors, dialogs = _open(browser, server + "index.html")
+    links = page.eval_on_selector_all("main a", "links => links.map(a => a.href)")
+    assert len(links) >= 4
+    page.screenshot(path=str(ARTIFACTS / "index.png"), full_page=True)
+    for link in sorted(set(links)):
+        assert page.request.get(link).ok, f"broken link {link}"
+    assert errors == [] and dialogs == []
+    page.close()
+
+    page, errors, dialogs = _open(browser, server + "c/t-shirt.html", width=390)
+    _images_decode(page)
+    names = page.eval_on_selector_all(".grid .name", "spans => spans.map(s => s.textContent)")
+    assert XSS in names, "the product named like a script is shown as text"
+    assert page.eval_on_selector_all("script", "s => s.length") == 0
+    assert page.eval_on_selector_all("h1", "h => h[0].textContent") == "T-Shirts"
+    crumbs = page.eval_on_selector_all("nav.crumbs a", "links => links.map(a => a.href)")
+    related = page.eval_on_selector_all("section.facet a", "links => links.map(a => a.href)")
+    assert crumbs[0].endswith("/index.html") and any(r.endswith("/c/men-t-shirt.html") for r in related)
+    for link in crumbs + related:
+        assert page.request.get(link).ok, f"broken link {link}"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scroll on a phone"
+    page.screenshot(path=str(ARTIFACTS / "collection-phone.png"), full_page=True)
+    assert errors == [] and dialogs == []
+    page.close()
