@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,29 +17,15 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from pinlanding_assets_tests.conftest import free_port, wait_for_port
+
 VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port: int, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
-
 @pytest.fixture
 def ray_head() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
     # A throwaway loopback cluster: Ray 2.60's default token auth is switched off for it (README: clusters).
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
@@ -60,20 +45,20 @@ def ray_head() -> Iterator[str]:
 @pytest.fixture
 def spark_standalone(tmp_path: Path) -> Iterator[str]:
     spark_class = VENV_BIN / "spark-class"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SPARK_LOG_DIR": str(tmp_path / "spark-logs"), "PYSPARK_PYTHON": sys.executable}
     master = subprocess.Popen(
         [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-         "--webui-port", str(_free_port())],
+         "--webui-port", str(free_port())],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     url = f"spark://127.0.0.1:{port}"
     worker = None
     try:
-        _wait_for_port(port)
+        wait_for_port(port)
         worker = subprocess.Popen(
             [spark_class, "org.apache.spark.deploy.worker.Worker", url, "--cores", "1", "--memory", "2g",
-             "--webui-port", str(_free_port()), "--work-dir", str(tmp_path / "spark-work")],
+             "--webui-port", str(free_port()), "--work-dir", str(tmp_path / "spark-work")],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         time.sleep(3)
