@@ -36,3 +36,17 @@ def figure_markdown(figure) -> dg.MarkdownMetadataValue:
     plt.close(figure)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return dg.MetadataValue.md(f"![plot](data:image/png;base64,{encoded})")
+
+
+def histogram_markdown(values, title: str, xlabel: str, bins: int = 30) -> dg.MarkdownMetadataValue:
+    """A histogram of ``values`` as an inline PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3))
+    axis.hist(list(values), bins=bins, color="tab:blue")
+    axis.set_title(title)
+    axis.set_xlabel(xlabel)
+    return figure_markdown(figure)

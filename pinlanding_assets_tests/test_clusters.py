@@ -103,4 +103,6 @@ def test_main_command_runs_on_external_ray_and_spark(
     assert feeds["spark_master"].value == spark_standalone and feeds["published"].value > 0
     comparison = pl.read_parquet(project_dirs / "warehouse" / "collection_comparison.parquet")
     assert comparison["system"].to_list() == ["content_first", "search_log_baseline"]
+    pages = sorted((project_dirs / "site" / "c").glob("*.html"))
+    assert len(pages) == feeds["published"].value and (project_dirs / "site" / "sitemap.xml").is_file()
     assert ray_event.asset_materialization.metadata["ray_cluster"].value == f"Ray cluster at {ray_head}"

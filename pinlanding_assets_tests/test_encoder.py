@@ -86,6 +86,31 @@ def test_training_is_deterministic(trained, catalog) -> None:
         assert torch.equal(a, b), name
 
 
+def test_unfrozen_image_blocks_train_and_stay_consistent(catalog, tmp_path: Path) -> None:
+    """Training the last trunk stage changes it, and the saved model embeds exactly as trained."""
+    from pinlanding_assets.encoder.training import load_pixels
+
+    encoder = DualEncoder(EncoderSpec(), tmp_path)
+    pixels, _ = load_pixels(catalog.products["image_path"].head(4).to_list(), encoder.preprocess)
+    stem = encoder.image_stem_features(pixels, 1)
+    assert stem.ndim == 4
+    assert torch.allclose(encoder.image_tail(stem, 1), encoder.image_trunk_features(pixels), atol=1e-5)
+    before = [p.detach().clone() for p in encoder.open_image_parameters(1)]
+    vocabulary = _vocabulary()
+    config = TrainingConfig(max_products=160, epochs=3, patience=3, unfreeze_image_blocks=1)
+    cache = build_feature_cache(encoder, catalog.products, title_matches(catalog.products, vocabulary), vocabulary, config)
+    assert cache.image.ndim == 4 and cache.open_blocks == 1
+    train_heads(encoder, cache, config)
+    after = encoder.open_image_parameters(1)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after)), "the open stage trained"
+    with torch.no_grad():
+        trained_path = encoder.image_head(encoder.image_tail(encoder.image_stem_features(pixels, 1), 1))
+        assert torch.allclose(trained_path, encoder.image_head(encoder.image_trunk_features(pixels)), atol=1e-5)
+    save_checkpoint(encoder.model, EncoderSpec(), tmp_path / "open.pt", {})
+    reloaded = DualEncoder(EncoderSpec(checkpoint=str(tmp_path / "open.pt")), tmp_path)
+    assert torch.allclose(reloaded.image_trunk_features(pixels), encoder.image_trunk_features(pixels), atol=1e-6)
+
+
 def test_checkpoint_round_trip_and_mismatch(trained, tmp_path: Path) -> None:
     encoder, _, _, _, _, cache_dir = trained
     spec = EncoderSpec()

@@ -21,7 +21,7 @@ from pinlanding_assets.collections.feeds import FeedConfig, build_feeds, collect
 from pinlanding_assets.collections.topics import TopicConfig, plan_collections
 from pinlanding_assets.encoder.evaluation import ground_truth_attributes
 from pinlanding_assets.encoder.model import DualEncoder, spec_from_record
-from pinlanding_assets.metadata import figure_markdown, table_preview
+from pinlanding_assets.metadata import histogram_markdown, table_preview
 from pinlanding_assets.partitions import concat_partitions
 from pinlanding_assets.settings import get_paths
 from resources.model_backends import ModelBackends
@@ -51,19 +51,6 @@ class FeedsConfig(dg.Config):
     min_feed_size: int = MIN_FEED_SIZE
     max_feed_size: int = MAX_FEED_SIZE
     attribute_partitions: int = 8
-
-
-def _histogram(values, title: str, xlabel: str) -> dg.MarkdownMetadataValue:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 3))
-    axis.hist(values, bins=30, color="tab:blue")
-    axis.set_title(title)
-    axis.set_xlabel(xlabel)
-    return figure_markdown(figure)
 
 
 @dg.multi_asset(
@@ -139,8 +126,8 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
         "spark_master": spark.sparkContext.master,
         "seconds": round(seconds, 1),
         "min_feed_size": settings.min_feed_size, "max_feed_size": settings.max_feed_size,
-        "feed_size_histogram": _histogram(published["products"].to_list(), "feed sizes", "products per feed"),
-        "relevance_histogram": _histogram(rows["relevance"].to_list(), "relevance of feed rows", "mean attribute score"),
+        "feed_size_histogram": histogram_markdown(published["products"], "feed sizes", "products per feed"),
+        "relevance_histogram": histogram_markdown(rows["relevance"], "relevance of feed rows", "mean attribute score"),
         "dropped_collections": table_preview(status.filter(pl.col("status") == "dropped"), rows=20),
     })
 

@@ -25,7 +25,7 @@ from pinlanding_assets.encoder.training import (
     train_heads,
     vlm_pairs,
 )
-from pinlanding_assets.metadata import figure_markdown, table_preview
+from pinlanding_assets.metadata import figure_markdown, histogram_markdown, table_preview
 from pinlanding_assets.partitions import catalog_drops, concat_partitions
 from pinlanding_assets.settings import get_paths
 from resources.models import open_clip_cache
@@ -42,6 +42,9 @@ class DualEncoderConfig(dg.Config):
     epochs: int = 80
     seed: int = 0
     image_weight: float = 0.5
+    unfreeze_image_blocks: int = Field(
+        default_factory=lambda: int(os.environ.get("PINLANDING_UNFREEZE_IMAGE_BLOCKS", "0")),
+        description="also train the last N stages of the image trunk (0: heads only, on cached features)")
 
 
 def _loss_plot(report) -> dg.MarkdownMetadataValue:
@@ -82,7 +85,8 @@ def dual_encoder(
     pairs = pl.concat([vlm_pairs(concat_partitions(raw_vlm_attributes), curated_vocabulary),
                        title_matches(products, curated_vocabulary)]).unique().sort(["product_id", "attribute_id"])
     spec = EncoderSpec(model_name=config.model_name, image_weight=config.image_weight, seed=config.seed)
-    training = TrainingConfig(seed=config.seed, max_products=config.max_products, epochs=config.epochs)
+    training = TrainingConfig(seed=config.seed, max_products=config.max_products, epochs=config.epochs,
+                              unfreeze_image_blocks=config.unfreeze_image_blocks)
     encoder = DualEncoder(spec, open_clip_cache())
     cache = build_feature_cache(encoder, products, pairs, curated_vocabulary, training)
     report = train_heads(encoder, cache, training)
@@ -92,7 +96,7 @@ def dual_encoder(
     valid = torch.tensor([s == "validation" for s in cache.splits])
     with torch.no_grad():
         index = valid.nonzero().squeeze(-1)
-        scores = (encoder.fuse(encoder.image_head(cache.image[index]), encoder.text_head(cache.title[index]),
+        scores = (encoder.fuse(cache.image_vectors(encoder, index), encoder.text_head(cache.title[index]),
                                cache.has_image[index]) @ encoder.text_head(cache.phrases).T).numpy()
     thresholds = calibrate_thresholds(scores, cache.positives[index].numpy(), cache.attribute_ids)
 
@@ -120,6 +124,7 @@ def dual_encoder(
         "model_name": spec.model_name,
         "train_products": report.train_products, "validation_products": report.validation_products,
         "training_pairs": report.pairs, "epochs_run": report.epochs_run, "best_epoch": report.best_epoch,
+        "unfrozen_image_blocks": training.unfreeze_image_blocks,
         "validation_recall_at_10": report.best_validation_recall_at_10,
         "holdout_products": holdout.height,
         "fused_recall_at_10": metrics["fused"]["recall_at_10"],
@@ -233,5 +238,6 @@ def attribute_assignments(
         "dagster/row_count": table.height,
         "products": int(per_product.len()), "mean_attributes_per_product": round(float(per_product.mean()), 2),
         "pairs_scored_per_second": round(products.shape[0] * attributes.shape[0] / seconds) if seconds else 0,
+        "score_histogram": histogram_markdown(table["score"], "scores of assigned attributes", "cosine similarity"),
         "preview": table_preview(table, rows=15),
     })

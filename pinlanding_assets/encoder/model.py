@@ -106,6 +106,41 @@ class DualEncoder:
     def image_trunk_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.visual.trunk(pixels.to(self.device))
 
+    def _trunk_stages(self) -> tuple[list[torch.nn.Module], list[torch.nn.Module]]:
+        trunk = self.model.visual.trunk
+        if not hasattr(trunk, "blocks") or not hasattr(trunk, "conv_stem"):
+            raise ValueError(f"unfreezing image blocks needs an EfficientNet-style timm trunk, not {type(trunk).__name__}")
+        return [trunk.conv_stem, trunk.bn1], [trunk.conv_head, trunk.bn2, trunk.global_pool]
+
+    @torch.no_grad()
+    def image_stem_features(self, pixels: torch.Tensor, open_blocks: int) -> torch.Tensor:
+        """Activations before the last ``open_blocks`` stages of the image trunk (the whole trunk's
+        pooled output when 0): what training caches when those stages are unfrozen."""
+        if open_blocks == 0:
+            return self.image_trunk_features(pixels)
+        head, _ = self._trunk_stages()
+        x = pixels.to(self.device)
+        for layer in [*head, *self.model.visual.trunk.blocks[:-open_blocks]]:
+            x = layer(x)
+        return x
+
+    def image_tail(self, stem: torch.Tensor, open_blocks: int) -> torch.Tensor:
+        """The rest of the trunk from ``image_stem_features``: trunk(pixels) == tail(stem(pixels))."""
+        if open_blocks == 0:
+            return stem
+        _, tail = self._trunk_stages()
+        x = stem
+        for layer in [*self.model.visual.trunk.blocks[-open_blocks:], *tail]:
+            x = layer(x)
+        return x
+
+    def open_image_parameters(self, open_blocks: int) -> list[torch.nn.Parameter]:
+        if open_blocks == 0:
+            return []
+        _, tail = self._trunk_stages()
+        modules = [*self.model.visual.trunk.blocks[-open_blocks:], *tail]
+        return [p for module in modules for p in module.parameters()]
+
     @torch.no_grad()
     def text_trunk_features(self, texts: list[str]) -> torch.Tensor:
         tokens = self.tokenizer(texts).to(self.device)

@@ -6,8 +6,11 @@ Supervision (never the ground-truth labels):
   vocabulary phrases found verbatim in the product's title; trained as a multi-positive softmax of
   the product (fused, and image alone) against every vocabulary phrase.
 
-Only open_clip's projection heads and logit scale train; the towers stay frozen, so each tower runs
-once per product (cached features) and an epoch is a few matrix products on 2 cores.
+By default only open_clip's projection heads and logit scale train; the towers stay frozen, so each
+tower runs once per product (cached features) and an epoch is a few matrix products on 2 cores.
+``unfreeze_image_blocks=N`` also trains the last N stages of the image trunk (and its conv head):
+the cache then holds the activations before those stages, and each step runs only the open part.
+Batch-norm statistics stay frozen either way (the towers run in eval mode).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class TrainingConfig:
     batch_size: int = 128
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
+    unfreeze_image_blocks: int = 0
+    trunk_learning_rate: float = 1e-4
 
 
 def split_of(product_id: str, seed: int, holdout_share: float, validation_share: float) -> str:
@@ -90,13 +95,18 @@ class FeatureCache:
     """Frozen-tower features: one row per product, one per vocabulary phrase."""
 
     product_ids: list[str]
-    image: torch.Tensor  # (n, image_dim)
+    image: torch.Tensor  # (n, image_dim), or (n, c, h, w) activations when image blocks are unfrozen
     has_image: torch.Tensor  # (n,) bool
     title: torch.Tensor  # (n, text_dim)
     attribute_ids: list[str]
     phrases: torch.Tensor  # (m, text_dim)
     positives: torch.Tensor  # (n, m) float 0/1
     splits: list[str] = field(default_factory=list)
+    open_blocks: int = 0
+
+    def image_vectors(self, encoder, index: torch.Tensor) -> torch.Tensor:
+        """Unit image vectors of the products at ``index`` (through the unfrozen stages, if any)."""
+        return encoder.image_head(encoder.image_tail(self.image[index], self.open_blocks))
 
 
 def recall_at_k(scores: torch.Tensor, positives: torch.Tensor, k: int = 10) -> float:
@@ -139,17 +149,21 @@ def train_heads(encoder, cache: FeatureCache, config: TrainingConfig) -> Trainin
     model = encoder.model
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    trainable = [*model.visual.head.parameters(), *model.text.proj.parameters(), model.logit_scale]
-    for parameter in trainable:
+    heads = [*model.visual.head.parameters(), *model.text.proj.parameters(), model.logit_scale]
+    trunk = encoder.open_image_parameters(cache.open_blocks)
+    for parameter in [*heads, *trunk]:
         parameter.requires_grad_(True)
-    optimiser = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    groups = [{"params": heads, "lr": config.learning_rate}]
+    if trunk:
+        groups.append({"params": trunk, "lr": config.trunk_learning_rate})
+    optimiser = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     clip_loss = ClipLoss()
     train = torch.tensor([s == "train" for s in cache.splits])
     valid = torch.tensor([s == "validation" for s in cache.splits])
     train_index = train.nonzero().squeeze(-1)
 
     def losses(index: torch.Tensor) -> torch.Tensor:
-        image = encoder.image_head(cache.image[index])
+        image = cache.image_vectors(encoder, index)
         title = encoder.text_head(cache.title[index])
         phrases = encoder.text_head(cache.phrases)
         scale = model.logit_scale.exp().clamp(max=100)
@@ -163,15 +177,15 @@ def train_heads(encoder, cache: FeatureCache, config: TrainingConfig) -> Trainin
     def validation_recall() -> float:
         with torch.no_grad():
             index = valid.nonzero().squeeze(-1)
-            fused = encoder.fuse(encoder.image_head(cache.image[index]), encoder.text_head(cache.title[index]),
+            fused = encoder.fuse(cache.image_vectors(encoder, index), encoder.text_head(cache.title[index]),
                                  cache.has_image[index])
             return recall_at_k(fused @ encoder.text_head(cache.phrases).T, cache.positives[index])
 
     best_state, best_recall, best_epoch, stale = None, -1.0, 0, 0
     train_curve, valid_curve, recall_curve = [], [], []
     generator = torch.Generator().manual_seed(config.seed)
+    model.eval()  # the heads have no dropout or batch norm; the towers keep their statistics
     for epoch in range(1, config.epochs + 1):
-        model.train()
         order = train_index[torch.randperm(len(train_index), generator=generator)]
         epoch_losses = []
         for start in range(0, len(order), config.batch_size):
@@ -180,7 +194,6 @@ def train_heads(encoder, cache: FeatureCache, config: TrainingConfig) -> Trainin
             loss.backward()
             optimiser.step()
             epoch_losses.append(loss.item())
-        model.eval()
         with torch.no_grad():
             valid_loss = float(losses(valid.nonzero().squeeze(-1)))
         recall = validation_recall()
@@ -252,7 +265,7 @@ def build_feature_cache(
     paths, titles = products["image_path"].to_list(), products["title"].to_list()
     for start in range(0, products.height, batch_size):
         pixels, ok = load_pixels(paths[start : start + batch_size], encoder.preprocess)
-        image_parts.append(encoder.image_trunk_features(pixels))
+        image_parts.append(encoder.image_stem_features(pixels, config.unfreeze_image_blocks))
         mask_parts.append(ok)
         title_parts.append(encoder.text_trunk_features(titles[start : start + batch_size]))
     has_image = torch.cat(mask_parts)
@@ -262,5 +275,5 @@ def build_feature_cache(
         product_ids=products["product_id"].to_list(), image=torch.cat(image_parts), has_image=has_image,
         title=torch.cat(title_parts), attribute_ids=attribute_ids,
         phrases=encoder.text_trunk_features(kept["phrase"].to_list()), positives=positives,
-        splits=products["split"].to_list(),
+        splits=products["split"].to_list(), open_blocks=config.unfreeze_image_blocks,
     )
