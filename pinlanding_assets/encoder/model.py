@@ -44,13 +44,15 @@ def spec_from_record(record: dict) -> EncoderSpec:
     return EncoderSpec(**{**json.loads(record["spec"]), "checkpoint": record["checkpoint"]})
 
 
-def register_default_architecture(cache_dir: Path) -> str:
+def register_default_architecture(cache_dir: Path, text_tower_dir: Path | None = None) -> str:
     """Write and register the open_clip config of the default architecture (paths are machine-local)."""
     import open_clip
 
-    from resources.models import minilm_dir
+    if text_tower_dir is None:
+        from resources.models import minilm_dir
 
-    minilm = str(minilm_dir())
+        text_tower_dir = minilm_dir()
+    minilm = str(text_tower_dir)
     config = {
         "embed_dim": EMBED_DIM,
         "vision_cfg": {"timm_model_name": "tf_efficientnet_lite0", "timm_model_pretrained": False,
@@ -69,12 +71,15 @@ def register_default_architecture(cache_dir: Path) -> str:
 class DualEncoder:
     """An open_clip model plus its transforms and tokenizer, with product/attribute encoders."""
 
-    def __init__(self, spec: EncoderSpec, cache_dir: Path, device: str = "cpu") -> None:
+    def __init__(self, spec: EncoderSpec, cache_dir: Path, device: str = "cpu", text_tower_dir: Path | None = None,
+                 random_weights: bool = False) -> None:
+        """``random_weights`` builds the architecture without loading any weights: only for measuring
+        speed on a machine that lacks the weight packages (a lent GPU)."""
         import open_clip
 
         if spec.model_name == DEFAULT_ARCH:
-            register_default_architecture(cache_dir)
-        fresh = spec.checkpoint is None
+            register_default_architecture(cache_dir, text_tower_dir)
+        fresh = spec.checkpoint is None and not random_weights
         # EfficientNet-Lite was trained on inputs scaled to [-1, 1]; other models keep open_clip's defaults.
         preprocessing = (
             {"image_mean": (0.5, 0.5, 0.5), "image_std": (0.5, 0.5, 0.5), "image_interpolation": "bicubic"}
@@ -87,6 +92,7 @@ class DualEncoder:
         self.tokenizer = open_clip.get_tokenizer(spec.model_name, context_length=spec.context_length)
         if spec.model_name == DEFAULT_ARCH and fresh:
             self._load_image_backbone()
+        self.model.to(device)
         if spec.checkpoint:
             load_checkpoint(self.model, Path(spec.checkpoint), spec)
         self.model.eval()
