@@ -153,3 +153,29 @@ def test_index_and_collection_pages_in_chromium(browser, server: str) -> None:
     page.screenshot(path=str(ARTIFACTS / "collection-phone.png"), full_page=True)
     assert errors == [] and dialogs == []
     page.close()
+
+
+def test_pinlanding_serve_command(site: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from pinlanding_assets_tests.conftest import free_port, wait_for_port
+
+    port = free_port()
+    server = subprocess.Popen([Path(sys.executable).parent / "pinlanding", "serve", "--dir", str(site), "--port",
+                               str(port)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for_port(port, timeout=60)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/c/jeans.html", timeout=10) as response:
+            assert response.status == 200 and b"<h1>Jeans</h1>" in response.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/robots.txt", timeout=10) as response:
+            assert response.read().startswith(b"User-agent: *")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    missing = subprocess.run([Path(sys.executable).parent / "pinlanding", "serve", "--dir", str(site / "nope")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "no site at" in missing.stderr
