@@ -9,7 +9,7 @@ from pinlanding_assets.catalog import checks as catalog_checks
 from pinlanding_assets.demand import assets as demand_assets
 from pinlanding_assets.encoder import assets as encoder_assets
 from pinlanding_assets.jobs import jobs_for
-from pinlanding_assets.sensors import catalog_drop_sensor
+from pinlanding_assets.sensors import catalog_drop_sensor, refresh_sensor
 from pinlanding_assets.site import assets as site_assets
 from resources import build_resources
 
@@ -17,11 +17,13 @@ ASSET_MODULES = [catalog_assets, attribute_assets, encoder_assets, demand_assets
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 all_checks = dg.load_asset_checks_from_modules([catalog_checks, *ASSET_MODULES])
 
+all_jobs = jobs_for(all_assets)
+
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=jobs_for(all_assets),
-    sensors=[catalog_drop_sensor],
+    jobs=all_jobs,
+    sensors=[catalog_drop_sensor, refresh_sensor(all_jobs)],
     resources=build_resources(),
     # One process per run: Ray starts once per run, not once per step.
     executor=dg.in_process_executor,
