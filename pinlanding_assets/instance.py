@@ -1,4 +1,6 @@
-"""The project-local Dagster instance: sqlite storage under DAGSTER_HOME, telemetry off."""
+"""The project-local Dagster instance: sqlite storage under DAGSTER_HOME, telemetry off, and runs
+launched by the daemon one at a time (each run starts its own Ray and models: two at once on 2 cores
+only thrash)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ telemetry:
   enabled: false
 run_coordinator:
   module: dagster._core.run_coordinator
-  class: DefaultRunCoordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 1
 """
 
 
