@@ -43,6 +43,23 @@ NEXT_STAGE = {CATALOG_DROP_JOB: CROSS_DROP_JOB, CROSS_DROP_JOB: DROP_SCORING_JOB
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
 INTAKE_ASSET = dg.AssetKey("raw_vlm_attributes")
+MODEL_ASSET = dg.AssetKey("dual_encoder")
+SCORED_ASSET = dg.AssetKey("attribute_assignments")
+
+
+def stale_drops(instance: dg.DagsterInstance, drops: list[str]) -> list[str]:
+    """Drops whose assignments are older than the current dual encoder (their scoring failed or never
+    ran): publishing then would mix two models' assignments."""
+    model = instance.get_latest_materialization_event(MODEL_ASSET)
+    if model is None:
+        return drops
+    stale = []
+    for drop in drops:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=SCORED_ASSET, asset_partitions=[drop]), limit=1).records
+        if not records or records[0].timestamp < model.timestamp:
+            stale.append(drop)
+    return stale
 
 
 def refresh_requests(finished_job: str, run_id: str, in_flight: int, drops: list[str]) -> list[dg.RunRequest]:
@@ -77,6 +94,10 @@ def refresh_sensor(jobs: list) -> dg.RunStatusSensorDefinition:
             missing = [drop for drop in drops if drop not in done]
             if missing:
                 return dg.SkipReason(f"cross-drop assets wait for the intake of {', '.join(missing)}")
+        if NEXT_STAGE.get(finished) == PUBLISH_JOB and not in_flight:
+            stale = stale_drops(context.instance, drops)
+            if stale:
+                return dg.SkipReason(f"publishing waits for scoring with the current model: {', '.join(stale)}")
         return refresh_requests(finished, context.dagster_run.run_id, in_flight, drops) or dg.SkipReason(
             f"{finished}: {in_flight} run(s) of it still in flight" if in_flight else f"nothing follows {finished}")
 

@@ -67,8 +67,8 @@ def test_refresh_hands_each_stage_on_once_the_batch_is_done() -> None:
 def test_refresh_sensor_on_real_runs() -> None:
     """Runs named like the pipeline's jobs finish in a real instance; the sensor decides what follows."""
     from pinlanding_assets.definitions import all_jobs
-    from pinlanding_assets.jobs import CROSS_DROP_JOB, DROP_SCORING_JOB
-    from pinlanding_assets.sensors import INTAKE_ASSET, refresh_sensor
+    from pinlanding_assets.jobs import CROSS_DROP_JOB, DROP_SCORING_JOB, PUBLISH_JOB
+    from pinlanding_assets.sensors import INTAKE_ASSET, MODEL_ASSET, SCORED_ASSET, refresh_sensor
 
     sensor = refresh_sensor(all_jobs)
 
@@ -97,3 +97,15 @@ def test_refresh_sensor_on_real_runs() -> None:
                                                             dagster_run=run, dagster_event=event))
         assert [(r.job_name, r.partition_key) for r in scoring] == [(DROP_SCORING_JOB, "drop-001"),
                                                                     (DROP_SCORING_JOB, "drop-002")]
+        # the scoring of drop-001 failed: no publishing with assignments of the previous model
+        instance.report_runless_asset_event(dg.AssetMaterialization(SCORED_ASSET, partition="drop-001"))
+        instance.report_runless_asset_event(dg.AssetMaterialization(MODEL_ASSET))
+        instance.report_runless_asset_event(dg.AssetMaterialization(SCORED_ASSET, partition="drop-002"))
+        run, event = finished_run(instance, DROP_SCORING_JOB)
+        waiting = sensor(dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance,
+                                                            dagster_run=run, dagster_event=event))
+        assert isinstance(waiting, dg.SkipReason) and waiting.skip_message.endswith("current model: drop-001")
+        instance.report_runless_asset_event(dg.AssetMaterialization(SCORED_ASSET, partition="drop-001"))
+        [publish] = sensor(dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance,
+                                                              dagster_run=run, dagster_event=event))
+        assert publish.job_name == PUBLISH_JOB
