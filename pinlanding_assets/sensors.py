@@ -88,18 +88,21 @@ def refresh_sensor(jobs: list) -> dg.RunStatusSensorDefinition:
     def pipeline_refresh_sensor(context: dg.RunStatusSensorContext):
         finished = context.dagster_run.job_name
         in_flight = context.instance.get_runs_count(dg.RunsFilter(job_name=finished, statuses=IN_FLIGHT))
+        if in_flight:
+            return dg.SkipReason(f"{finished}: {in_flight} run(s) of it still in flight")
         drops = sorted(context.instance.get_dynamic_partitions(catalog_drops.name))
-        if NEXT_STAGE.get(finished) == CROSS_DROP_JOB and not in_flight:
+        following = NEXT_STAGE.get(finished)
+        if following == CROSS_DROP_JOB:
             done = context.instance.get_materialized_partitions(INTAKE_ASSET)
             missing = [drop for drop in drops if drop not in done]
             if missing:
                 return dg.SkipReason(f"cross-drop assets wait for the intake of {', '.join(missing)}")
-        if NEXT_STAGE.get(finished) == PUBLISH_JOB and not in_flight:
+        if following == PUBLISH_JOB:
             stale = stale_drops(context.instance, drops)
             if stale:
                 return dg.SkipReason(f"publishing waits for scoring with the current model: {', '.join(stale)}")
-        return refresh_requests(finished, context.dagster_run.run_id, in_flight, drops) or dg.SkipReason(
-            f"{finished}: {in_flight} run(s) of it still in flight" if in_flight else f"nothing follows {finished}")
+        return refresh_requests(finished, context.dagster_run.run_id, 0, drops) or dg.SkipReason(
+            f"nothing follows {finished}")
 
     return pipeline_refresh_sensor
 

@@ -10,7 +10,7 @@ import polars as pl
 from dagster_pyspark import PySparkResource
 from pydantic import Field
 
-from pinlanding_assets.collections.baseline import BaselineConfig, nearest_products, top_queries
+from pinlanding_assets.collections.baseline import BaselineConfig, baseline_queries, nearest_products
 from pinlanding_assets.collections.comparison import (
     demand_covered,
     evaluable_targets,
@@ -161,9 +161,8 @@ def search_baseline(query_intents: pl.DataFrame, product_embeddings: dict[str, p
     each feed the products nearest to the query's embedding."""
     record = dual_encoder.row(0, named=True)
     encoder = DualEncoder(spec_from_record(record), open_clip_cache())
-    settings = BaselineConfig(collections=int((collection_feeds["status"] == "published").sum()),
-                              max_feed_size=MAX_FEED_SIZE)
-    queries = top_queries(query_intents, settings.collections)
+    queries = baseline_queries(query_intents, collection_feeds)
+    settings = BaselineConfig(collections=queries.height, max_feed_size=MAX_FEED_SIZE)
     products = concat_partitions(product_embeddings).sort("product_id")
     floor = float(np.mean(list(json.loads(record["thresholds"]).values())))
     feeds = nearest_products(encoder.encode_phrases(queries["query"].to_list()),
@@ -199,7 +198,7 @@ def collection_comparison(collections: pl.DataFrame, collection_feeds: pl.DataFr
     content = system_figures(collection_feeds.select("collection_id", "products"), content_precision,
                              demand_covered(query_intents, content_covered), MIN_FEED_SIZE)
 
-    queries = top_queries(query_intents, collections.height)
+    queries = baseline_queries(query_intents, collection_feeds)
     baseline_sizes = queries.select("collection_id").join(search_baseline.group_by("collection_id").agg(
         pl.len().alias("products")), on="collection_id", how="left").with_columns(pl.col("products").fill_null(0))
     baseline_members = queries.select("collection_id", "attribute_ids").explode("attribute_ids").rename(

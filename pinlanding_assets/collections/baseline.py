@@ -34,6 +34,11 @@ def top_queries(intents: pl.DataFrame, count: int) -> pl.DataFrame:
     )
 
 
+def baseline_queries(intents: pl.DataFrame, feed_status: pl.DataFrame) -> pl.DataFrame:
+    """The baseline's collections: as many top query groups as content-first collections were published."""
+    return top_queries(intents, int((feed_status["status"] == "published").sum()))
+
+
 def nearest_products(query_vectors: np.ndarray, product_vectors: np.ndarray, product_ids: list[str],
                      queries: pl.DataFrame, floor: float, config: BaselineConfig) -> pl.DataFrame:
     """Per query, the products above ``floor`` by cosine similarity, best first (ties: smaller id)."""

@@ -201,9 +201,8 @@ def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intent
         })
     collections = pl.DataFrame(rows, schema=COLLECTION_SCHEMA)
     published = {frozenset(r["attribute_ids"]): r["collection_id"] for r in rows}
-    by_key = {frozenset(t.attribute_ids): t for t in chosen}
     merged_into = {frozenset(m.attribute_ids): published[frozenset(twin.attribute_ids)]
-                   for m, twin in merged if frozenset(twin.attribute_ids) in by_key}
+                   for m, twin in merged if frozenset(twin.attribute_ids) in published}
     carriers: dict[str, set[str]] = defaultdict(set)
     for product_id, attribute_id in assignments.select("product_id", "attribute_id").iter_rows():
         carriers[attribute_id].add(product_id)

@@ -3,7 +3,6 @@
 import base64
 import io
 import os
-import re
 import time
 
 import dagster as dg
@@ -15,7 +14,7 @@ from pinlanding_assets.collections.feeds import read_feeds
 from pinlanding_assets.partitions import concat_partitions
 from pinlanding_assets.settings import get_paths
 from pinlanding_assets.site.pages import SiteConfig, build_site
-from pinlanding_assets.site.thumbnails import collage, make_thumbnail
+from pinlanding_assets.site.thumbnails import collage, make_thumbnail, thumbnail_name
 
 OWNERS = ["team:merchandising"]
 
@@ -32,7 +31,7 @@ class SiteRunConfig(dg.Config):
 
 def _collage_markdown(site, feeds: pl.DataFrame, collection_id: str) -> dg.MarkdownMetadataValue:
     top = feeds.filter(pl.col("collection_id") == collection_id).sort("rank").head(12)
-    paths = [site / "thumbs" / (re.sub(r"[^A-Za-z0-9_-]", "_", p) + ".jpg") for p in top["product_id"]]
+    paths = [site / "thumbs" / thumbnail_name(p) for p in top["product_id"]]
     buffer = io.BytesIO()
     collage(paths).save(buffer, "PNG")
     return dg.MetadataValue.md(f"![{collection_id}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})")

@@ -17,7 +17,8 @@ from xml.sax.saxutils import escape as xml_escape
 import jinja2
 import polars as pl
 
-from pinlanding_assets.collections.titles import plural
+from pinlanding_assets.collections.titles import plural, slug_for
+from pinlanding_assets.site.thumbnails import thumbnail_name
 from resources.storage import replace_directory
 
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -145,7 +146,7 @@ def facet_groups(collections: pl.DataFrame, published: set[str]) -> list[dict]:
                 {"slug": row["collection_id"], "title": row["title"]})
     sections = []
     for facet in sorted(groups, key=lambda f: (FACET_ORDER.index(f) if f in FACET_ORDER else 99, f)):
-        values = [{"id": f"{facet}-{re.sub(r'[^a-z0-9]+', '-', phrase.lower()).strip('-')}",
+        values = [{"id": f"{facet}-{slug_for([phrase])}",
                    "label": plural(phrase).title() if facet == "category" else phrase.title(), "pages": pages}
                   for phrase, pages in sorted(groups[facet].items())]
         sections.append({"id": facet, "label": FACET_LABELS.get(facet, facet.title()), "entries": values})
@@ -155,12 +156,10 @@ def facet_groups(collections: pl.DataFrame, published: set[str]) -> list[dict]:
 def breadcrumbs(row: dict, published: set[str]) -> list[dict]:
     """Home › <category> (its own page when published, else its index entry)."""
     crumbs = []
-    for facet, phrase, attribute in zip(row["facets"], row["phrases"], row["attribute_ids"]):
-        if facet != "category":
-            continue
-        slug = re.sub(r"[^a-z0-9]+", "-", phrase.lower()).strip("-")
-        href = f"../c/{slug}.html" if slug in published and slug != row["collection_id"] else f"../index.html#category-{slug}"
-        if slug != row["collection_id"]:
+    for facet, phrase in zip(row["facets"], row["phrases"]):
+        slug = slug_for([phrase])
+        if facet == "category" and slug != row["collection_id"]:
+            href = f"../c/{slug}.html" if slug in published else f"../index.html#category-{slug}"
             crumbs.append({"href": href, "label": plural(phrase).title()})
     return crumbs
 
@@ -197,8 +196,7 @@ def build_site(collections: pl.DataFrame, feeds: pl.DataFrame, products: pl.Data
     images = dict(zip(products["product_id"], products["image_path"]))
     sizes: dict[str, tuple[int, int]] = {}
     for product_id in sorted(feeds["product_id"].unique()):
-        name = re.sub(r"[^A-Za-z0-9_-]", "_", product_id) + ".jpg"
-        sizes[product_id] = make_thumbnail(images[product_id], safe_path(staging, f"thumbs/{name}"),
+        sizes[product_id] = make_thumbnail(images[product_id], safe_path(staging, f"thumbs/{thumbnail_name(product_id)}"),
                                            config.thumbnail_width)
     related = related_collections(collections.filter(pl.col("collection_id").is_in(list(published))))
     rows = {r["collection_id"]: r for r in collections.iter_rows(named=True)}
@@ -207,7 +205,7 @@ def build_site(collections: pl.DataFrame, feeds: pl.DataFrame, products: pl.Data
     for slug in sorted(published):
         row = rows[slug]
         feed = feeds.filter(pl.col("collection_id") == slug).sort("rank")
-        items = [{"title": titles[p], "thumb": re.sub(r"[^A-Za-z0-9_-]", "_", p) + ".jpg",
+        items = [{"title": titles[p], "thumb": thumbnail_name(p),
                   "width": sizes[p][0], "height": sizes[p][1]} for p in feed["product_id"]]
         relative = page_path(slug)
         html = env.get_template("collection").render(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -9,6 +10,11 @@ from PIL import Image, UnidentifiedImageError
 
 class ThumbnailError(RuntimeError):
     """A product image that reached a feed can no longer be read."""
+
+
+def thumbnail_name(product_id: str) -> str:
+    """The thumbnail's file name: the product id with anything but [A-Za-z0-9_-] replaced."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", product_id) + ".jpg"
 
 
 def make_thumbnail(image_path: str, out: Path, width: int) -> tuple[int, int]:
