@@ -1,7 +1,8 @@
 """The ``pinlanding`` command.
 
-    pinlanding make-drops   split the shared Fashion catalog into demo drops in the landing directory
+    pinlanding make-drops   split the shared Fashion catalog into demo drops, the demo search log into weeks
     pinlanding run          the main job: every ready drop through the whole asset graph
+    pinlanding release      cut a model release by hand (build it, re-score every drop, publish it)
     pinlanding evaluate     the dual encoder against the labels of a catalog directory (--json)
     pinlanding serve        serve the landing-page site on localhost
 """
@@ -14,36 +15,88 @@ import time
 from pathlib import Path
 
 from pinlanding_assets.settings import get_paths
+from pinlanding_assets.stages import STAGE_NAMES, stage, stage_of
+
+
+def _demo_inputs(drops: int, source: Path | None = None, landing: Path | None = None) -> None:
+    """Demo catalog drops and the demo search log's week files, unless they are already there.
+    Runs before the code location is imported: the search weeks are read from the log folder."""
+    from pinlanding_assets.catalog.drops import ready_drops, split_fashion_catalog
+    from pinlanding_assets.demand.intents import split_search_log
+
+    paths = get_paths()
+    landing = landing or paths.landing_dir
+    if source is not None or not ready_drops(landing):
+        for drop in split_fashion_catalog(source or paths.fashion_catalog_dir, landing, n_drops=drops):
+            state = "created" if drop.created else "already ready"
+            print(f"{drop.name}: {drop.products} products ({state}) at {drop.path}")
+    if not any(paths.search_log_dir.glob("*-W*.*")) and paths.shared_search_log.is_file():
+        weeks = split_search_log(paths.shared_search_log, paths.search_log_dir)
+        print(f"search log: {len(weeks)} week files in {paths.search_log_dir}")
 
 
 def _make_drops(args: argparse.Namespace) -> int:
-    from pinlanding_assets.catalog.drops import split_fashion_catalog
-
-    paths = get_paths()
-    source = Path(args.source) if args.source else paths.fashion_catalog_dir
-    landing = Path(args.landing) if args.landing else paths.landing_dir
-    for drop in split_fashion_catalog(source, landing, n_drops=args.drops):
-        state = "created" if drop.created else "already ready"
-        print(f"{drop.name}: {drop.products} products ({state}) at {drop.path}")
+    _demo_inputs(args.drops, Path(args.source) if args.source else None, Path(args.landing) if args.landing else None)
     return 0
 
 
-STAGES = ("intake", "cross", "scoring", "publish")
+class Runner:
+    """Materializes stages in-process on the project's instance, through the same jobs, assets and
+    partitions the daemon uses; prints one line per run."""
+
+    def __init__(self) -> None:
+        import dagster as dg
+
+        from pinlanding_assets.definitions import defs
+
+        self.defs = defs
+        self.instance = dg.DagsterInstance.get()
+
+    def run(self, stage_name: str, partition_key: str) -> bool:
+        return self.run_selection(list(stage(stage_name).assets), partition_key)
+
+    def demand(self) -> bool:
+        """Report changed week files (as the search-log sensor would), refresh those weeks, then the
+        latest demand window."""
+        import dagster as dg
+
+        from pinlanding_assets.partitions import search_weeks
+        from pinlanding_assets.sensors import changed_weeks
+
+        events, outside = changed_weeks(get_paths().search_log_dir, self.instance)
+        if outside:
+            print(f"week files past the known weeks, ignored: {', '.join(outside)}", file=sys.stderr)
+        done = self.instance.get_materialized_partitions(dg.AssetKey("query_intents"))
+        weeks = sorted({e.partition for e in events} | (set(search_weeks.get_partition_keys()) - done))
+        for event in events:
+            self.instance.report_runless_asset_event(event)
+        ok = all([self.run_selection(["query_intents", "search_log_quarantine"], week) for week in weeks])
+        latest = search_weeks.get_last_partition_key()
+        return ok and latest is not None and self.run_selection(["demand_window"], latest)
+
+    def run_selection(self, assets: list[str], partition_key: str) -> bool:
+        import dagster as dg
+
+        job = self.defs.resolve_job_def(stage_of(assets[0]).job_name)
+        started = time.perf_counter()
+        result = job.execute_in_process(partition_key=partition_key, instance=self.instance, raise_on_error=False,
+                                        asset_selection=[dg.AssetKey(a) for a in assets])
+        print(f"{', '.join(assets)} {partition_key}: {'ok' if result.success else 'FAILED'} in "
+              f"{time.perf_counter() - started:.1f}s", flush=True)
+        return result.success
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pinlanding_assets.catalog.drops import ready_drops, split_fashion_catalog
+    from pinlanding_assets.catalog.drops import ready_drops
+
+    _demo_inputs(args.drops)
     from pinlanding_assets.instance import ensure_dagster_home, register_drops
 
     home = ensure_dagster_home()
-    import dagster as dg
-
-    from pinlanding_assets.definitions import defs
-    from pinlanding_assets.jobs import CATALOG_DROP_JOB, CROSS_DROP_JOB, DROP_SCORING_JOB, PUBLISH_JOB
+    from pinlanding_assets.releases import cut_release, publishable_release, release_due
+    from pinlanding_assets.settings import get_refresh_settings
 
     paths = get_paths()
-    if not ready_drops(paths.landing_dir):
-        split_fashion_catalog(paths.fashion_catalog_dir, paths.landing_dir, n_drops=args.drops)
     drops = ready_drops(paths.landing_dir)
     if args.only:
         unknown = sorted(set(args.only) - set(drops))
@@ -51,37 +104,56 @@ def _run(args: argparse.Namespace) -> int:
             print(f"not ready in {paths.landing_dir}: {', '.join(unknown)}", file=sys.stderr)
             return 2
         drops = [drop for drop in drops if drop in args.only]
-    instance = dg.DagsterInstance.get()
-    register_drops(instance, drops)
+    runner = Runner()
+    register_drops(runner.instance, drops)
     print(f"DAGSTER_HOME={home}; landing={paths.landing_dir}; warehouse={paths.warehouse_dir}")
-
-    def per_drop(job_name: str) -> list[str]:
-        job, failed = defs.resolve_job_def(job_name), []
-        for drop in drops:
-            started = time.perf_counter()
-            result = job.execute_in_process(partition_key=drop, instance=instance, raise_on_error=False)
-            print(f"{job_name} {drop}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s")
-            if not result.success:
-                failed.append(drop)
-        return failed
-
-    stages = STAGES[STAGES.index(args.from_stage):]
+    stages = STAGE_NAMES[STAGE_NAMES.index(args.from_stage):]
+    failed = []
     if "intake" in stages:
-        failed = per_drop(CATALOG_DROP_JOB)
-        if failed:
-            print(f"failed drops: {', '.join(failed)}; the cross-drop assets were not built", file=sys.stderr)
-            return 1
-    def once(job_name: str) -> bool:
-        started = time.perf_counter()
-        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False)
-        print(f"{job_name}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s")
-        return result.success
+        failed = [drop for drop in drops if not runner.run("intake", drop)]
+    if "release" in stages:
+        settings = get_refresh_settings()
+        decision = release_due(runner.instance, settings.release_new_label_share, settings.release_max_age_days)
+        print(f"release: {'cut' if decision.due else 'kept'} ({decision.reason})")
+        if decision.due:
+            if not runner.run("release", cut_release(runner.instance)):
+                print("the release failed to build: the release in service stays", file=sys.stderr)
+    if "scoring" in stages:
+        failed += [drop for drop in drops if not runner.run("scoring", drop)]
+    if "demand" in stages and not runner.demand():
+        return 1
+    release = publishable_release(runner.instance)
+    if release is None:
+        print("nothing to publish: no release in service, or a drop is not scored with it yet", file=sys.stderr)
+        return 1
+    published = runner.run("publish", release)
+    if failed:
+        print(f"failed drops (left out of the pages): {', '.join(sorted(set(failed)))}", file=sys.stderr)
+    return 0 if published and not failed else 1
 
-    if "cross" in stages and not once(CROSS_DROP_JOB):
+
+def _release(args: argparse.Namespace) -> int:
+    """Cut a release by hand; unless --cut-only, build it, re-score every drop and publish it."""
+    from pinlanding_assets.instance import ensure_dagster_home
+
+    ensure_dagster_home()
+    from pinlanding_assets.releases import cut_release, drop_states, publishable_release
+
+    runner = Runner()
+    key = cut_release(runner.instance)
+    print(f"release {key} cut")
+    if args.cut_only:
+        return 0
+    started = time.perf_counter()
+    if not runner.run("release", key):
+        print(f"release {key} failed to build: the release in service stays", file=sys.stderr)
         return 1
-    if "scoring" in stages and per_drop(DROP_SCORING_JOB):
-        return 1
-    return 0 if once(PUBLISH_JOB) else 1
+    for state in drop_states(runner.instance, key):
+        runner.run("scoring", state.drop)
+    release = publishable_release(runner.instance)
+    ok = release == key and runner.run("publish", key)
+    print(f"release {key}: {'published' if ok else 'NOT published'} after {time.perf_counter() - started:.1f}s")
+    return 0 if ok else 1
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -96,7 +168,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from resources.models import open_clip_cache
 
     warehouse = get_paths().warehouse_dir
-    encoder_table, vocabulary_table = warehouse / "dual_encoder.parquet", warehouse / "curated_vocabulary.parquet"
+    release = args.release or _latest_release_file(warehouse / "model_release")
+    if release is None:
+        print("no model release found: run `pinlanding run` first", file=sys.stderr)
+        return 2
+    encoder_table = warehouse / "dual_encoder" / f"{release}.parquet"
+    vocabulary_table = warehouse / "curated_vocabulary" / f"{release}.parquet"
     for path in (encoder_table, vocabulary_table):
         if not path.is_file():
             print(f"{path} not found: run `pinlanding run` (or materialize dual_encoder) first", file=sys.stderr)
@@ -114,12 +191,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_encoders(encoder, products, catalog.labels, pl.read_parquet(vocabulary_table),
                                 json.loads(row["thresholds"]))
     metrics["model_version"] = row["version"]
+    metrics["release"] = release
     metrics["quarantined"] = catalog.quarantine.height
     if not args.json:
         for name in ("fused", "image_only", "text_only"):
             print(f"{name:>10}: Recall@10 {metrics[name]['recall_at_10']:.4f} on {metrics[name]['products']} products")
     print(json.dumps(metrics, sort_keys=True))
     return 0
+
+
+def _latest_release_file(folder: Path) -> str | None:
+    from pinlanding_assets.partitions import release_order
+
+    keys = [p.stem for p in folder.glob("r*.parquet")] if folder.is_dir() else []
+    return max(keys, key=release_order) if keys else None
 
 
 def make_server(directory: Path, host: str, port: int):
@@ -164,15 +249,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="materialize the whole graph for every ready drop")
     run.add_argument("--drops", type=int, default=4, help="demo drops to create when the landing area is empty")
-    run.add_argument("--only", nargs="+", help="run the per-drop stages for these drops only")
-    run.add_argument("--from-stage", choices=STAGES, default="intake",
-                     help="start at this stage, reusing what earlier stages materialized (default: intake)")
+    run.add_argument("--only", nargs="+", help="run the per-drop stages for these drops only (with the release in "
+                                               "service; drops not scored with it stay off the pages)")
+    run.add_argument("--from-stage", choices=STAGE_NAMES, default="intake",
+                     help="start at this stage, reusing what earlier stages materialized (default: intake); the "
+                          "release stage cuts a release only when one is due")
     run.set_defaults(handler=_run)
+
+    release = commands.add_parser("release", help="cut a model release by hand")
+    release.add_argument("--cut-only", action="store_true",
+                         help="only register it (under `make dev`, automation builds, re-scores and publishes it)")
+    release.set_defaults(handler=_release)
 
     evaluate = commands.add_parser("evaluate", help="evaluate the trained dual encoder on a labelled catalog directory")
     evaluate.add_argument("--catalog", required=True, help="a catalog drop directory (Fashion or generic layout)")
     evaluate.add_argument("--json", action="store_true", help="print only the JSON object")
     evaluate.add_argument("--limit", type=int, help="evaluate on the first N products (by id)")
+    evaluate.add_argument("--release", help="the release to evaluate (default: the newest built)")
     evaluate.set_defaults(handler=_evaluate)
 
     serve = commands.add_parser("serve", help="serve the landing-page site on localhost")

@@ -1,11 +1,109 @@
-"""Catalog drops are the unit of partitioning: each drop directory is one dynamic partition."""
+"""The partition schemes of the graph.
+
+- ``catalog_drops``: one dynamic partition per catalog drop directory (registered by a sensor).
+- ``model_releases``: one dynamic partition per model release (``r001``, ``r002``, ...): the curated
+  vocabulary, the dual encoder and the attribute embeddings trained together, and everything published
+  from them (collections, feeds, pages), so a previous release can be compared or published again.
+- ``search_weeks``: weekly time windows (Monday to Sunday) over the search log folder, bounded by the
+  weeks its files name, so a 2006 log does not show a thousand empty weeks up to today.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 catalog_drops = dg.DynamicPartitionsDefinition(name="catalog_drops")
+model_releases = dg.DynamicPartitionsDefinition(name="model_releases")
+
+WEEK_FILE = re.compile(r"(\d{4})-W(\d{2})\.(tsv|csv|parquet)$")
+RELEASE_KEY = re.compile(r"^r(\d{3,})$")
+
+
+def week_of_file(path: Path) -> dt.date | None:
+    """The Monday of the ISO week a log file names (``searches-2006-W10.tsv``), or None."""
+    match = WEEK_FILE.search(path.name)
+    if not match:
+        return None
+    try:
+        return dt.date.fromisocalendar(int(match.group(1)), int(match.group(2)), 1)
+    except ValueError:
+        return None
+
+
+def log_weeks(log_dir: Path) -> dict[dt.date, list[Path]]:
+    """Week (Monday) -> the log files that name it, in name order."""
+    weeks: dict[dt.date, list[Path]] = {}
+    if log_dir.is_dir():
+        for path in sorted(log_dir.iterdir()):
+            monday = week_of_file(path) if path.is_file() else None
+            if monday is not None:
+                weeks.setdefault(monday, []).append(path)
+    return weeks
+
+
+def week_key(monday: dt.date) -> str:
+    return monday.isoformat()
+
+
+def search_weeks_for(log_dir: Path, today: dt.date | None = None) -> dg.WeeklyPartitionsDefinition:
+    """Weeks from the first to the last week the log names. A log with no week files yet shows the
+    current week only; a live log (last week within a month of today) stays open-ended, so new weeks
+    appear as time passes."""
+    today = today or dt.date.today()
+    this_monday = today - dt.timedelta(days=today.weekday())
+    weeks = sorted(log_weeks(log_dir))
+    first, last = (weeks[0], weeks[-1]) if weeks else (this_monday, this_monday)
+    live = (this_monday - last).days <= 28
+    end = None if live else (last + dt.timedelta(days=7)).isoformat()
+    return dg.WeeklyPartitionsDefinition(start_date=first.isoformat(), end_date=end, day_offset=1)
+
+
+def release_key(number: int) -> str:
+    return f"r{number:03d}"
+
+
+def next_release_key(existing: list[str]) -> str:
+    """One past the highest release number in use."""
+    numbers = [int(m.group(1)) for m in (RELEASE_KEY.match(k) for k in existing) if m]
+    return release_key(max(numbers, default=0) + 1)
+
+
+def release_order(key: str) -> int:
+    match = RELEASE_KEY.match(key)
+    return int(match.group(1)) if match else -1
+
+
+def all_drops_in() -> dg.AssetIn:
+    """An input of every drop's partition that exists, as ``{drop: frame}``: a drop still in intake (or
+    failed) is skipped."""
+    return dg.AssetIn(partition_mapping=dg.AllPartitionMapping(),
+                      metadata={"allow_missing_partitions": True, "partition_dict": True})
+
+
+def all_releases_in() -> dg.AssetIn:
+    """An input of every materialized release as ``{release: frame}``; the asset picks the one it needs."""
+    return dg.AssetIn(partition_mapping=dg.AllPartitionMapping(),
+                      metadata={"allow_missing_partitions": True, "partition_dict": True})
 
 
 def concat_partitions(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """All drops of a partitioned asset as one table, in drop order (columns may differ per drop)."""
+    """All partitions of a partitioned asset as one table, in key order (columns may differ per key)."""
+    if not frames:
+        return pl.DataFrame()
     return pl.concat([frames[key] for key in sorted(frames)], how="diagonal_relaxed")
+
+
+def _search_weeks() -> dg.WeeklyPartitionsDefinition:
+    from pinlanding_assets.settings import get_paths
+
+    return search_weeks_for(get_paths().search_log_dir)
+
+
+# Read when the code location loads: a week file past the last known week needs a reload of the
+# code location (a live log, open-ended, does not).
+search_weeks = _search_weeks()

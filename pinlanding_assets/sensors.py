@@ -1,17 +1,21 @@
-"""Sensors: the catalog drop sensor registers each newly ready drop as a partition and requests its
-intake run; the refresh sensor carries a finished stage on to the next, so a new drop ends in
-refreshed collections and landing pages without anyone running `pinlanding run`."""
+"""Sensors do only what Declarative Automation cannot: register new dynamic partitions (catalog drops,
+model releases) and report changes to files outside Dagster (the search log's week files). Every
+materialization that follows is requested by the automation condition sensor."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import dagster as dg
 
 from pinlanding_assets.catalog.drops import ready_drops
-from pinlanding_assets.jobs import CATALOG_DROP_JOB, CROSS_DROP_JOB, DROP_SCORING_JOB, PUBLISH_JOB
-from pinlanding_assets.partitions import catalog_drops
-from pinlanding_assets.settings import get_paths
+from pinlanding_assets.partitions import catalog_drops, log_weeks, model_releases, next_release_key, search_weeks, week_key
+from pinlanding_assets.releases import release_due
+from pinlanding_assets.settings import get_paths, get_refresh_settings
+
+SEARCH_LOG = dg.AssetKey("search_log")
 
 
 def new_drops(ready: list[str], registered: set[str], requested: set[str]) -> list[str]:
@@ -20,10 +24,10 @@ def new_drops(ready: list[str], registered: set[str], requested: set[str]) -> li
 
 
 @dg.sensor(
-    job_name=CATALOG_DROP_JOB,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches the landing directory; a drop counts only once its _READY marker exists.",
+    description="Registers each ready drop (its _READY marker exists) as a catalog_drops partition; "
+                "automation then materializes it.",
 )
 def catalog_drop_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     landing = get_paths().landing_dir
@@ -32,77 +36,80 @@ def catalog_drop_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult 
     drops = new_drops(ready_drops(landing), registered, requested)
     if not drops:
         return dg.SkipReason(f"no new ready drops in {landing}")
+    context.log.info(f"registering drops: {', '.join(drops)}")
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=drop, run_key=f"catalog-drop:{drop}") for drop in drops],
         dynamic_partitions_requests=[catalog_drops.build_add_request(drops)],
         cursor=json.dumps(sorted(requested | set(drops))),
     )
 
 
-NEXT_STAGE = {CATALOG_DROP_JOB: CROSS_DROP_JOB, CROSS_DROP_JOB: DROP_SCORING_JOB, DROP_SCORING_JOB: PUBLISH_JOB}
-IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-             dg.DagsterRunStatus.STARTED]
-INTAKE_ASSET = dg.AssetKey("raw_vlm_attributes")
-MODEL_ASSET = dg.AssetKey("dual_encoder")
-SCORED_ASSET = dg.AssetKey("attribute_assignments")
+def week_fingerprint(files: list[Path]) -> str:
+    """Names, sizes and modification times of a week's files: any change is a new version of the week."""
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
-def stale_drops(instance: dg.DagsterInstance, drops: list[str]) -> list[str]:
-    """Drops whose assignments are older than the current dual encoder (their scoring failed or never
-    ran): publishing then would mix two models' assignments."""
-    model = instance.get_latest_materialization_event(MODEL_ASSET)
-    if model is None:
-        return drops
-    stale = []
-    for drop in drops:
+def reported_fingerprints(instance: dg.DagsterInstance) -> dict[str, str]:
+    """Week -> the fingerprint last reported for it (kept in the instance, so the CLI and the sensor agree)."""
+    out = {}
+    for week in instance.get_materialized_partitions(SEARCH_LOG):
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=SCORED_ASSET, asset_partitions=[drop]), limit=1).records
-        if not records or records[0].timestamp < model.timestamp:
-            stale.append(drop)
-    return stale
+            dg.AssetRecordsFilter(asset_key=SEARCH_LOG, asset_partitions=[week]), limit=1).records
+        value = records[0].asset_materialization.metadata.get("fingerprint") if records else None
+        out[week] = value.value if value is not None else ""
+    return out
 
 
-def refresh_requests(finished_job: str, run_id: str, in_flight: int, drops: list[str]) -> list[dg.RunRequest]:
-    """The next stage after a successful run of ``finished_job``, once no other run of that job is
-    still going (the last of a batch hands on): cross-drop once, scoring once per drop, publish once."""
-    following = NEXT_STAGE.get(finished_job)
-    if following is None or in_flight:
-        return []
-    if following == DROP_SCORING_JOB:
-        return [dg.RunRequest(job_name=following, partition_key=drop, run_key=f"{following}:{drop}:after:{run_id}")
-                for drop in drops]
-    return [dg.RunRequest(job_name=following, run_key=f"{following}:after:{run_id}")]
+def changed_weeks(log_dir: Path, instance: dg.DagsterInstance) -> tuple[list[dg.AssetMaterialization], list[str]]:
+    """(events for weeks whose files changed, weeks past the known partition range)."""
+    known = set(search_weeks.get_partition_keys())
+    reported = reported_fingerprints(instance)
+    events, outside = [], []
+    for monday, files in sorted(log_weeks(log_dir).items()):
+        key = week_key(monday)
+        if key not in known:
+            outside.append(key)
+            continue
+        fingerprint = week_fingerprint(files)
+        if reported.get(key) != fingerprint:
+            events.append(dg.AssetMaterialization(SEARCH_LOG, partition=key, metadata={
+                "fingerprint": fingerprint, "files": dg.MetadataValue.json([f.name for f in files]),
+                "bytes": sum(f.stat().st_size for f in files)}))
+    return events, outside
 
 
-def refresh_sensor(jobs: list) -> dg.RunStatusSensorDefinition:
-    """Built from the job definitions so the sensor can both watch and request them."""
-    by_name = {job.name: job for job in jobs}
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Reports each week of the search-log folder whose files changed (search_log), so automation "
+                "refreshes that week's intents.",
+)
+def search_log_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    log_dir = get_paths().search_log_dir
+    events, outside = changed_weeks(log_dir, context.instance)
+    if outside:
+        context.log.warning(f"week files past the weeks this code location knows ({', '.join(outside)}): "
+                            "reload the code location to add them")
+    if not events:
+        return dg.SkipReason(f"no changed weeks in {log_dir}")
+    return dg.SensorResult(asset_events=events)
 
-    @dg.run_status_sensor(
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        monitored_jobs=[by_name[name] for name in NEXT_STAGE],
-        request_jobs=[by_name[name] for name in NEXT_STAGE.values()],
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="After intake -> cross-drop assets; after those -> scoring of every drop; after scoring -> publish.",
-    )
-    def pipeline_refresh_sensor(context: dg.RunStatusSensorContext):
-        finished = context.dagster_run.job_name
-        in_flight = context.instance.get_runs_count(dg.RunsFilter(job_name=finished, statuses=IN_FLIGHT))
-        if in_flight:
-            return dg.SkipReason(f"{finished}: {in_flight} run(s) of it still in flight")
-        drops = sorted(context.instance.get_dynamic_partitions(catalog_drops.name))
-        following = NEXT_STAGE.get(finished)
-        if following == CROSS_DROP_JOB:
-            done = context.instance.get_materialized_partitions(INTAKE_ASSET)
-            missing = [drop for drop in drops if drop not in done]
-            if missing:
-                return dg.SkipReason(f"cross-drop assets wait for the intake of {', '.join(missing)}")
-        if following == PUBLISH_JOB:
-            stale = stale_drops(context.instance, drops)
-            if stale:
-                return dg.SkipReason(f"publishing waits for scoring with the current model: {', '.join(stale)}")
-        return refresh_requests(finished, context.dagster_run.run_id, 0, drops) or dg.SkipReason(
-            f"nothing follows {finished}")
 
-    return pipeline_refresh_sensor
-
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Cuts a model release (a new model_releases partition) when enough labelled products are new to "
+                "the release in service (PINLANDING_RELEASE_NEW_LABEL_SHARE) or it is older than "
+                "PINLANDING_RELEASE_MAX_AGE_DAYS; automation then builds it.",
+)
+def release_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    settings = get_refresh_settings()
+    decision = release_due(context.instance, settings.release_new_label_share, settings.release_max_age_days)
+    if not decision.due:
+        return dg.SkipReason(decision.reason)
+    key = next_release_key(context.instance.get_dynamic_partitions(model_releases.name))
+    context.log.info(f"cutting release {key}: {decision.reason}")
+    return dg.SensorResult(dynamic_partitions_requests=[model_releases.build_add_request([key])])

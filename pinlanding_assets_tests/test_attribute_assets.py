@@ -1,5 +1,5 @@
 """The attribute and encoder assets through Dagster on a real (deliberately broken) drop with the
-fast LLM: intake, the cross-drop assets (vocabulary, dual encoder, attribute embeddings), scoring."""
+fast LLM: intake, a release (vocabulary, dual encoder, attribute embeddings), scoring with it."""
 
 from __future__ import annotations
 
@@ -13,11 +13,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from pinlanding_assets.attributes import assets as attribute_assets
-from pinlanding_assets.catalog import assets as catalog_assets
-from pinlanding_assets.encoder import assets as encoder_assets
-from pinlanding_assets.jobs import jobs_for
-from pinlanding_assets.partitions import catalog_drops
+from pinlanding_assets.definitions import all_assets, all_checks, all_jobs
+from pinlanding_assets.partitions import catalog_drops, model_releases
 from resources import build_resources
 
 
@@ -26,15 +23,18 @@ def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Pat
     monkeypatch.setenv("PINLANDING_ATTRIBUTE_SAMPLE", "8")
     monkeypatch.setenv("PINLANDING_MIN_SUPPORT", "2")
     monkeypatch.setenv("PINLANDING_MODEL_CACHE", str(project_dirs.parent / "models"))
-    assets = dg.load_assets_from_modules([catalog_assets, attribute_assets, encoder_assets])
-    checks = dg.load_asset_checks_from_modules([encoder_assets])
-    defs = dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs_for(assets), resources=build_resources("local"),
-                          executor=dg.in_process_executor)
+    defs = dg.Definitions(assets=all_assets, asset_checks=all_checks, jobs=all_jobs,
+                          resources=build_resources("local"), executor=dg.in_process_executor)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-broken"])
-        intake = defs.resolve_job_def("catalog_drop_job").execute_in_process(partition_key="drop-broken", instance=instance)
+        instance.add_dynamic_partitions(model_releases.name, ["r001"])
+        intake = defs.resolve_job_def("drop_intake_job").execute_in_process(
+            partition_key="drop-broken", instance=instance,
+            asset_selection=[dg.AssetKey(k) for k in ("catalog_products", "catalog_quarantine", "catalog_labels",
+                                                      "catalog_image_features", "raw_vlm_attributes",
+                                                      "raw_vlm_quarantine")])
         assert intake.success
-        result = defs.resolve_job_def("cross_drop_job").execute_in_process(instance=instance)
+        result = defs.resolve_job_def("release_job").execute_in_process(partition_key="r001", instance=instance)
         assert result.success
         scoring = defs.resolve_job_def("drop_scoring_job").execute_in_process(partition_key="drop-broken", instance=instance)
         assert scoring.success
@@ -48,22 +48,24 @@ def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Pat
     assert set(attributes["backend"]) == {"offline"} and set(attributes["model"]) == {"qwen2.5-coder-0.5b-instruct-q4"}
     assert "category" in set(attributes["facet"])
 
-    vocabulary = pl.read_parquet(warehouse / "curated_vocabulary.parquet")
+    vocabulary = pl.read_parquet(warehouse / "curated_vocabulary" / "r001.parquet")
     assert vocabulary.height > 0 and vocabulary["decision"].is_in(["keep", "drop"]).all()
     metadata = result.asset_materializations_for_node("curated_vocabulary")[0].metadata
     assert metadata["size_raw_phrases"].value >= metadata["size_after_judge"].value
     assert "data:image/png;base64," in metadata["vocabulary_map"].value
     assert 0.0 <= metadata["coverage"].value <= 1.0
 
-    encoder = pl.read_parquet(warehouse / "dual_encoder.parquet")
+    encoder = pl.read_parquet(warehouse / "dual_encoder" / "r001.parquet")
     assert Path(encoder["checkpoint"][0]).is_file() and encoder["checkpoint"][0].endswith(f"{encoder['version'][0]}.pt")
     embeddings = pl.read_parquet(warehouse / "product_embeddings" / "drop-broken.parquet")
     assert embeddings["product_id"].to_list() == sorted(products["product_id"].to_list())
     assert set(embeddings["model_version"]) == {encoder["version"][0]}
-    attributes_kept = pl.read_parquet(warehouse / "attribute_embeddings.parquet")
+    assert set(embeddings["release"]) == {"r001"}
+    attributes_kept = pl.read_parquet(warehouse / "attribute_embeddings" / "r001.parquet")
     assert attributes_kept.height == vocabulary.filter(pl.col("decision") == "keep").height
     assignments = pl.read_parquet(warehouse / "attribute_assignments" / "drop-broken.parquet")
     assert set(assignments["attribute_id"]) <= set(attributes_kept["attribute_id"])
+    assert set(assignments["release"]) == {"r001"} and set(assignments["model_version"]) == {encoder["version"][0]}
     exclusive = assignments.filter(pl.col("method") == "top1").group_by("product_id", "facet").len()
     assert (exclusive["len"] == 1).all()
 
@@ -74,5 +76,6 @@ def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Pat
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(figures) >= {"fused", "image_only", "text_only", "model_version"}
     assert figures["model_version"] == encoder["version"][0] and figures["quarantined"] == 6
+    assert figures["release"] == "r001"
     for name in ("fused", "image_only", "text_only"):
         assert 0.0 <= figures[name]["recall_at_10"] <= 1.0 and "per_facet" in figures[name]

@@ -101,7 +101,8 @@ def test_main_command_runs_on_external_ray_and_spark(
     assert spark_event.asset_materialization.metadata["spark_master"].value == spark_standalone
     feeds = feeds_event.asset_materialization.metadata
     assert feeds["spark_master"].value == spark_standalone and feeds["published"].value > 0
-    comparison = pl.read_parquet(project_dirs / "warehouse" / "collection_comparison.parquet")
+    [release] = [p.stem for p in (project_dirs / "warehouse" / "model_release").glob("*.parquet")]
+    comparison = pl.read_parquet(project_dirs / "warehouse" / "collection_comparison" / f"{release}.parquet")
     assert comparison["system"].to_list() == ["content_first", "search_log_baseline"]
     pages = sorted((project_dirs / "site" / "c").glob("*.html"))
     assert len(pages) == feeds["published"].value and (project_dirs / "site" / "sitemap.xml").is_file()

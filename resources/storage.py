@@ -8,16 +8,24 @@ from dagster import InputContext
 from dagster_polars import PolarsParquetIOManager
 
 
-class WarehouseIOManager(PolarsParquetIOManager):
-    """dagster-polars' Parquet IO manager, with one change: an unpartitioned asset that reads a
-    partitioned one always gets ``{partition: frame}``. Dagster unwraps the value when exactly one
-    partition exists, which would hand a one-drop catalog a different type than a four-drop one."""
+PARTITION_DICT = "partition_dict"
 
-    def load_partitions(self, context: InputContext):
-        loaded = super().load_partitions(context)
-        keys = context.asset_partition_keys
-        if len(keys) == 1 and not context.has_partition_key and not isinstance(loaded, dict):
-            return {keys[0]: loaded}
+
+class WarehouseIOManager(PolarsParquetIOManager):
+    """dagster-polars' Parquet IO manager, with one change: an input marked ``partition_dict`` (every
+    drop, every release) always gets ``{partition: frame}``, empty when none exists yet. Dagster
+    unwraps the value when exactly one partition exists (and gives None for none), which would hand
+    a one-drop catalog a different type than a four-drop one."""
+
+    def load_input(self, context: InputContext):
+        if not context.definition_metadata.get(PARTITION_DICT):
+            return super().load_input(context)
+        keys = context.asset_partition_keys if context.has_asset_partitions else []
+        if not keys:
+            return {}
+        loaded = super().load_input(context)
+        if not isinstance(loaded, dict):
+            return {keys[0]: loaded} if loaded is not None else {}
         return loaded
 
 

@@ -1,5 +1,6 @@
-"""Attribute assets: candidate attributes per drop (VLM stage on Ray) and the curated vocabulary."""
+"""Attribute assets: candidate attributes per drop (VLM stage on Ray) and the curated vocabulary per release."""
 
+import json
 import os
 import time
 
@@ -7,12 +8,13 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from pinlanding_assets.automation import LABELLING, RELEASE_CUT
 from pinlanding_assets.attributes.quality import raw_accuracy, vocabulary_coverage
 from pinlanding_assets.attributes.raw_attributes import extract_with_ray, sample_products, split_results
 from pinlanding_assets.attributes.vocabulary import CurationConfig, curate
 from pinlanding_assets.attributes.vocabulary_map import vocabulary_map
 from pinlanding_assets.metadata import figure_markdown, table_preview
-from pinlanding_assets.partitions import catalog_drops, concat_partitions
+from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, model_releases
 from resources.model_backends import ModelBackends
 from resources.models import minilm_encoder
 from resources.ray_pool import RayPool
@@ -40,11 +42,11 @@ class CurationRunConfig(dg.Config):
     outs={
         "raw_vlm_attributes": dg.AssetOut(
             description="Candidate attributes (facet, phrase) for a sample of the drop, with backend and model.",
-            kinds={"ray", "parquet"}, owners=OWNERS,
+            kinds={"ray", "parquet"}, owners=OWNERS, automation_condition=LABELLING,
         ),
         "raw_vlm_quarantine": dg.AssetOut(
             description="Sampled products whose model output could not be used: raw text and reason.",
-            kinds={"parquet"}, owners=OWNERS,
+            kinds={"parquet"}, owners=OWNERS, automation_condition=LABELLING,
         ),
     },
     ins={"catalog_products": dg.AssetIn(), "catalog_image_features": dg.AssetIn(), "catalog_labels": dg.AssetIn()},
@@ -99,18 +101,25 @@ def raw_vlm_attributes(
 
 
 @dg.asset(
-    ins={"raw_vlm_attributes": dg.AssetIn(), "catalog_labels": dg.AssetIn()},
-    group_name="attributes", kinds={"polars", "parquet"}, owners=OWNERS,
+    ins={"raw_vlm_attributes": all_drops_in(), "catalog_labels": all_drops_in()},
+    partitions_def=model_releases, group_name="attributes", kinds={"polars", "parquet"}, owners=OWNERS,
+    automation_condition=RELEASE_CUT,
 )
 def curated_vocabulary(
+    context: dg.AssetExecutionContext,
     config: CurationRunConfig,
     models: ModelBackends,
     raw_vlm_attributes: dict[str, pl.DataFrame],
     catalog_labels: dict[str, pl.DataFrame],
 ) -> dg.Output[pl.DataFrame]:
-    """Raw phrases of every drop -> normalised -> frequency-filtered -> clustered -> judged by the LLM."""
+    """A release's vocabulary: the raw phrases of every labelled drop -> normalised -> frequency-filtered
+    -> clustered -> judged by the LLM. The drops it saw are the release's drops."""
+    if not raw_vlm_attributes:
+        raise RuntimeError("no drop has VLM attributes yet: materialize raw_vlm_attributes for a drop first")
+    drops = sorted(raw_vlm_attributes)
+    context.log.info(f"release {context.partition_key}: curating the labels of {len(drops)} drops: {', '.join(drops)}")
     raw = concat_partitions(raw_vlm_attributes)
-    labels = concat_partitions(catalog_labels)
+    labels = concat_partitions({d: f for d, f in catalog_labels.items() if d in raw_vlm_attributes})
     encode = minilm_encoder()
     judge = models.judge()
     started = time.perf_counter()
@@ -121,8 +130,11 @@ def curated_vocabulary(
     coverage = vocabulary_coverage(result.vocabulary, labels, encode)
     merges = result.vocabulary.filter(pl.col("judge_score").is_not_null())["merged"]
     top = kept.sort(["facet", "support"], descending=[False, True]).group_by("facet", maintain_order=True).head(30)
-    return dg.Output(result.vocabulary, metadata={
+    context.log.info(f"vocabulary: {kept.height} phrases kept of {result.vocabulary.height} in {seconds:.0f}s")
+    return dg.Output(result.vocabulary.with_columns(pl.lit(json.dumps(drops)).alias("release_drops")), metadata={
         "dagster/row_count": result.vocabulary.height,
+        "drops": dg.MetadataValue.json(drops),
+        "labelled_products": raw["product_id"].n_unique(),
         "kept": kept.height,
         **{f"size_{step}": size for step, size in result.steps.items()},
         "mean_phrases_per_cluster": round(float(merges.mean()), 3) if merges.len() else 0.0,

@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 from dagster_pyspark import PySparkResource
 
+from pinlanding_assets.automation import DROP_EAGER, NEW_DROP
 from pinlanding_assets.catalog.drops import drop_dir
 from pinlanding_assets.catalog.image_features import image_features_with_ray
 from pinlanding_assets.catalog.products import validate_catalog
@@ -24,15 +25,15 @@ OWNERS = ["team:catalog"]
     outs={
         "catalog_products": dg.AssetOut(
             description="Valid products of a catalog drop: id, title, description, checked image path and size.",
-            kinds={"polars", "parquet"}, owners=OWNERS,
+            kinds={"polars", "parquet"}, owners=OWNERS, automation_condition=NEW_DROP,
         ),
         "catalog_quarantine": dg.AssetOut(
             description="Rows of a drop that failed validation, verbatim, each with its reason.",
-            kinds={"polars", "parquet"}, owners=OWNERS,
+            kinds={"polars", "parquet"}, owners=OWNERS, automation_condition=NEW_DROP,
         ),
         "catalog_labels": dg.AssetOut(
             description="Ground-truth label columns of the drop, kept apart: read by evaluation only.",
-            kinds={"polars", "parquet"}, owners=OWNERS,
+            kinds={"polars", "parquet"}, owners=OWNERS, automation_condition=NEW_DROP,
         ),
     },
     partitions_def=catalog_drops,
@@ -71,6 +72,7 @@ def catalog_products(context: dg.AssetExecutionContext):
 
 @dg.asset(
     partitions_def=catalog_drops, group_name="catalog", kinds={"ray", "parquet"}, owners=OWNERS,
+    automation_condition=DROP_EAGER,
 )
 def catalog_image_features(
     context: dg.AssetExecutionContext, ray_pool: RayPool, catalog_products: pl.DataFrame
@@ -100,6 +102,7 @@ def catalog_image_features(
 
 @dg.asset(
     partitions_def=catalog_drops, group_name="catalog", kinds={"spark", "parquet"}, owners=OWNERS,
+    automation_condition=DROP_EAGER,
 )
 def catalog_profile(
     pyspark: PySparkResource,

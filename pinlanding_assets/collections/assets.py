@@ -1,4 +1,5 @@
-"""Collection assets: topics with titles, their Spark feeds, the search-log baseline, the comparison."""
+"""Collection assets, one partition per model release: topics with titles, their Spark feeds, the
+search-log baseline and the comparison. Each reads only the drops scored with its own release."""
 
 import json
 import os
@@ -17,12 +18,15 @@ from pinlanding_assets.collections.comparison import (
     precision_at_k,
     system_figures,
 )
+from pinlanding_assets.automation import PUBLISH
 from pinlanding_assets.collections.feeds import FeedConfig, build_feeds, collection_members, read_feeds
+from pinlanding_assets.collections.publish_scope import of_release
+from pinlanding_assets.collections.title_cache import CachedChat
 from pinlanding_assets.collections.topics import TopicConfig, plan_collections
 from pinlanding_assets.encoder.evaluation import ground_truth_attributes
 from pinlanding_assets.encoder.model import DualEncoder, spec_from_record
 from pinlanding_assets.metadata import histogram_markdown, table_preview
-from pinlanding_assets.partitions import concat_partitions
+from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, model_releases
 from pinlanding_assets.settings import get_paths
 from resources.model_backends import ModelBackends
 from resources.models import minilm_encoder, open_clip_cache
@@ -34,9 +38,17 @@ MAX_FEED_SIZE = int(os.environ.get("PINLANDING_MAX_FEED_SIZE", "100"))
 MIN_PRECISION = float(os.environ.get("PINLANDING_MIN_PRECISION_AT_10", "0.5"))
 
 
-def feed_rows_path():
-    """The published feed rows: Parquet written by Spark, partitioned by anchor (category)."""
-    return get_paths().warehouse_dir / "published_feeds"
+def feed_rows_path(release: str):
+    """A release's feed rows: Parquet written by Spark, partitioned by anchor (category)."""
+    return get_paths().warehouse_dir / "published_feeds" / release
+
+
+def title_cache_path():
+    return get_paths().warehouse_dir / "cache" / "collection_titles.parquet"
+
+
+def registered_drops(context) -> list[str]:
+    return sorted(context.instance.get_dynamic_partitions(catalog_drops.name))
 
 
 class CollectionsConfig(dg.Config):
@@ -57,27 +69,37 @@ class FeedsConfig(dg.Config):
     outs={
         "collections": dg.AssetOut(description="Collection topics (1-3 attributes), scored by demand and content, "
                                                "with LLM titles and stable slugs.", kinds={"polars", "parquet"},
-                                   owners=OWNERS),
+                                   owners=OWNERS, automation_condition=PUBLISH),
         "demand_gaps": dg.AssetOut(description="Search intents with demand but no collection, and why.",
-                                   kinds={"parquet"}, owners=OWNERS),
+                                   kinds={"parquet"}, owners=OWNERS, automation_condition=PUBLISH),
+        "publish_exclusions": dg.AssetOut(description="Drops the release does not publish (not scored with it), "
+                                                      "with the reason.", kinds={"parquet"}, owners=OWNERS,
+                                          automation_condition=PUBLISH),
     },
-    ins={"attribute_assignments": dg.AssetIn(), "curated_vocabulary": dg.AssetIn(), "query_intents": dg.AssetIn(),
-         "raw_vlm_attributes": dg.AssetIn()},
-    group_name="collections",
+    ins={"attribute_assignments": all_drops_in(), "curated_vocabulary": dg.AssetIn(), "demand_intents": dg.AssetIn(),
+         "raw_vlm_attributes": all_drops_in()},
+    partitions_def=model_releases, group_name="collections",
 )
-def collections(config: CollectionsConfig, models: ModelBackends, attribute_assignments: dict[str, pl.DataFrame],
-                curated_vocabulary: pl.DataFrame, query_intents: pl.DataFrame,
-                raw_vlm_attributes: dict[str, pl.DataFrame]):
-    """Content-first topics: what the catalog can fill, ordered by what people search for."""
-    assignments = concat_partitions(attribute_assignments)
+def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, models: ModelBackends,
+                attribute_assignments: dict[str, pl.DataFrame], curated_vocabulary: pl.DataFrame,
+                demand_intents: pl.DataFrame, raw_vlm_attributes: dict[str, pl.DataFrame]):
+    """Content-first topics: what the catalog can fill, ordered by what people search for. Titles of
+    unchanged collections come from the title cache."""
+    release = context.partition_key
+    assignments, excluded_drops = of_release(attribute_assignments, release, registered_drops(context))
+    if excluded_drops.height:
+        context.log.warning(f"release {release} leaves out {excluded_drops.height} drop(s): "
+                            + "; ".join(f"{d}: {r}" for d, r in excluded_drops.iter_rows()))
     sampled = concat_partitions(raw_vlm_attributes)["product_id"].n_unique()
-    llm = models.judge()
+    chat = CachedChat(title_cache_path(), models.judge_llm, models.judge)
     started = time.perf_counter()
-    plan = plan_collections(assignments, curated_vocabulary, query_intents, sampled, llm.chat, TopicConfig(
+    plan = plan_collections(assignments, curated_vocabulary, demand_intents, sampled, chat, TopicConfig(
         min_products=config.min_products, max_attributes=config.max_attributes,
         max_collections=config.max_collections, duplicate_jaccard=config.duplicate_jaccard,
         max_over_assignment=config.max_over_assignment))
+    chat.save()
     table, gaps = plan.collections, plan.gaps
+    context.log.info(f"{table.height} collections; titles: {chat.hits} from the cache, {chat.calls} LLM calls")
     sizes = table["facets"].list.len().value_counts().sort("facets")
     yield dg.Output(table, output_name="collections", metadata={
         "dagster/row_count": table.height,
@@ -86,7 +108,10 @@ def collections(config: CollectionsConfig, models: ModelBackends, attribute_assi
         "by_number_of_attributes": dg.MetadataValue.json({str(k): v for k, v in sizes.iter_rows()}),
         "llm_titles": int((table["title_source"] == "llm").sum()),
         "template_titles": int((table["title_source"] == "template").sum()),
-        "title_model": llm.model_name,
+        "title_model": models.judge_llm,
+        "title_llm_calls": chat.calls, "title_cache_hits": chat.hits,
+        "drops_published": assignments["drop"].n_unique() if "drop" in assignments.columns else 0,
+        "drops_left_out": excluded_drops.height,
         "seconds": round(time.perf_counter() - started, 1),
         "preview": table_preview(table, rows=30, columns=["rank", "title", "collection_id", "products", "demand",
                                                          "title_source", "intents"]),
@@ -98,31 +123,38 @@ def collections(config: CollectionsConfig, models: ModelBackends, attribute_assi
                                  .sort("demand", descending=True), rows=15),
         "top_gaps": table_preview(gaps, rows=30),
     })
+    yield dg.Output(excluded_drops, output_name="publish_exclusions", metadata={
+        "dagster/row_count": excluded_drops.height, "release": release, "preview": table_preview(excluded_drops)})
 
 
 @dg.asset(
-    ins={"collections": dg.AssetIn(), "attribute_assignments": dg.AssetIn()},
-    group_name="collections", kinds={"spark", "parquet"}, owners=OWNERS,
+    ins={"collections": dg.AssetIn(), "attribute_assignments": all_drops_in()},
+    partitions_def=model_releases, group_name="collections", kinds={"spark", "parquet"}, owners=OWNERS,
+    automation_condition=PUBLISH,
 )
 def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pyspark: PySparkResource,
                      collections: pl.DataFrame, attribute_assignments: dict[str, pl.DataFrame]) -> dg.Output[pl.DataFrame]:
     """Ranked product feeds (Spark: rarest-attribute candidate join, never a cross join). The rows go to
-    Parquet partitioned by anchor; this table says, per collection, whether it was published and why not."""
+    Parquet partitioned by anchor, one folder per release; this table says, per collection, whether it
+    was published and why not."""
     spark = pyspark.spark_session
+    release = context.partition_key
     settings = FeedConfig(min_feed_size=config.min_feed_size, max_feed_size=config.max_feed_size)
-    assignments = concat_partitions(attribute_assignments).select("product_id", "attribute_id", "score")
+    assignments, _ = of_release(attribute_assignments, release, registered_drops(context))
+    assignments = assignments.select("product_id", "attribute_id", "score")
     started = time.perf_counter()
-    status = build_feeds(spark.createDataFrame(spark_table(assignments)), collections, settings, feed_rows_path(),
-                         config.attribute_partitions)
+    status = build_feeds(spark.createDataFrame(spark_table(assignments)), collections, settings,
+                         feed_rows_path(release), config.attribute_partitions)
     seconds = time.perf_counter() - started
     published = status.filter(pl.col("status") == "published")
-    rows = read_feeds(feed_rows_path())
+    context.log.info(f"{published.height} feeds published in {seconds:.0f}s")
+    rows = read_feeds(feed_rows_path(release))
     return dg.Output(status, metadata={
         "dagster/row_count": status.height,
         "published": published.height, "dropped": status.height - published.height,
         "feed_rows": rows.height,
         "anchors": rows["anchor"].n_unique(),
-        "feeds_path": dg.MetadataValue.path(str(feed_rows_path())),
+        "feeds_path": dg.MetadataValue.path(str(feed_rows_path(release))),
         "spark_master": spark.sparkContext.master,
         "seconds": round(seconds, 1),
         "min_feed_size": settings.min_feed_size, "max_feed_size": settings.max_feed_size,
@@ -132,15 +164,18 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
     })
 
 
-@dg.asset_check(asset="collection_feeds", description="Every published feed is within the size bounds.")
+@dg.asset_check(asset="collection_feeds", partitions_def=model_releases,
+                description="Every published feed is within the size bounds.")
 def feed_sizes_within_bounds(context: dg.AssetCheckExecutionContext,
                              collection_feeds: pl.DataFrame) -> dg.AssetCheckResult:
     """The bounds are the ones the feeds were built with (their run config, kept in the metadata)."""
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("collection_feeds"))
-    built = event.asset_materialization.metadata if event else {}
+    release = context.partition_key
+    records = context.instance.fetch_materializations(dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey("collection_feeds"), asset_partitions=[release]), limit=1).records
+    built = records[0].asset_materialization.metadata if records else {}
     low = built["min_feed_size"].value if "min_feed_size" in built else MIN_FEED_SIZE
     high = built["max_feed_size"].value if "max_feed_size" in built else MAX_FEED_SIZE
-    sizes = read_feeds(feed_rows_path()).group_by("collection_id").len()
+    sizes = read_feeds(feed_rows_path(release)).group_by("collection_id").len()
     published = collection_feeds.filter(pl.col("status") == "published")
     outside = sizes.filter((pl.col("len") < low) | (pl.col("len") > high))
     return dg.AssetCheckResult(
@@ -151,19 +186,22 @@ def feed_sizes_within_bounds(context: dg.AssetCheckExecutionContext,
 
 
 @dg.asset(
-    ins={"query_intents": dg.AssetIn(), "product_embeddings": dg.AssetIn(), "dual_encoder": dg.AssetIn(),
+    ins={"demand_intents": dg.AssetIn(), "product_embeddings": all_drops_in(), "dual_encoder": dg.AssetIn(),
          "collection_feeds": dg.AssetIn()},
-    group_name="collections", kinds={"pytorch", "parquet"}, owners=OWNERS,
+    partitions_def=model_releases, group_name="collections", kinds={"pytorch", "parquet"}, owners=OWNERS,
+    automation_condition=PUBLISH,
 )
-def search_baseline(query_intents: pl.DataFrame, product_embeddings: dict[str, pl.DataFrame],
-                    dual_encoder: pl.DataFrame, collection_feeds: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+def search_baseline(context: dg.AssetExecutionContext, demand_intents: pl.DataFrame,
+                    product_embeddings: dict[str, pl.DataFrame], dual_encoder: pl.DataFrame,
+                    collection_feeds: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """The search-log way: as many collections as PinLanding published, taken from the top queries,
-    each feed the products nearest to the query's embedding."""
+    each feed the products nearest to the query's embedding (same release's encoder and products)."""
     record = dual_encoder.row(0, named=True)
     encoder = DualEncoder(spec_from_record(record), open_clip_cache())
-    queries = baseline_queries(query_intents, collection_feeds)
+    queries = baseline_queries(demand_intents, collection_feeds)
     settings = BaselineConfig(collections=queries.height, max_feed_size=MAX_FEED_SIZE)
-    products = concat_partitions(product_embeddings).sort("product_id")
+    products, _ = of_release(product_embeddings, context.partition_key, registered_drops(context))
+    products = products.sort("product_id")
     floor = float(np.mean(list(json.loads(record["thresholds"]).values())))
     feeds = nearest_products(encoder.encode_phrases(queries["query"].to_list()),
                              np.asarray(products["embedding"].to_list(), np.float32), products["product_id"].to_list(),
@@ -178,15 +216,17 @@ def search_baseline(query_intents: pl.DataFrame, product_embeddings: dict[str, p
 
 @dg.asset(
     ins={"collections": dg.AssetIn(), "collection_feeds": dg.AssetIn(), "search_baseline": dg.AssetIn(),
-         "query_intents": dg.AssetIn(), "catalog_labels": dg.AssetIn(), "curated_vocabulary": dg.AssetIn()},
-    group_name="collections", kinds={"polars", "parquet"}, owners=OWNERS,
+         "demand_intents": dg.AssetIn(), "catalog_labels": all_drops_in(), "curated_vocabulary": dg.AssetIn()},
+    partitions_def=model_releases, group_name="collections", kinds={"polars", "parquet"}, owners=OWNERS,
+    automation_condition=PUBLISH,
 )
-def collection_comparison(collections: pl.DataFrame, collection_feeds: pl.DataFrame, search_baseline: pl.DataFrame,
-                          query_intents: pl.DataFrame, catalog_labels: dict[str, pl.DataFrame],
+def collection_comparison(context: dg.AssetExecutionContext, collections: pl.DataFrame,
+                          collection_feeds: pl.DataFrame, search_baseline: pl.DataFrame,
+                          demand_intents: pl.DataFrame, catalog_labels: dict[str, pl.DataFrame],
                           curated_vocabulary: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """PinLanding's claim, measured: content-first collections vs the search-log baseline on the same data."""
     truth = ground_truth_attributes(concat_partitions(catalog_labels), curated_vocabulary, minilm_encoder())
-    feeds = read_feeds(feed_rows_path())
+    feeds = read_feeds(feed_rows_path(context.partition_key))
     members = collection_members(collections)
     content_precision = precision_at_k(feeds, evaluable_targets(members, truth), truth)
     published = collections.join(collection_feeds.filter(pl.col("status") == "published").select("collection_id"),
@@ -194,11 +234,11 @@ def collection_comparison(collections: pl.DataFrame, collection_feeds: pl.DataFr
     served_sets = {frozenset(a) for a in published["attribute_ids"]} | {
         frozenset(topic.split("+")) for merged in published["merged_topics"] for topic in merged}
     content_covered = pl.Series([full and frozenset(a) in served_sets for full, a in
-                                 zip(query_intents["fully_parsed"], query_intents["attribute_ids"])])
+                                 zip(demand_intents["fully_parsed"], demand_intents["attribute_ids"])])
     content = system_figures(collection_feeds.select("collection_id", "products"), content_precision,
-                             demand_covered(query_intents, content_covered), MIN_FEED_SIZE)
+                             demand_covered(demand_intents, content_covered), MIN_FEED_SIZE)
 
-    queries = baseline_queries(query_intents, collection_feeds)
+    queries = baseline_queries(demand_intents, collection_feeds)
     baseline_sizes = queries.select("collection_id").join(search_baseline.group_by("collection_id").agg(
         pl.len().alias("products")), on="collection_id", how="left").with_columns(pl.col("products").fill_null(0))
     baseline_members = queries.select("collection_id", "attribute_ids").explode("attribute_ids").rename(
@@ -206,7 +246,7 @@ def collection_comparison(collections: pl.DataFrame, collection_feeds: pl.DataFr
     baseline_precision = precision_at_k(search_baseline, evaluable_targets(baseline_members, truth), truth)
     served = set(baseline_sizes.filter(pl.col("products") >= MIN_FEED_SIZE).join(queries, on="collection_id")["group_key"])
     baseline = system_figures(baseline_sizes, baseline_precision,
-                              demand_covered(query_intents, query_intents["group_key"].is_in(list(served))),
+                              demand_covered(demand_intents, demand_intents["group_key"].is_in(list(served))),
                               MIN_FEED_SIZE)
     table = pl.DataFrame([{"system": "content_first", **content}, {"system": "search_log_baseline", **baseline}])
     return dg.Output(table, metadata={
@@ -223,7 +263,7 @@ def collection_comparison(collections: pl.DataFrame, collection_feeds: pl.DataFr
     })
 
 
-@dg.asset_check(asset="collection_comparison",
+@dg.asset_check(asset="collection_comparison", partitions_def=model_releases,
                 description="Content-first precision@10 meets the floor and is not below the search-log baseline.")
 def content_first_precision(collection_comparison: pl.DataFrame) -> dg.AssetCheckResult:
     figures = {r["system"]: r for r in collection_comparison.iter_rows(named=True)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,10 @@ def _read_table(path: Path) -> pl.DataFrame:
                        quote_char=None if separator == "\t" else '"', truncate_ragged_lines=True)
 
 
-def read_search_log(path: Path) -> SearchLog:
-    """Any table with a ``query`` column; counts from ``distinct_users`` > ``count``/``searches`` > rows."""
+def read_search_log(path: Path, week: dt.date | None = None) -> SearchLog:
+    """Any table with a ``query`` column; counts from ``distinct_users`` > ``count``/``searches`` > rows.
+
+    With ``week`` (its Monday), rows whose ``searched_at`` is not a date in that week are quarantined."""
     table = _read_table(path).with_row_index("row", offset=1)
     if "query" not in table.columns:
         raise SearchLogError(f"{path} has no 'query' column (columns: {', '.join(table.columns[1:])})")
@@ -73,9 +76,17 @@ def read_search_log(path: Path) -> SearchLog:
         columns.append(pl.col(name) if name in table.columns else pl.lit(None, pl.Utf8).alias(name))
     if per_search and "user_id" in table.columns:
         columns.append(pl.col("user_id"))
+    if week is not None and "searched_at" in table.columns:
+        columns.append(pl.col("searched_at").str.strip_chars().str.to_datetime(strict=False).alias("searched_at"))
     rows = table.select(columns)
+    reason = pl.when(pl.lit(False)).then(pl.lit(None, pl.Utf8))
+    if "searched_at" in rows.columns:
+        start = dt.datetime.combine(week, dt.time())
+        reason = reason.when(pl.col("searched_at").is_null()).then(pl.lit("searched_at is not a date and time")).when(
+            (pl.col("searched_at") < start) | (pl.col("searched_at") >= start + dt.timedelta(days=7))).then(
+            pl.lit(f"searched_at outside the week of {week.isoformat()}"))
     reason = (
-        pl.when(pl.col("query").str.contains("\ufffd", literal=True)).then(pl.lit("query is not valid UTF-8"))
+        reason.when(pl.col("query").str.contains("\ufffd", literal=True)).then(pl.lit("query is not valid UTF-8"))
         .when(pl.col("query").str.strip_chars() == "").then(pl.lit("empty query"))
         .when(pl.col("query").str.len_chars() > MAX_QUERY_CHARS).then(pl.lit(f"query longer than {MAX_QUERY_CHARS} characters"))
         .when(pl.col("searches").is_null() | pl.col("users").is_null()).then(pl.lit("count is not a whole number"))
@@ -107,14 +118,35 @@ def aggregate(queries: pl.DataFrame, config: DemandConfig) -> tuple[pl.DataFrame
     merged = normalised.filter(pl.col("intent") != "").group_by("intent").agg(
         pl.col("demand").sum(), pl.col("searches").sum(), pl.col("first_seen").min(), pl.col("last_seen").max(),
         pl.col("query").unique().sort().alias("variants"),
-    ).sort(["demand", "intent"], descending=[True, False])
+    )
+    return rank_demand(merged, config), unusable
+
+
+def combine_weeks(weeks: dict[str, pl.DataFrame], config: DemandConfig) -> pl.DataFrame:
+    """The weekly intents of a window summed into one ranked table. Demand is distinct users per
+    week, summed: a user who searches the same thing in three weeks counts three times, one who
+    searches it ten times in one week counts once."""
+    frames = [frame.select("intent", "demand", "searches", "first_seen", "last_seen", "variants")
+              .with_columns(pl.lit(week).alias("week")) for week, frame in sorted(weeks.items()) if frame.height]
+    if not frames:
+        empty = pl.DataFrame(schema={"intent": pl.Utf8, "demand": pl.Int64, "searches": pl.Int64, "first_seen": pl.Utf8,
+                                     "last_seen": pl.Utf8, "variants": pl.List(pl.Utf8), "weeks": pl.List(pl.Utf8)})
+        return rank_demand(empty, config)
+    merged = pl.concat(frames, how="diagonal_relaxed").group_by("intent").agg(
+        pl.col("demand").sum(), pl.col("searches").sum(), pl.col("first_seen").min(), pl.col("last_seen").max(),
+        pl.col("variants").flatten().unique().sort(), pl.col("week").unique().sort().alias("weeks"))
+    return rank_demand(merged, config)
+
+
+def rank_demand(merged: pl.DataFrame, config: DemandConfig) -> pl.DataFrame:
+    """Rank by demand (ties by text) and bucket head / torso / tail by cumulative demand share."""
+    merged = merged.sort(["demand", "intent"], descending=[True, False])
     total = merged["demand"].sum() or 1
     cumulative = (merged["demand"].cum_sum() - merged["demand"]) / total  # demand share before this query
     bucket = pl.when(cumulative < config.head_share).then(pl.lit("head")).when(
         cumulative < config.torso_share).then(pl.lit("torso")).otherwise(pl.lit("tail"))
-    ranked = merged.with_columns(pl.int_range(1, merged.height + 1, dtype=pl.Int64).alias("rank"),
-                                 (pl.col("demand") / total).alias("demand_share"), bucket.alias("bucket"))
-    return ranked, unusable
+    return merged.with_columns(pl.int_range(1, merged.height + 1, dtype=pl.Int64).alias("rank"),
+                               (pl.col("demand") / total).alias("demand_share"), bucket.alias("bucket"))
 
 
 @dataclass
@@ -203,6 +235,19 @@ def group_key(attribute_ids: list[str], remainder: str) -> str:
 def build_intents(log: SearchLog, parser: QueryParser, config: DemandConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(intents, quarantine): every raw query ends in one of the two."""
     ranked, unusable = aggregate(log.queries, config)
+    return parse_intents(ranked, parser), search_quarantine(log, unusable)
+
+
+def search_quarantine(log: SearchLog, unusable: pl.DataFrame) -> pl.DataFrame:
+    """Rows the reader refused plus queries that normalise to nothing, each with its reason."""
+    return pl.concat([
+        log.quarantine,
+        unusable.select(pl.lit(None, pl.Int64).alias("row"), "query", pl.lit("query has no words").alias("reason")),
+    ]).cast(QUARANTINE_SCHEMA)
+
+
+def parse_intents(ranked: pl.DataFrame, parser: QueryParser) -> pl.DataFrame:
+    """Ranked intents with attribute slots, remainder and near-duplicate groups on ``parser``'s vocabulary."""
     slots = parser.parse_many(ranked["intent"].to_list())
     parsed = ranked.with_columns(
         pl.Series("attribute_ids", [s["attribute_ids"] for s in slots], pl.List(pl.Utf8)),
@@ -217,10 +262,53 @@ def build_intents(log: SearchLog, parser: QueryParser, config: DemandConfig) -> 
     )
     leaders = parsed.sort(["demand", "intent"], descending=[True, False]).group_by("group_key", maintain_order=True).agg(
         pl.col("intent").first().alias("group_intent"), pl.col("demand").sum().alias("group_demand"))
-    intents = parsed.join(leaders, on="group_key", how="left").with_columns(
+    return parsed.join(leaders, on="group_key", how="left").with_columns(
         (pl.col("intent") == pl.col("group_intent")).alias("is_group_leader")).sort("rank")
-    quarantine = pl.concat([
-        log.quarantine,
-        unusable.select(pl.lit(None, pl.Int64).alias("row"), "query", pl.lit("query has no words").alias("reason")),
-    ]).cast(QUARANTINE_SCHEMA)
-    return intents, quarantine
+
+
+def read_week(files: list[Path], week: dt.date) -> SearchLog:
+    """Every log file of one week read as one log (rows outside the week quarantined)."""
+    logs = [read_search_log(path, week) for path in files]
+    if not logs:
+        return SearchLog(pl.DataFrame(schema={"query": pl.Utf8, "searches": pl.Int64, "demand": pl.Int64,
+                                              "first_seen": pl.Utf8, "last_seen": pl.Utf8}),
+                         pl.DataFrame(schema=QUARANTINE_SCHEMA), "distinct_users")
+    measures = {log.demand_measure for log in logs}
+    return SearchLog(pl.concat([log.queries for log in logs], how="diagonal_relaxed"),
+                     pl.concat([log.quarantine for log in logs]).cast(QUARANTINE_SCHEMA),
+                     measures.pop() if len(measures) == 1 else "mixed")
+
+
+def split_search_log(source: Path, log_dir: Path, prefix: str = "searches") -> list[Path]:
+    """Split a per-search log (user_id, query, searched_at) into one file per ISO week, lines verbatim
+    (``<prefix>-2006-W10.tsv``); rows without a readable date join the first week, whose reader then
+    quarantines them with the reason. Existing week files are left alone."""
+    lines = source.read_bytes().splitlines(keepends=True)
+    header, rows = lines[0], [line for line in lines[1:] if line.strip()]
+    columns = header.decode("utf-8", "replace").rstrip("\r\n").split("\t")
+    if "searched_at" not in columns:
+        raise SearchLogError(f"{source} has no searched_at column: it is not a per-search log")
+    at = columns.index("searched_at")
+    by_week: dict[tuple[int, int], list[bytes]] = {}
+    undated = []
+    for line in rows:
+        fields = line.decode("utf-8", "replace").rstrip("\r\n").split("\t")
+        try:
+            when = dt.datetime.fromisoformat(fields[at].strip())
+        except (IndexError, ValueError):
+            undated.append(line)
+            continue
+        year, week, _ = when.isocalendar()
+        by_week.setdefault((year, week), []).append(line)
+    if undated and by_week:
+        by_week[min(by_week)].extend(undated)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for (year, week), part in sorted(by_week.items()):
+        target = log_dir / f"{prefix}-{year}-W{week:02d}.tsv"
+        if not target.exists():
+            staging = log_dir / f".{target.name}.tmp"
+            staging.write_bytes(header + b"".join(part))
+            staging.replace(target)
+        written.append(target)
+    return written

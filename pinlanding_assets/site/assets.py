@@ -11,7 +11,8 @@ from pydantic import Field
 
 from pinlanding_assets.collections.assets import feed_rows_path
 from pinlanding_assets.collections.feeds import read_feeds
-from pinlanding_assets.partitions import concat_partitions
+from pinlanding_assets.automation import PUBLISH
+from pinlanding_assets.partitions import all_drops_in, concat_partitions, model_releases
 from pinlanding_assets.settings import get_paths
 from pinlanding_assets.site.pages import SiteConfig, build_site
 from pinlanding_assets.site.thumbnails import collage, make_thumbnail, thumbnail_name
@@ -38,24 +39,33 @@ def _collage_markdown(site, feeds: pl.DataFrame, collection_id: str) -> dg.Markd
 
 
 @dg.asset(
-    ins={"collections": dg.AssetIn(), "collection_feeds": dg.AssetIn(), "catalog_products": dg.AssetIn()},
-    group_name="site", kinds={"html"}, owners=OWNERS,
+    ins={"collections": dg.AssetIn(), "collection_feeds": dg.AssetIn(), "publish_exclusions": dg.AssetIn(),
+         "catalog_products": all_drops_in()},
+    partitions_def=model_releases, group_name="site", kinds={"html"}, owners=OWNERS,
+    automation_condition=PUBLISH,
 )
-def landing_pages(config: SiteRunConfig, collections: pl.DataFrame, collection_feeds: pl.DataFrame,
+def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, collections: pl.DataFrame,
+                  collection_feeds: pl.DataFrame, publish_exclusions: pl.DataFrame,
                   catalog_products: dict[str, pl.DataFrame]) -> dg.Output[pl.DataFrame]:
     """A static site people can open: a page per published collection (ranked grid, breadcrumbs,
-    related collections), an index grouped by facet, sitemap.xml and robots.txt. `pinlanding serve`."""
-    feeds = read_feeds(feed_rows_path())
+    related collections), an index grouped by facet, sitemap.xml and robots.txt. `pinlanding serve`.
+    The live site is one release's, swapped in whole; materializing an older release's partition
+    publishes that release again."""
+    release = context.partition_key
+    feeds = read_feeds(feed_rows_path(release))
     products = concat_partitions(catalog_products).select("product_id", "title", "image_path")
     started = time.perf_counter()
-    summary = build_site(collections, feeds, products, site_dir(),
-                         SiteConfig(base_url=config.base_url, thumbnail_width=config.thumbnail_width), make_thumbnail)
+    settings = SiteConfig(base_url=config.base_url, thumbnail_width=config.thumbnail_width, release=release)
+    summary = build_site(collections, feeds, products, site_dir(), settings, make_thumbnail)
     pages = pl.DataFrame({"path": ["index.html", *[f"c/{c}.html" for c in sorted(feeds["collection_id"].unique())]]})
     pages = pages.with_columns(pl.col("path").map_elements(lambda p: (site_dir() / p).stat().st_size,
                                                            return_dtype=pl.Int64).alias("bytes"))
     first = collections.sort("rank").filter(pl.col("collection_id").is_in(feeds["collection_id"].unique().to_list()))
+    context.log.info(f"published release {release}: {summary.collection_pages} collection pages")
     metadata = {
         "dagster/row_count": pages.height,
+        "release": release,
+        "drops_left_out": dg.MetadataValue.json({d: r for d, r in publish_exclusions.iter_rows()}),
         "pages": summary.pages, "collection_pages": summary.collection_pages, "thumbnails": summary.thumbnails,
         "site": dg.MetadataValue.path(str(summary.path)),
         "largest_page_kb": round(pages["bytes"].max() / 1024, 1) if pages.height else 0,

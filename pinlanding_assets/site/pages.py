@@ -100,6 +100,7 @@ class SiteError(ValueError):
 class SiteConfig:
     base_url: str = "http://localhost:8000/"
     thumbnail_width: int = 240
+    release: str = ""  # the model release the site shows, written to release.txt
 
 
 def environment() -> jinja2.Environment:
@@ -223,5 +224,7 @@ def build_site(collections: pl.DataFrame, feeds: pl.DataFrame, products: pl.Data
     (staging / "style.css").write_text(STYLE.strip() + "\n", encoding="utf-8")
     (staging / "sitemap.xml").write_text(sitemap(config.base_url, paths), encoding="utf-8")
     (staging / "robots.txt").write_text(robots(config.base_url), encoding="utf-8")
+    if config.release:
+        (staging / "release.txt").write_text(config.release + "\n", encoding="utf-8")
     replace_directory(staging, target)
     return SiteSummary(pages=len(paths), collection_pages=len(paths) - 1, thumbnails=len(sizes), path=target)

@@ -1,0 +1,112 @@
+"""When each asset refreshes, declared on the asset (Dagster Declarative Automation).
+
+The built-in conditions cover most of the graph. Three questions need the instance's data, so they
+are small custom conditions, evaluated on the code server (``use_user_code_server=True``):
+which release is in service, whether it may be published (every drop scored with it, or failed), and
+whether a drop's VLM labelling may run now (after the drop is published, so it never delays a page).
+
+| assets | partitions | condition |
+|---|---|---|
+| catalog_products (+ quarantine, labels) | drop | a new drop partition (registered by catalog_drop_sensor) |
+| catalog_image_features, catalog_profile | drop | eager: the drop's catalog changed |
+| raw_vlm_attributes (+ quarantine) | drop | the drop's catalog changed, once the drop is published |
+| curated_vocabulary | release | a new release partition (release_sensor, `pinlanding release`, or the UI) |
+| dual_encoder, attribute_embeddings, model_release | release | eager within the release |
+| product_embeddings, attribute_assignments | drop | the drop's catalog changed, or a release came into service |
+| query_intents (+ quarantine) | week | the week's log files changed (search_log_sensor) |
+| demand_window | week | eager, latest week only |
+| demand_intents, collections, feeds, baseline, comparison, pages | release | anything upstream changed, only for the release in service and once every drop is settled for it |
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pinlanding_assets.releases import current_release, drops_due_for_labels, publishable_release
+
+AC = dg.AutomationCondition
+DROP_ASSETS = dg.AssetSelection.assets(
+    "catalog_products", "catalog_quarantine", "catalog_labels", "catalog_image_features", "raw_vlm_attributes",
+    "product_embeddings", "attribute_assignments")
+RELEASE_INPUTS = dg.AssetSelection.assets("model_release", "attribute_embeddings", "dual_encoder")
+
+
+class _PartitionsWhere(dg.AutomationCondition):
+    """True for the candidate partitions whose keys ``keys(instance)`` returns."""
+
+    def keys(self, instance: dg.DagsterInstance) -> set[str]:
+        raise NotImplementedError
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        keys = self.keys(context.asset_graph_view.instance)
+        return dg.AutomationResult(context.candidate_subset.compute_intersection_with_partition_keys(keys),
+                                   context=context)
+
+
+class ReleaseReadyToPublish(_PartitionsWhere):
+    @property
+    def description(self) -> str:
+        return "this release is in service and every drop is scored with it (or failed)"
+
+    @property
+    def name(self) -> str:
+        return "release_ready_to_publish"
+
+    def keys(self, instance: dg.DagsterInstance) -> set[str]:
+        release = publishable_release(instance)
+        return {release} if release else set()
+
+
+class DropPublished(_PartitionsWhere):
+    @property
+    def description(self) -> str:
+        return "the drop is on the published pages (or failed), or no release exists yet"
+
+    @property
+    def name(self) -> str:
+        return "labelling_turn"
+
+    def keys(self, instance: dg.DagsterInstance) -> set[str]:
+        return drops_due_for_labels(instance)
+
+
+class ReleaseInService(dg.AutomationCondition):
+    @property
+    def description(self) -> str:
+        return "a model release is in service"
+
+    @property
+    def name(self) -> str:
+        return "release_in_service"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        ready = current_release(context.asset_graph_view.instance) is not None
+        return dg.AutomationResult(context.candidate_subset if ready else context.get_empty_subset(), context=context)
+
+
+def _changed() -> dg.AutomationCondition:
+    return (AC.newly_missing() | AC.any_deps_updated()).since_last_handled().with_label("new or upstream changed")
+
+
+NEW_DROP = AC.on_missing().with_label("new drop")
+DROP_EAGER = AC.eager()
+LABELLING = (_changed() & ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & ~AC.in_progress()
+             & DropPublished()).with_label("label after publishing")
+RELEASE_CUT = (AC.missing().newly_true().since_last_handled() & ~AC.in_progress()).with_label("release cut")
+IN_RELEASE = AC.eager().allow(dg.AssetSelection.assets("curated_vocabulary", "dual_encoder", "attribute_embeddings"))
+SCORING = (_changed() & ~AC.any_deps_missing().ignore(RELEASE_INPUTS) & ~AC.any_deps_in_progress() & ~AC.in_progress()
+           & ReleaseInService()).with_label("score with the release in service")
+ASSIGNING = AC.eager().allow(dg.AssetSelection.assets("product_embeddings"))
+SEARCH_WEEK = (_changed() & ~AC.in_progress()).with_label("week's log changed")
+WINDOW = AC.eager()
+PUBLISH = (_changed() & ~AC.any_deps_missing().ignore(DROP_ASSETS) & ~AC.any_deps_in_progress()
+           & ~AC.in_progress() & ReleaseReadyToPublish()).with_label("publish the release in service")
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "pinlanding_automation",
+    target=dg.AssetSelection.all(),
+    use_user_code_server=True,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=15,
+    description="Evaluates every asset's automation condition (some read the instance: hence the code server).",
+)

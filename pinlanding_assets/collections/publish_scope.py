@@ -1,0 +1,37 @@
+"""Which drops a release publishes: only those scored with that very release, never a mix.
+
+A drop scored with another release, or with no assignments at all (its intake or scoring failed or is
+still running), is left out, with the reason, so one broken drop holds back nothing but itself.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+EXCLUSION_SCHEMA = {"drop": pl.Utf8, "reason": pl.Utf8}
+
+
+class MixedReleaseError(RuntimeError):
+    """Nothing of the requested release is there to publish."""
+
+
+def of_release(frames: dict[str, pl.DataFrame], release: str, drops: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the rows of every drop made with ``release``, the drops left out and why). ``drops`` are the
+    registered drops; a frame without a ``release`` column predates releases and never qualifies."""
+    kept, left_out = [], []
+    for drop in sorted(set(drops) | set(frames)):
+        frame = frames.get(drop)
+        if frame is None:
+            left_out.append({"drop": drop, "reason": "no assignments: its intake or scoring failed or has not run"})
+            continue
+        made_by = sorted(set(frame["release"])) if "release" in frame.columns else []
+        if made_by == [release]:
+            kept.append(frame)
+        else:
+            label = ", ".join(str(r) for r in made_by) or "no release"
+            left_out.append({"drop": drop, "reason": f"scored with {label}, not {release}: its re-scoring failed or "
+                                                      "has not run"})
+    if not kept:
+        raise MixedReleaseError(f"no drop is scored with release {release}; "
+                                + "; ".join(f"{e['drop']}: {e['reason']}" for e in left_out))
+    return pl.concat(kept, how="diagonal_relaxed"), pl.DataFrame(left_out, schema=EXCLUSION_SCHEMA)

@@ -1,0 +1,176 @@
+"""Model releases, read off the Dagster instance: which release is in service, how far every drop is
+scored with it, whether it may be published, and whether a new release is due.
+
+A release (``r001``, ``r002``, ...) is in service once its ``model_release`` partition is materialized
+(vocabulary, dual encoder and attribute embeddings all built). A failed training never materializes
+it, so the previous release stays in service. Publishing a release waits until every drop is
+settled for it: scored with it, or failed (its intake or scoring), which then leaves it out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import dagster as dg
+
+from pinlanding_assets.partitions import catalog_drops, model_releases, next_release_key, release_order
+
+MODEL_RELEASE = dg.AssetKey("model_release")
+ASSIGNMENTS = dg.AssetKey("attribute_assignments")
+LABELS = dg.AssetKey("raw_vlm_attributes")
+LANDING_PAGES = dg.AssetKey("landing_pages")
+PER_DROP_PIPELINE = [dg.AssetKey(k) for k in ("catalog_products", "catalog_image_features", "product_embeddings",
+                                              "attribute_assignments")]
+
+
+def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None):
+    filters = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
+    records = instance.fetch_materializations(filters, limit=1).records
+    return records[0] if records else None
+
+
+def releases_in_service(instance: dg.DagsterInstance) -> list[str]:
+    """Releases whose model_release is materialized, oldest first."""
+    return sorted(instance.get_materialized_partitions(MODEL_RELEASE), key=release_order)
+
+
+def current_release(instance: dg.DagsterInstance) -> str | None:
+    done = releases_in_service(instance)
+    return done[-1] if done else None
+
+
+def release_metadata(instance: dg.DagsterInstance, release: str) -> dict:
+    record = _latest(instance, MODEL_RELEASE, release)
+    if record is None:
+        return {}
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+
+@dataclass(frozen=True)
+class DropState:
+    drop: str
+    state: str  # scored | failed | stale | pending
+    release: str | None  # the release its assignments were made with
+
+    @property
+    def settled(self) -> bool:
+        return self.state in {"scored", "failed"}
+
+
+def drop_states(instance: dg.DagsterInstance, release: str) -> list[DropState]:
+    """Every registered drop's standing for ``release``."""
+    drops = sorted(instance.get_dynamic_partitions(catalog_drops.name))
+    statuses = {key: instance.get_status_by_partition(key, drops, catalog_drops) or {} for key in PER_DROP_PIPELINE}
+    states = []
+    for drop in drops:
+        record = _latest(instance, ASSIGNMENTS, drop)
+        scored_with = None
+        if record is not None:
+            value = record.asset_materialization.metadata.get("release")
+            scored_with = value.value if value is not None else None
+        failed = any(str(getattr(statuses[key].get(drop), "value", "")) == "FAILED" for key in PER_DROP_PIPELINE)
+        in_progress = any(str(getattr(statuses[key].get(drop), "value", "")) == "IN_PROGRESS" for key in PER_DROP_PIPELINE)
+        if scored_with == release and not in_progress:
+            state = "scored"
+        elif failed and not in_progress:
+            state = "failed"
+        elif scored_with is not None and not in_progress:
+            state = "stale"
+        else:
+            state = "pending"
+        states.append(DropState(drop, state, scored_with))
+    return states
+
+
+def publishable_release(instance: dg.DagsterInstance) -> str | None:
+    """The release in service, once every drop is settled for it and at least one is scored with it."""
+    release = current_release(instance)
+    if release is None:
+        return None
+    states = drop_states(instance, release)
+    if states and all(s.settled for s in states) and any(s.state == "scored" for s in states):
+        return release
+    return None
+
+
+def drops_due_for_labels(instance: dg.DagsterInstance) -> set[str]:
+    """Drops whose VLM stage may run now: all of them before the first release (it needs labels), then
+    each drop once it is published (or its scoring failed), so labelling never delays publishing."""
+    drops = instance.get_dynamic_partitions(catalog_drops.name)
+    if current_release(instance) is None:
+        return set(drops)
+    pages = _latest(instance, LANDING_PAGES)
+    status = instance.get_status_by_partition(ASSIGNMENTS, drops, catalog_drops) or {}
+    due = set()
+    for drop in drops:
+        scored = _latest(instance, ASSIGNMENTS, drop)
+        if str(getattr(status.get(drop), "value", "")) == "FAILED":
+            due.add(drop)
+        elif scored is not None and pages is not None and pages.timestamp >= scored.timestamp:
+            due.add(drop)
+    return due
+
+
+@dataclass(frozen=True)
+class ReleaseDecision:
+    due: bool
+    reason: str
+    new_labelled: int
+    labelled_in_release: int
+
+
+def labelled_products(instance: dg.DagsterInstance) -> dict[str, int]:
+    """Drop -> products the VLM stage labelled (from the latest raw_vlm_attributes materialization)."""
+    out = {}
+    for drop in instance.get_materialized_partitions(LABELS):
+        record = _latest(instance, LABELS, drop)
+        value = record.asset_materialization.metadata.get("labelled_products") if record else None
+        out[drop] = int(value.value) if value is not None else 0
+    return out
+
+
+def release_due(instance: dg.DagsterInstance, new_label_share: float, max_age_days: float,
+                now: float | None = None) -> ReleaseDecision:
+    """Cut a release when labelled products not yet seen by the current release reach ``new_label_share``
+    of those it was trained on, or when the current release is older than ``max_age_days`` and anything
+    is new. Never while a release is still being built."""
+    labelled = labelled_products(instance)
+    keys = instance.get_dynamic_partitions(model_releases.name)
+    in_service = set(releases_in_service(instance))
+    building = [k for k in keys if k not in in_service and not _release_failed(instance, k)]
+    if building:
+        return ReleaseDecision(False, f"release {building[-1]} is still being built", 0, 0)
+    release = current_release(instance)
+    seen = set(json.loads(release_metadata(instance, release).get("drops", "[]"))) if release else set()
+    new = sum(n for drop, n in labelled.items() if drop not in seen)
+    old = sum(n for drop, n in labelled.items() if drop in seen)
+    if new == 0:
+        return ReleaseDecision(False, "no labelled products new to the current release", new, old)
+    if release is None:
+        return ReleaseDecision(True, f"first release: {new} labelled products", new, old)
+    share = new / max(old, 1)
+    if share >= new_label_share:
+        return ReleaseDecision(True, f"{new} new labelled products = {share:.0%} of {old} (>= {new_label_share:.0%})",
+                               new, old)
+    built = _latest(instance, MODEL_RELEASE, release)
+    age_days = ((now or time.time()) - built.timestamp) / 86400 if built else 0.0
+    if age_days >= max_age_days:
+        return ReleaseDecision(True, f"release {release} is {age_days:.1f} days old and {new} labelled products are new",
+                               new, old)
+    return ReleaseDecision(False, f"{new} new labelled products = {share:.0%} of {old} (< {new_label_share:.0%})",
+                           new, old)
+
+
+def _release_failed(instance: dg.DagsterInstance, release: str) -> bool:
+    status = instance.get_status_by_partition(dg.AssetKey("dual_encoder"), [release], model_releases) or {}
+    vocabulary = instance.get_status_by_partition(dg.AssetKey("curated_vocabulary"), [release], model_releases) or {}
+    return any(str(getattr(s.get(release), "value", "")) == "FAILED" for s in (status, vocabulary))
+
+
+def cut_release(instance: dg.DagsterInstance) -> str:
+    """Register the next release key; automation (or the CLI) builds it."""
+    key = next_release_key(instance.get_dynamic_partitions(model_releases.name))
+    instance.add_dynamic_partitions(model_releases.name, [key])
+    return key
