@@ -39,7 +39,7 @@ class _PartitionsWhere(dg.AutomationCondition):
 
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
         keys = self.keys(context.asset_graph_view.instance)
-        return dg.AutomationResult(context.candidate_subset.compute_intersection_with_partition_keys(keys),
+        return dg.AutomationResult(true_subset=context.candidate_subset.compute_intersection_with_partition_keys(keys),
                                    context=context)
 
 
@@ -81,7 +81,8 @@ class ReleaseInService(dg.AutomationCondition):
 
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
         ready = current_release(context.asset_graph_view.instance) is not None
-        return dg.AutomationResult(context.candidate_subset if ready else context.get_empty_subset(), context=context)
+        return dg.AutomationResult(true_subset=context.candidate_subset if ready else context.get_empty_subset(),
+                                   context=context)
 
 
 def _changed() -> dg.AutomationCondition:

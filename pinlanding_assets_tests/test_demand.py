@@ -101,3 +101,36 @@ def test_real_search_log_buckets_and_groups(parser: QueryParser) -> None:
     assert tshirts.filter(pl.col("is_group_leader")).height == 1
     again, _ = build_intents(log, parser, DemandConfig())
     assert again.equals(intents)
+
+
+def test_weekly_log_split_read_and_windowed(tmp_path: Path) -> None:
+    """The real per-search log split into ISO-week files; each week read alone (rows outside it
+    quarantined); weeks summed into a window whose demand equals the counts file's."""
+    import datetime as dt
+
+    from pinlanding_assets.demand.intents import DemandConfig, aggregate, combine_weeks, read_week, split_search_log
+    from pinlanding_assets.partitions import log_weeks
+
+    source = get_paths().shared_search_log
+    files = split_search_log(source, tmp_path / "log")
+    weeks = log_weeks(tmp_path / "log")
+    assert len(files) == 14 and sorted(weeks)[0] == dt.date(2006, 2, 27)
+    config = DemandConfig()
+    tables = {}
+    for monday, paths in weeks.items():
+        log = read_week(paths, monday)
+        assert log.quarantine.is_empty(), "every demo search falls in its week"
+        tables[monday.isoformat()], _ = aggregate(log.queries, config)
+    window = combine_weeks(tables, config)
+    assert window["searches"].sum() == 5375
+    assert window["rank"].to_list() == list(range(1, window.height + 1))
+    assert set(window["bucket"]) == {"head", "torso", "tail"}
+    assert combine_weeks({}, config).is_empty(), "a window of empty weeks is empty, not an error"
+
+    stray = tmp_path / "log" / "searches-2006-W09.tsv"
+    stray.write_text("user_id\tquery\tsearched_at\n1\tred dress\t2006-03-01 10:00:00\n2\tboots\t2006-05-01 10:00:00\n"
+                     "3\tshoes\tyesterday\n")
+    log = read_week([stray], dt.date(2006, 2, 27))
+    assert log.queries["query"].to_list() == ["red dress"]
+    assert sorted(log.quarantine["reason"]) == ["searched_at is not a date and time",
+                                                "searched_at outside the week of 2006-02-27"]

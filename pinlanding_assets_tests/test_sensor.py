@@ -1,14 +1,20 @@
+"""Sensors and release rules on a real Dagster instance (materializations reported as events)."""
+
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
+import pytest
 
 from pinlanding_assets.catalog.drops import READY_MARKER, split_fashion_catalog
-from pinlanding_assets.jobs import CATALOG_DROP_JOB
-from pinlanding_assets.partitions import catalog_drops
-from pinlanding_assets.sensors import catalog_drop_sensor
+from pinlanding_assets.collections.publish_scope import MixedReleaseError, of_release
+from pinlanding_assets.partitions import catalog_drops, model_releases, next_release_key, search_weeks_for, week_key
+from pinlanding_assets.releases import drop_states, drops_due_for_labels, publishable_release, release_due
+from pinlanding_assets.sensors import catalog_drop_sensor, changed_weeks
 
 
 def _apply(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:
@@ -22,90 +28,99 @@ def test_sensor_registers_new_ready_drops_once(project_dirs: Path, fashion_dir: 
     split_fashion_catalog(fashion_dir, landing, n_drops=3)
     (landing / "drop-003" / READY_MARKER).unlink()  # still being written
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance)
-        result = catalog_drop_sensor(context)
-        assert isinstance(result, dg.SensorResult)
-        assert [r.partition_key for r in result.run_requests] == ["drop-001", "drop-002"]
-        assert {r.job_name for r in result.run_requests} <= {None, CATALOG_DROP_JOB}
+        result = catalog_drop_sensor(dg.build_sensor_context(instance=instance))
+        assert isinstance(result, dg.SensorResult) and not result.run_requests, "automation runs the drop"
         assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["drop-001", "drop-002"]]
         assert json.loads(result.cursor) == ["drop-001", "drop-002"]
         _apply(instance, result)
         assert instance.get_dynamic_partitions(catalog_drops.name) == ["drop-001", "drop-002"]
-
-        again = catalog_drop_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
-        assert isinstance(again, dg.SkipReason)
-
+        assert isinstance(catalog_drop_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor)),
+                          dg.SkipReason)
         (landing / "drop-003" / READY_MARKER).write_text("ready\n")
         third = catalog_drop_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
-        assert [r.partition_key for r in third.run_requests] == ["drop-003"]
         _apply(instance, third)
         assert instance.get_dynamic_partitions(catalog_drops.name) == ["drop-001", "drop-002", "drop-003"]
 
 
-def test_sensor_skips_drops_registered_elsewhere(project_dirs: Path, fashion_dir: Path) -> None:
-    split_fashion_catalog(fashion_dir, project_dirs / "landing", n_drops=2)
+def _materialize(instance: dg.DagsterInstance, asset: str, partition: str, **metadata) -> None:
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition=partition, metadata=metadata))
+
+
+def test_release_is_due_on_new_labels_never_while_one_is_built() -> None:
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(catalog_drops.name, ["drop-001"])
-        result = catalog_drop_sensor(dg.build_sensor_context(instance=instance))
-        assert [r.partition_key for r in result.run_requests] == ["drop-002"]
+        instance.add_dynamic_partitions(catalog_drops.name, ["d1", "d2", "d3"])
+        assert not release_due(instance, 0.5, 7).due, "nothing labelled yet"
+        _materialize(instance, "raw_vlm_attributes", "d1", labelled_products=40)
+        _materialize(instance, "raw_vlm_attributes", "d2", labelled_products=40)
+        first = release_due(instance, 0.5, 7)
+        assert first.due and first.new_labelled == 80 and "first release" in first.reason
+        instance.add_dynamic_partitions(model_releases.name, ["r001"])
+        assert "still being built" in release_due(instance, 0.5, 7).reason
+        _materialize(instance, "model_release", "r001", drops=json.dumps(["d1", "d2"]))
+        assert not release_due(instance, 0.5, 7).due, "no labels new to r001"
+        _materialize(instance, "raw_vlm_attributes", "d3", labelled_products=20)
+        assert not release_due(instance, 0.5, 7).due, "20 new = 25% of 80 < 50%"
+        assert release_due(instance, 0.25, 7).due
+        assert release_due(instance, 0.5, 0.0).due, "an old release with anything new is replaced"
+        assert next_release_key(instance.get_dynamic_partitions(model_releases.name)) == "r002"
 
 
-def test_refresh_hands_each_stage_on_once_the_batch_is_done() -> None:
-    from pinlanding_assets.jobs import CROSS_DROP_JOB, DROP_SCORING_JOB, PUBLISH_JOB
-    from pinlanding_assets.sensors import refresh_requests
-
-    assert refresh_requests(CATALOG_DROP_JOB, "r1", in_flight=1, drops=["drop-001", "drop-002"]) == []
-    [cross] = refresh_requests(CATALOG_DROP_JOB, "r2", in_flight=0, drops=["drop-001", "drop-002"])
-    assert cross.job_name == CROSS_DROP_JOB and cross.run_key == f"{CROSS_DROP_JOB}:after:r2"
-    scoring = refresh_requests(CROSS_DROP_JOB, "r3", in_flight=0, drops=["drop-001", "drop-002"])
-    assert [(r.job_name, r.partition_key) for r in scoring] == [(DROP_SCORING_JOB, "drop-001"),
-                                                                (DROP_SCORING_JOB, "drop-002")]
-    assert [r.job_name for r in refresh_requests(DROP_SCORING_JOB, "r4", 0, ["drop-001"])] == [PUBLISH_JOB]
-    assert refresh_requests(PUBLISH_JOB, "r5", 0, ["drop-001"]) == []
-
-
-def test_refresh_sensor_on_real_runs() -> None:
-    """Runs named like the pipeline's jobs finish in a real instance; the sensor decides what follows."""
-    from pinlanding_assets.definitions import all_jobs
-    from pinlanding_assets.jobs import CROSS_DROP_JOB, DROP_SCORING_JOB, PUBLISH_JOB
-    from pinlanding_assets.sensors import INTAKE_ASSET, MODEL_ASSET, SCORED_ASSET, refresh_sensor
-
-    sensor = refresh_sensor(all_jobs)
-
-    @dg.op
-    def step() -> None:
-        pass
-
-    def finished_run(instance: dg.DagsterInstance, name: str):
-        result = dg.GraphDefinition(name=name, node_defs=[step]).to_job().execute_in_process(instance=instance)
-        return result.dagster_run, result.get_run_success_event()
-
+def test_publishing_waits_until_every_drop_is_settled_for_the_release() -> None:
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(catalog_drops.name, ["drop-001", "drop-002"])
-        run, event = finished_run(instance, CATALOG_DROP_JOB)
-        context = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance,
-                                                     dagster_run=run, dagster_event=event)
-        waiting = sensor(context)
-        assert isinstance(waiting, dg.SkipReason) and "drop-001, drop-002" in waiting.skip_message
-        for drop in ("drop-001", "drop-002"):
-            instance.report_runless_asset_event(dg.AssetMaterialization(INTAKE_ASSET, partition=drop))
-        [cross] = sensor(dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance,
-                                                            dagster_run=run, dagster_event=event))
-        assert cross.job_name == CROSS_DROP_JOB
-        run, event = finished_run(instance, CROSS_DROP_JOB)
-        scoring = sensor(dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance,
-                                                            dagster_run=run, dagster_event=event))
-        assert [(r.job_name, r.partition_key) for r in scoring] == [(DROP_SCORING_JOB, "drop-001"),
-                                                                    (DROP_SCORING_JOB, "drop-002")]
-        # the scoring of drop-001 failed: no publishing with assignments of the previous model
-        instance.report_runless_asset_event(dg.AssetMaterialization(SCORED_ASSET, partition="drop-001"))
-        instance.report_runless_asset_event(dg.AssetMaterialization(MODEL_ASSET))
-        instance.report_runless_asset_event(dg.AssetMaterialization(SCORED_ASSET, partition="drop-002"))
-        run, event = finished_run(instance, DROP_SCORING_JOB)
-        waiting = sensor(dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance,
-                                                            dagster_run=run, dagster_event=event))
-        assert isinstance(waiting, dg.SkipReason) and waiting.skip_message.endswith("current model: drop-001")
-        instance.report_runless_asset_event(dg.AssetMaterialization(SCORED_ASSET, partition="drop-001"))
-        [publish] = sensor(dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance,
-                                                              dagster_run=run, dagster_event=event))
-        assert publish.job_name == PUBLISH_JOB
+        instance.add_dynamic_partitions(catalog_drops.name, ["d1", "d2"])
+        instance.add_dynamic_partitions(model_releases.name, ["r001", "r002"])
+        assert publishable_release(instance) is None and drops_due_for_labels(instance) == {"d1", "d2"}
+        _materialize(instance, "model_release", "r001")
+        _materialize(instance, "attribute_assignments", "d1", release="r001")
+        assert publishable_release(instance) is None, "d2 is not scored yet"
+        _materialize(instance, "attribute_assignments", "d2", release="r001")
+        assert publishable_release(instance) == "r001"
+        assert drops_due_for_labels(instance) == set(), "nothing published yet: labelling waits"
+        _materialize(instance, "landing_pages", "r001")
+        assert drops_due_for_labels(instance) == {"d1", "d2"}
+        _materialize(instance, "model_release", "r002")  # a new release in service: r001 is not published again
+        _materialize(instance, "attribute_assignments", "d1", release="r002")
+        assert [s.state for s in drop_states(instance, "r002")] == ["scored", "stale"]
+        assert publishable_release(instance) is None, "never a mix of r001 and r002"
+        _materialize(instance, "attribute_assignments", "d2", release="r002")
+        assert publishable_release(instance) == "r002"
+
+
+def test_a_release_publishes_only_its_own_drops() -> None:
+    frames = {"d1": pl.DataFrame({"product_id": ["a"], "release": ["r002"]}),
+              "d2": pl.DataFrame({"product_id": ["b"], "release": ["r001"]})}
+    rows, left_out = of_release(frames, "r002", ["d1", "d2", "d3"])
+    assert rows["product_id"].to_list() == ["a"]
+    assert left_out["drop"].to_list() == ["d2", "d3"]
+    assert "scored with r001, not r002" in left_out["reason"][0] and "no assignments" in left_out["reason"][1]
+    with pytest.raises(MixedReleaseError, match="no drop is scored with release r003"):
+        of_release(frames, "r003", ["d1", "d2"])
+
+
+def test_search_weeks_are_bounded_by_the_log_and_changes_are_reported(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.mkdir()
+    for week in ("2006-W09", "2006-W11"):
+        (log / f"searches-{week}.tsv").write_text("user_id\tquery\tsearched_at\n1\tred dress\t2006-03-01 10:00:00\n")
+    (log / "notes.txt").write_text("not a week file")
+    weeks = search_weeks_for(log)
+    assert weeks.get_partition_keys() == ["2006-02-27", "2006-03-06", "2006-03-13"], "the empty week in between is kept"
+    assert week_key(__import__("datetime").date(2006, 2, 27)) == "2006-02-27"
+    with dg.instance_for_test() as instance:
+        import pinlanding_assets.sensors as sensors
+
+        original = sensors.search_weeks
+        sensors.search_weeks = weeks
+        try:
+            events, outside = changed_weeks(log, instance)
+            assert [e.partition for e in events] == ["2006-02-27", "2006-03-13"] and outside == []
+            for event in events:
+                instance.report_runless_asset_event(event)
+            assert changed_weeks(log, instance) == ([], [])
+            (log / "searches-2006-W11.tsv").write_text("user_id\tquery\tsearched_at\n2\tboots\t2006-03-14 10:00:00\n")
+            os.utime(log / "searches-2006-W11.tsv", ns=(1, 1))
+            (log / "searches-2006-W12.tsv").write_text("user_id\tquery\tsearched_at\n")
+            events, outside = changed_weeks(log, instance)
+            assert [e.partition for e in events] == ["2006-03-13"] and outside == ["2006-03-20"]
+        finally:
+            sensors.search_weeks = original

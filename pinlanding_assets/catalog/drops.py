@@ -99,3 +99,24 @@ def split_fashion_catalog(source_dir: Path, landing_dir: Path, n_drops: int = 4,
         mark_ready(final)
         drops.append(DemoDrop(name, final, len(part), created=True))
     return drops
+
+
+def write_fashion_drop(source_dir: Path, landing_dir: Path, name: str, first: int, count: int) -> DemoDrop:
+    """One drop of ``count`` catalog lines (verbatim) from line ``first`` of a Fashion folder, images
+    linked, marked ready last: what a new catalog drop looks like to the sensor."""
+    header, *rows = [line for line in (source_dir / "catalog.csv").read_bytes().splitlines(keepends=True)
+                     if line.strip()]
+    part = rows[first:first + count]
+    if not part:
+        raise ValueError(f"no catalog lines from {first} in {source_dir}")
+    staging, final = landing_dir / f".staging-{name}-{os.getpid()}", landing_dir / name
+    (staging / "images").mkdir(parents=True)
+    (staging / "catalog.csv").write_bytes(header + b"".join(part))
+    for line in part:
+        product_id = line.split(b",", 1)[0].decode("ascii", "replace").strip()
+        image = source_dir / "images" / f"{product_id}.jpg"
+        if image.exists():
+            (staging / "images" / f"{product_id}.jpg").symlink_to(image.resolve())
+    os.replace(staging, final)
+    mark_ready(final)
+    return DemoDrop(name, final, len(part), created=True)
