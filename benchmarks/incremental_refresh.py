@@ -3,11 +3,14 @@ command: seconds from a new drop's _READY to the landing pages updated, the asse
 materialized meanwhile, the LLM title calls; and, with --release, a release cut by hand until every
 drop is re-scored and published.
 
-    .venv/bin/python benchmarks/incremental_refresh.py --new-products 100 [--release] [--json]
+    .venv/bin/python benchmarks/incremental_refresh.py --prepare --hold-out 1043   # the baseline, once
+    .venv/bin/python benchmarks/incremental_refresh.py --new-products 100 --offset 0 [--json]
+    .venv/bin/python benchmarks/incremental_refresh.py --new-products 943 --offset 100 --release [--json]
 
 The project (PINLANDING_DATA_DIR, DAGSTER_HOME) must hold a published release whose drops leave the
-last --new-products lines of the shared catalog out: build it with --prepare, which splits the rest of
-the catalog into 4 drops and runs `pinlanding run` (the README main command on that catalog).
+last --hold-out lines of the shared catalog out: --prepare splits the rest of the catalog into 4 drops
+and runs `pinlanding run` (the README main command on that catalog). Each new drop takes the next
+--new-products held-out lines from --offset, so no product is in two drops.
 """
 
 from __future__ import annotations
@@ -25,15 +28,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def prepare(new_products: int) -> None:
+def catalog_lines(folder: Path) -> int:
+    return sum(1 for line in (folder / "catalog.csv").read_bytes().splitlines()[1:] if line.strip())
+
+
+def prepare(hold_out: int) -> None:
     from pinlanding_assets.catalog.drops import write_fashion_drop
     from pinlanding_assets.instance import ensure_dagster_home
     from pinlanding_assets.settings import get_paths
 
     ensure_dagster_home()
     paths = get_paths()
-    total = sum(1 for line in (paths.fashion_catalog_dir / "catalog.csv").read_bytes().splitlines()[1:] if line.strip())
-    kept = total - new_products
+    kept = catalog_lines(paths.fashion_catalog_dir) - hold_out
     size = -(-kept // 4)
     for index in range(4):
         name = f"drop-{index + 1:03d}"
@@ -46,13 +52,18 @@ def prepare(new_products: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--new-products", type=int, default=100)
-    parser.add_argument("--prepare", action="store_true", help="build the baseline project first")
+    parser.add_argument("--hold-out", type=int, default=1043, help="catalog lines the baseline leaves out")
+    parser.add_argument("--offset", type=int, default=0, help="first held-out line of the new drop")
+    parser.add_argument("--prepare", action="store_true", help="build the baseline project and stop")
     parser.add_argument("--release", action="store_true", help="then cut a release by hand and time its publish")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.prepare:
-        prepare(args.new_products)
+        prepare(args.hold_out)
+        return 0
+    if args.offset + args.new_products > args.hold_out:
+        parser.error("the new drop must come from the held-out lines")
 
     import dagster as dg
 
@@ -64,7 +75,7 @@ def main() -> int:
 
     ensure_dagster_home()
     paths = get_paths()
-    total = sum(1 for line in (paths.fashion_catalog_dir / "catalog.csv").read_bytes().splitlines()[1:] if line.strip())
+    first = catalog_lines(paths.fashion_catalog_dir) - args.hold_out + args.offset
     drop = f"drop-{len(ready_drops(paths.landing_dir)) + 1:03d}"
     figures: dict = {"new_products": args.new_products, "drop": drop}
     daemon = DaemonProcess(ROOT, dict(os.environ), Path(tempfile.mkdtemp()) / "daemon.log")
@@ -77,8 +88,7 @@ def main() -> int:
         try:
             time.sleep(20)  # the daemon and its code server start before the drop lands
             ready_at = time.time()
-            write_fashion_drop(paths.fashion_catalog_dir, paths.landing_dir, drop, total - args.new_products,
-                               args.new_products)
+            write_fashion_drop(paths.fashion_catalog_dir, paths.landing_dir, drop, first, args.new_products)
             seconds = daemon.wait_for(instance, f"{drop} published", lambda: (
                 latest(instance, "landing_pages", release).timestamp > ready_at
                 and latest(instance, "attribute_assignments", drop) is not None), args.timeout)

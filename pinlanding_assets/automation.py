@@ -85,8 +85,9 @@ class ReleaseInService(dg.AutomationCondition):
                                    context=context)
 
 
-def _changed() -> dg.AutomationCondition:
-    return (AC.newly_missing() | AC.any_deps_updated()).since_last_handled().with_label("new or upstream changed")
+def _changed(ignore: dg.AssetSelection | None = None) -> dg.AutomationCondition:
+    updated = AC.any_deps_updated() if ignore is None else AC.any_deps_updated().ignore(ignore)
+    return (AC.newly_missing() | updated).since_last_handled().with_label("new or upstream changed")
 
 
 NEW_DROP = AC.on_missing().with_label("new drop")
@@ -95,13 +96,20 @@ LABELLING = (_changed() & ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & 
              & DropPublished()).with_label("label after publishing")
 RELEASE_CUT = (AC.missing().newly_true().since_last_handled() & ~AC.in_progress()).with_label("release cut")
 IN_RELEASE = AC.eager().allow(dg.AssetSelection.assets("curated_vocabulary", "dual_encoder", "attribute_embeddings"))
-SCORING = (_changed() & ~AC.any_deps_missing().ignore(RELEASE_INPUTS) & ~AC.any_deps_in_progress() & ~AC.in_progress()
+# A release triggers re-scoring only once it is materialized (not when it is merely requested in the
+# same tick): the drops' runs must not start before the release run they would otherwise overtake.
+RELEASE_DONE = AC.any_deps_match(AC.newly_updated()).allow(dg.AssetSelection.assets("model_release"))
+SCORING = ((AC.newly_missing() | AC.any_deps_updated().ignore(RELEASE_INPUTS) | RELEASE_DONE).since_last_handled()
+           .with_label("new, catalog changed or a release came into service")
+           & ~AC.any_deps_missing().ignore(RELEASE_INPUTS) & ~AC.any_deps_in_progress() & ~AC.in_progress()
            & ReleaseInService()).with_label("score with the release in service")
 ASSIGNING = AC.eager().allow(dg.AssetSelection.assets("product_embeddings"))
 SEARCH_WEEK = (_changed() & ~AC.in_progress()).with_label("week's log changed")
 WINDOW = AC.eager()
-PUBLISH = (_changed() & ~AC.any_deps_missing().ignore(DROP_ASSETS) & ~AC.any_deps_in_progress()
-           & ~AC.in_progress() & ReleaseReadyToPublish()).with_label("publish the release in service")
+# New VLM labels feed the next release, not this one: they never re-publish the release in service.
+PUBLISH = (_changed(ignore=dg.AssetSelection.assets("raw_vlm_attributes")) & ~AC.any_deps_missing().ignore(DROP_ASSETS) & ~AC.any_deps_in_progress()
+           & ~AC.any_deps_match(AC.will_be_requested()).allow(DROP_ASSETS) & ~AC.in_progress()
+           & ReleaseReadyToPublish()).with_label("publish the release in service")
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "pinlanding_automation",

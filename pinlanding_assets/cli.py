@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     from pinlanding_assets.instance import ensure_dagster_home, register_drops
 
     home = ensure_dagster_home()
-    from pinlanding_assets.releases import cut_release, publishable_release, release_due
+    from pinlanding_assets.releases import current_release, cut_release, drop_states, publishable_release, release_due
     from pinlanding_assets.settings import get_refresh_settings
 
     paths = get_paths()
@@ -111,7 +111,9 @@ def _run(args: argparse.Namespace) -> int:
     failed = []
     if "intake" in stages:
         failed = [drop for drop in drops if not runner.run("intake", drop)]
-    if "release" in stages:
+    if "release" in stages and args.only:
+        print("release: not considered with --only (a release re-scores every drop: `pinlanding release`)")
+    elif "release" in stages:
         settings = get_refresh_settings()
         decision = release_due(runner.instance, settings.release_new_label_share, settings.release_max_age_days)
         print(f"release: {'cut' if decision.due else 'kept'} ({decision.reason})")
@@ -124,7 +126,11 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     release = publishable_release(runner.instance)
     if release is None:
-        print("nothing to publish: no release in service, or a drop is not scored with it yet", file=sys.stderr)
+        current = current_release(runner.instance)
+        waiting = [s for s in drop_states(runner.instance, current) if not s.settled] if current else []
+        print(f"nothing published: {'no release in service' if current is None else f'release {current} waits for'} "
+              + ", ".join(f"{s.drop} ({f'scored with {s.release}' if s.release else 'not scored'})" for s in waiting)
+              + "; the published site stays as it is", file=sys.stderr)
         return 1
     published = runner.run("publish", release)
     if failed:

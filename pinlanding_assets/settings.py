@@ -57,7 +57,7 @@ class RefreshSettings:
 
 def get_refresh_settings() -> RefreshSettings:
     return RefreshSettings(
-        demand_weeks=int(os.environ.get("PINLANDING_DEMAND_WEEKS", "13")),
+        demand_weeks=int(os.environ.get("PINLANDING_DEMAND_WEEKS", "14")),
         release_new_label_share=float(os.environ.get("PINLANDING_RELEASE_NEW_LABEL_SHARE", "0.5")),
         release_max_age_days=float(os.environ.get("PINLANDING_RELEASE_MAX_AGE_DAYS", "7")),
     )

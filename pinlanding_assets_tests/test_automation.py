@@ -5,7 +5,9 @@ After a baseline published by `pinlanding run` (two drops, release r001, three w
   publish assets of r001 are materialized (no vocabulary, no encoder, no old drop re-scored);
 - its VLM labels then make a new release due: the release sensor cuts r002, automation builds it,
   re-scores every drop, and publishes r002 only once every drop is scored with it;
-- a new week of searches (the code location reloaded) refreshes that week, the window and the pages.
+- a new week of searches (the code location reloaded) refreshes that week, the window and the pages;
+- `pinlanding run --only` publishes a new drop with the release in service, and refuses to publish a
+  release that only that drop is scored with.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import polars as pl
 import pytest
 
 from pinlanding_assets.catalog.drops import write_fashion_drop
+from pinlanding_assets.collections.feeds import read_feeds
 from pinlanding_assets.demand.intents import split_search_log
 from pinlanding_assets.instance import DAGSTER_YAML
 from pinlanding_assets.refresh_audit import DaemonProcess, latest, materialized_since
@@ -76,7 +79,7 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
             assert {p for a, p in before_pages if a in PUBLISH} == {"r001"}
             assert not {a for a, _ in before_pages} & (RELEASE | WEEKLY), "no vocabulary, no encoder"
             products = pl.read_parquet(project_dirs / "warehouse" / "catalog_products" / "drop-003.parquet")
-            feeds = pl.read_parquet(project_dirs / "warehouse" / "published_feeds" / "r001")
+            feeds = read_feeds(project_dirs / "warehouse" / "published_feeds" / "r001")
             assert set(feeds["product_id"]) & set(products["product_id"]), "the new drop's products reach the feeds"
             titles = latest(instance, "collections", "r001").asset_materialization.metadata
             assert titles["title_cache_hits"].value > 0
@@ -107,3 +110,22 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
             assert {p for a, p in refreshed if a in PUBLISH} == {"r002"}
         finally:
             daemon.stop()
+
+        # the CLI: --only publishes a new drop with r002 (no release cut) ...
+        write_fashion_drop(fashion_dir, landing, "drop-004", 90, 30)
+        subprocess.run([VENV_BIN / "pinlanding", "run", "--only", "drop-004"], cwd=ROOT, env=env, check=True,
+                       timeout=900)
+        assert latest(instance, "attribute_assignments", "drop-004").asset_materialization.metadata[
+            "release"].value == "r002"
+        assert latest(instance, "model_release", "r003") is None
+        # ... and with a release r003 built but only drop-004 scored with it, nothing is published
+        subprocess.run([VENV_BIN / "pinlanding", "release", "--cut-only"], cwd=ROOT, env=env, check=True)
+        subprocess.run([VENV_BIN / "dagster", "asset", "materialize", "-m", "pinlanding_assets.definitions",
+                        "--select", "curated_vocabulary,dual_encoder,attribute_embeddings,"
+                                    "attribute_embedding_rejections,model_release", "--partition", "r003"],
+                       cwd=ROOT, env=env, check=True, timeout=900)
+        mixed = subprocess.run([VENV_BIN / "pinlanding", "run", "--only", "drop-004", "--from-stage", "scoring"],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        assert mixed.returncode == 1 and "drop-001 (scored with r002)" in mixed.stderr, mixed.stderr[-2000:]
+        assert (site / "release.txt").read_text().strip() == "r002"
+        assert latest(instance, "landing_pages", "r003") is None

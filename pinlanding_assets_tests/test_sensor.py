@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from pinlanding_assets.catalog.drops import READY_MARKER, split_fashion_catalog
-from pinlanding_assets.collections.publish_scope import MixedReleaseError, of_release
+from pinlanding_assets.collections.publish_scope import MixedReleaseError, of_release, require_settled
 from pinlanding_assets.partitions import catalog_drops, model_releases, next_release_key, search_weeks_for, week_key
 from pinlanding_assets.releases import drop_states, drops_due_for_labels, publishable_release, release_due
 from pinlanding_assets.sensors import catalog_drop_sensor, changed_weeks
@@ -82,6 +82,8 @@ def test_publishing_waits_until_every_drop_is_settled_for_the_release() -> None:
         _materialize(instance, "attribute_assignments", "d1", release="r002")
         assert [s.state for s in drop_states(instance, "r002")] == ["scored", "stale"]
         assert publishable_release(instance) is None, "never a mix of r001 and r002"
+        with pytest.raises(MixedReleaseError, match="d2: scored with r001"):
+            require_settled("r002", drop_states(instance, "r002"))
         _materialize(instance, "attribute_assignments", "d2", release="r002")
         assert publishable_release(instance) == "r002"
 

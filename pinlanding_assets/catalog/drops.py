@@ -59,57 +59,25 @@ class DemoDrop:
     created: bool
 
 
-def split_fashion_catalog(source_dir: Path, landing_dir: Path, n_drops: int = 4, prefix: str = "drop") -> list[DemoDrop]:
-    """Split a Fashion Product Images folder into ``n_drops`` drops of consecutive ids.
-
-    Lines are copied verbatim (so the drop keeps the source's quirks) and images are symlinked,
-    never copied. Existing ready drops are left alone; a leftover half-written one is rebuilt.
-    """
-    if n_drops < 1:
-        raise ValueError("n_drops must be at least 1")
+def _catalog_lines(source_dir: Path) -> tuple[bytes, list[bytes]]:
     table = source_dir / "catalog.csv"
     if not table.is_file():
         raise FileNotFoundError(f"no catalog.csv in {source_dir}")
     header, *rows = [line for line in table.read_bytes().splitlines(keepends=True) if line.strip()]
     if not rows:
         raise ValueError(f"{table} has no product rows")
-    landing_dir.mkdir(parents=True, exist_ok=True)
-    chunk = -(-len(rows) // n_drops)
-    drops = []
-    for index in range(n_drops):
-        part = rows[index * chunk : (index + 1) * chunk]
-        name = f"{prefix}-{index + 1:03d}"
-        final = landing_dir / name
-        if (final / READY_MARKER).is_file():
-            drops.append(DemoDrop(name, final, len(part), created=False))
-            continue
-        if final.exists():
-            shutil.rmtree(final)
-        staging = landing_dir / f".staging-{name}-{os.getpid()}"
-        if staging.exists():
-            shutil.rmtree(staging)
-        (staging / "images").mkdir(parents=True)
-        (staging / "catalog.csv").write_bytes(header + b"".join(part))
-        for line in part:
-            product_id = line.split(b",", 1)[0].decode("ascii", "replace").strip()
-            image = source_dir / "images" / f"{product_id}.jpg"
-            if image.exists():
-                (staging / "images" / f"{product_id}.jpg").symlink_to(image.resolve())
-        os.replace(staging, final)
-        mark_ready(final)
-        drops.append(DemoDrop(name, final, len(part), created=True))
-    return drops
+    return header, rows
 
 
-def write_fashion_drop(source_dir: Path, landing_dir: Path, name: str, first: int, count: int) -> DemoDrop:
-    """One drop of ``count`` catalog lines (verbatim) from line ``first`` of a Fashion folder, images
-    linked, marked ready last: what a new catalog drop looks like to the sensor."""
-    header, *rows = [line for line in (source_dir / "catalog.csv").read_bytes().splitlines(keepends=True)
-                     if line.strip()]
-    part = rows[first:first + count]
-    if not part:
-        raise ValueError(f"no catalog lines from {first} in {source_dir}")
-    staging, final = landing_dir / f".staging-{name}-{os.getpid()}", landing_dir / name
+def _write_drop(source_dir: Path, landing_dir: Path, name: str, header: bytes, part: list[bytes]) -> DemoDrop:
+    """Lines verbatim (the drop keeps the source's quirks), images symlinked (never copied), built
+    beside the landing area, renamed in and marked ready last; a leftover half-written drop is rebuilt."""
+    final = landing_dir / name
+    if final.exists():
+        shutil.rmtree(final)
+    staging = landing_dir / f".staging-{name}-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
     (staging / "images").mkdir(parents=True)
     (staging / "catalog.csv").write_bytes(header + b"".join(part))
     for line in part:
@@ -120,3 +88,33 @@ def write_fashion_drop(source_dir: Path, landing_dir: Path, name: str, first: in
     os.replace(staging, final)
     mark_ready(final)
     return DemoDrop(name, final, len(part), created=True)
+
+
+def split_fashion_catalog(source_dir: Path, landing_dir: Path, n_drops: int = 4, prefix: str = "drop") -> list[DemoDrop]:
+    """Split a Fashion Product Images folder into ``n_drops`` drops of consecutive ids. Existing ready
+    drops are left alone."""
+    if n_drops < 1:
+        raise ValueError("n_drops must be at least 1")
+    header, rows = _catalog_lines(source_dir)
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    chunk = -(-len(rows) // n_drops)
+    drops = []
+    for index in range(n_drops):
+        part = rows[index * chunk : (index + 1) * chunk]
+        name = f"{prefix}-{index + 1:03d}"
+        if (landing_dir / name / READY_MARKER).is_file():
+            drops.append(DemoDrop(name, landing_dir / name, len(part), created=False))
+        else:
+            drops.append(_write_drop(source_dir, landing_dir, name, header, part))
+    return drops
+
+
+def write_fashion_drop(source_dir: Path, landing_dir: Path, name: str, first: int, count: int) -> DemoDrop:
+    """One drop of ``count`` catalog lines from line ``first`` of a Fashion folder: what a new catalog
+    drop looks like to the sensor."""
+    header, rows = _catalog_lines(source_dir)
+    part = rows[first:first + count]
+    if not part:
+        raise ValueError(f"no catalog lines from {first} in {source_dir}")
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    return _write_drop(source_dir, landing_dir, name, header, part)

@@ -20,13 +20,14 @@ from pinlanding_assets.collections.comparison import (
 )
 from pinlanding_assets.automation import PUBLISH
 from pinlanding_assets.collections.feeds import FeedConfig, build_feeds, collection_members, read_feeds
-from pinlanding_assets.collections.publish_scope import of_release
+from pinlanding_assets.collections.publish_scope import of_release, require_settled
 from pinlanding_assets.collections.title_cache import CachedChat
 from pinlanding_assets.collections.topics import TopicConfig, plan_collections
 from pinlanding_assets.encoder.evaluation import ground_truth_attributes
 from pinlanding_assets.encoder.model import DualEncoder, spec_from_record
 from pinlanding_assets.metadata import histogram_markdown, table_preview
 from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, model_releases
+from pinlanding_assets.releases import drop_states
 from pinlanding_assets.settings import get_paths
 from resources.model_backends import ModelBackends
 from resources.models import minilm_encoder, open_clip_cache
@@ -86,11 +87,13 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
     """Content-first topics: what the catalog can fill, ordered by what people search for. Titles of
     unchanged collections come from the title cache."""
     release = context.partition_key
+    require_settled(release, drop_states(context.instance, release))
     assignments, excluded_drops = of_release(attribute_assignments, release, registered_drops(context))
     if excluded_drops.height:
         context.log.warning(f"release {release} leaves out {excluded_drops.height} drop(s): "
                             + "; ".join(f"{d}: {r}" for d, r in excluded_drops.iter_rows()))
-    sampled = concat_partitions(raw_vlm_attributes)["product_id"].n_unique()
+    labelled = json.loads(curated_vocabulary["release_drops"][0])
+    sampled = concat_partitions({d: f for d, f in raw_vlm_attributes.items() if d in labelled})["product_id"].n_unique()
     chat = CachedChat(title_cache_path(), models.judge_llm, models.judge)
     started = time.perf_counter()
     plan = plan_collections(assignments, curated_vocabulary, demand_intents, sampled, chat, TopicConfig(

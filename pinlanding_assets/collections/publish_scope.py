@@ -12,7 +12,19 @@ EXCLUSION_SCHEMA = {"drop": pl.Utf8, "reason": pl.Utf8}
 
 
 class MixedReleaseError(RuntimeError):
-    """Nothing of the requested release is there to publish."""
+    """The release cannot be published without mixing: nothing of it is there, or some drop is still
+    scored with another release (or not scored yet)."""
+
+
+def require_settled(release: str, states) -> None:
+    """Refuse to publish ``release`` while any drop is neither scored with it nor failed: on every path
+    (automation, UI, CLI) the site keeps the previous release until the re-scoring is done."""
+    waiting = [s for s in states if not s.settled]
+    if waiting:
+        detail = "; ".join(f"{s.drop}: " + (f"scored with {s.release}" if s.release else "not scored yet")
+                           for s in waiting)
+        raise MixedReleaseError(f"release {release} cannot be published yet: {detail}. Re-score those drops "
+                                "(`pinlanding run --from-stage scoring`); the published site stays as it is.")
 
 
 def of_release(frames: dict[str, pl.DataFrame], release: str, drops: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
