@@ -117,6 +117,7 @@ def main() -> int:
                                       "materialized": len(materialized_since(instance, cut_at))}
                 print(f"(c) release {new} cut by hand: {seconds:.0f} s until every drop is re-scored and published",
                       flush=True)
+            daemon.drain(instance)
         finally:
             daemon.stop()
     if args.json:

@@ -90,11 +90,14 @@ def _changed(ignore: dg.AssetSelection | None = None) -> dg.AutomationCondition:
     return (AC.newly_missing() | updated).since_last_handled().with_label("new or upstream changed")
 
 
-NEW_DROP = AC.on_missing().with_label("new drop")
+# Not on_missing(): it skips partitions that already exist when the automation sensor first evaluates,
+# so a drop registered in that very tick (or while the daemon was off) would never be taken in.
+NEW_DROP = (AC.missing() & ~AC.in_progress() & ~AC.execution_failed() & ~AC.newly_requested()).with_label("new drop")
 DROP_EAGER = AC.eager()
 LABELLING = (_changed() & ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & ~AC.in_progress()
              & DropPublished()).with_label("label after publishing")
-RELEASE_CUT = (AC.missing().newly_true().since_last_handled() & ~AC.in_progress()).with_label("release cut")
+RELEASE_CUT = (AC.missing() & ~AC.in_progress() & ~AC.execution_failed() & ~AC.newly_requested()).with_label(
+    "release cut")
 IN_RELEASE = AC.eager().allow(dg.AssetSelection.assets("curated_vocabulary", "dual_encoder", "attribute_embeddings"))
 # A release triggers re-scoring only once it is materialized (not when it is merely requested in the
 # same tick): the drops' runs must not start before the release run they would otherwise overtake.

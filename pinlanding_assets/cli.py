@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
     failed = []
     if "intake" in stages:
         failed = [drop for drop in drops if not runner.run("intake", drop)]
-    if "release" in stages and args.only:
+    if "release" in stages and args.only and current_release(runner.instance) is not None:
         print("release: not considered with --only (a release re-scores every drop: `pinlanding release`)")
     elif "release" in stages:
         settings = get_refresh_settings()

@@ -64,6 +64,13 @@ class DaemonProcess:
             self.process.wait()
         self.process = None
 
+    def drain(self, instance: dg.DagsterInstance, timeout: float = 900) -> float:
+        """Wait until no run is queued or running (stopping the daemon mid-run interrupts that run)."""
+        busy = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED]
+        return self.wait_for(instance, "the runs in flight to finish",
+                             lambda: not instance.get_run_records(dg.RunsFilter(statuses=busy), limit=1), timeout)
+
     def wait_for(self, instance: dg.DagsterInstance, what: str, done: Callable[[], bool], timeout: float) -> float:
         """Seconds until ``done()``; on timeout, the failed runs and the daemon log's tail in the error."""
         started = time.monotonic()

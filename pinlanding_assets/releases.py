@@ -149,6 +149,9 @@ def release_due(instance: dg.DagsterInstance, new_label_share: float, max_age_da
     if new == 0:
         return ReleaseDecision(False, "no labelled products new to the current release", new, old)
     if release is None:
+        waiting = _awaiting_labels(instance, labelled)
+        if waiting:
+            return ReleaseDecision(False, f"the first release waits for the labels of {', '.join(waiting)}", new, old)
         return ReleaseDecision(True, f"first release: {new} labelled products", new, old)
     share = new / max(old, 1)
     if share >= new_label_share:
@@ -161,6 +164,16 @@ def release_due(instance: dg.DagsterInstance, new_label_share: float, max_age_da
                                new, old)
     return ReleaseDecision(False, f"{new} new labelled products = {share:.0%} of {old} (< {new_label_share:.0%})",
                            new, old)
+
+
+def _awaiting_labels(instance: dg.DagsterInstance, labelled: dict[str, int]) -> list[str]:
+    """Registered drops with no labels yet whose intake has not failed (it may still bring labels)."""
+    drops = [d for d in instance.get_dynamic_partitions(catalog_drops.name) if d not in labelled]
+    if not drops:
+        return []
+    keys = [dg.AssetKey("catalog_products"), dg.AssetKey("catalog_image_features"), LABELS]
+    statuses = [instance.get_status_by_partition(key, drops, catalog_drops) or {} for key in keys]
+    return [d for d in drops if not any(str(getattr(s.get(d), "value", "")) == "FAILED" for s in statuses)]
 
 
 def _release_failed(instance: dg.DagsterInstance, release: str) -> bool:

@@ -96,6 +96,7 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
             assert r001_pages == published, "the old release is not published again"
 
             # a new week of searches: the code location reloads (the week partitions grow)
+            daemon.drain(instance)
             daemon.stop()
             shutil.copy(all_weeks[3], log_dir / all_weeks[3].name)
             week_started = time.time()
@@ -108,6 +109,9 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
             assert ("query_intents", new_week) in refreshed and ("demand_window", new_week) in refreshed
             assert {a for a, _ in refreshed} <= WEEKLY | PUBLISH, "a new week re-trains and re-scores nothing"
             assert {p for a, p in refreshed if a in PUBLISH} == {"r002"}
+            daemon.drain(instance)
+            failed = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=5)
+            assert not failed, [r.dagster_run.run_id for r in failed]
         finally:
             daemon.stop()
 

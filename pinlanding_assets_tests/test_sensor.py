@@ -48,9 +48,10 @@ def _materialize(instance: dg.DagsterInstance, asset: str, partition: str, **met
 
 def test_release_is_due_on_new_labels_never_while_one_is_built() -> None:
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(catalog_drops.name, ["d1", "d2", "d3"])
+        instance.add_dynamic_partitions(catalog_drops.name, ["d1", "d2"])
         assert not release_due(instance, 0.5, 7).due, "nothing labelled yet"
         _materialize(instance, "raw_vlm_attributes", "d1", labelled_products=40)
+        assert "waits for the labels of d2" in release_due(instance, 0.5, 7).reason
         _materialize(instance, "raw_vlm_attributes", "d2", labelled_products=40)
         first = release_due(instance, 0.5, 7)
         assert first.due and first.new_labelled == 80 and "first release" in first.reason
@@ -58,6 +59,7 @@ def test_release_is_due_on_new_labels_never_while_one_is_built() -> None:
         assert "still being built" in release_due(instance, 0.5, 7).reason
         _materialize(instance, "model_release", "r001", drops=json.dumps(["d1", "d2"]))
         assert not release_due(instance, 0.5, 7).due, "no labels new to r001"
+        instance.add_dynamic_partitions(catalog_drops.name, ["d3"])
         _materialize(instance, "raw_vlm_attributes", "d3", labelled_products=20)
         assert not release_due(instance, 0.5, 7).due, "20 new = 25% of 80 < 50%"
         assert release_due(instance, 0.25, 7).due

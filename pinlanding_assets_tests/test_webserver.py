@@ -20,7 +20,7 @@ from resources import build_resources
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = {"catalog", "attributes", "encoder", "demand", "collections", "site"}
 ASSET_GRAPH = """{ assetNodes { assetKey { path } groupName description kinds
-  owners { ... on TeamAssetOwner { team } } dependencyKeys { path } } }"""
+  owners { ... on TeamAssetOwner { team } } dependencyKeys { path } automationCondition { label } } }"""
 LATEST = """{ assetOrError(assetKey: {path: ["catalog_products"]}) { ... on Asset {
   assetMaterializations(limit: 1) { partition metadataEntries { label
     ... on IntMetadataEntry { intValue } ... on MarkdownMetadataEntry { mdStr } } } } } }"""
@@ -54,6 +54,12 @@ def test_webserver_shows_the_graph_and_metadata(broken_drop: Path, project_dirs:
             assert node["description"] and node["kinds"] and node["owners"], key
         assert {"collections", "attribute_assignments"} <= {"/".join(d["path"]) for d in nodes["collection_feeds"]["dependencyKeys"]}
         assert nodes["landing_pages"]["kinds"] == ["html"]
+        conditions = {key: (node["automationCondition"] or {}).get("label") for key, node in nodes.items()}
+        assert conditions["catalog_products"] == "new drop"
+        assert conditions["landing_pages"] == "publish the release in service"
+        assert conditions["raw_vlm_attributes"] == "label after publishing"
+        assert conditions["curated_vocabulary"] == "release cut"
+        assert all(conditions[key] for key in nodes if key != "search_log"), conditions
         latest = _graphql(port, LATEST)["assetOrError"]["assetMaterializations"][0]
         entries = {e["label"]: e for e in latest["metadataEntries"]}
         assert latest["partition"] == "drop-broken"
