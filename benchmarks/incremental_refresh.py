@@ -106,6 +106,9 @@ def main() -> int:
                   f"{collections['title_cache_hits'].value} titles from the cache", flush=True)
             print("      materialized: " + ", ".join(figures["materialized"]), flush=True)
             if args.release:
+                drained = daemon.drain(instance, args.timeout)  # the new drop's VLM labelling, then nothing
+                print(f"      then {drained:.0f} s until the runs in flight (the drop's VLM labelling) finished",
+                      flush=True)
                 cut_at = time.time()
                 subprocess.run([Path(sys.executable).parent / "pinlanding", "release", "--cut-only"], cwd=ROOT,
                                check=True)
