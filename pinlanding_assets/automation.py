@@ -110,7 +110,8 @@ ASSIGNING = AC.eager().allow(dg.AssetSelection.assets("product_embeddings"))
 SEARCH_WEEK = (_changed() & ~AC.in_progress()).with_label("week's log changed")
 WINDOW = AC.eager()
 # New VLM labels feed the next release, not this one: they never re-publish the release in service.
-PUBLISH = (_changed(ignore=dg.AssetSelection.assets("raw_vlm_attributes")) & ~AC.any_deps_missing().ignore(DROP_ASSETS) & ~AC.any_deps_in_progress()
+PUBLISH = (_changed(ignore=dg.AssetSelection.assets("raw_vlm_attributes"))
+           & ~AC.any_deps_missing().ignore(DROP_ASSETS) & ~AC.any_deps_in_progress()
            & ~AC.any_deps_match(AC.will_be_requested()).allow(DROP_ASSETS) & ~AC.in_progress()
            & ReleaseReadyToPublish()).with_label("publish the release in service")
 

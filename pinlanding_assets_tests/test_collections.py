@@ -229,3 +229,34 @@ def test_top_queries_and_precision(intents: pl.DataFrame) -> None:
     assert targets["attribute_id"].to_list() == ["category:dress", "colour:black"], "no label judges a pattern"
     precision = precision_at_k(feeds, targets, truth).row(0, named=True)
     assert (precision["evaluated"], precision["agreeing"]) == (3, 1)
+
+
+def test_title_cache_keeps_answers_per_model_and_attributes(tmp_path: Path) -> None:
+    """The cache in front of the title LLM: a repeated prompt is answered from disk, another model or
+    other attributes ask again, and the LLM is loaded only on the first miss."""
+    from pinlanding_assets.collections.title_cache import CachedChat
+    from pinlanding_assets.collections.titles import title_messages
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.prompts: list[str] = []
+
+        def chat(self, messages, **kwargs) -> str:
+            self.prompts.append(messages[-1]["content"])
+            return '{"title": "Black Dresses"}'
+
+    recorder, loads = Recorder(), []
+    path = tmp_path / "cache" / "titles.parquet"
+    chat = CachedChat(path, "model-a", lambda: loads.append(1) or recorder)
+    black_dress = title_messages([("colour", "black"), ("category", "dress")])
+    assert chat(black_dress, max_tokens=32) == '{"title": "Black Dresses"}'
+    chat(black_dress, max_tokens=32)
+    chat(title_messages([("colour", "red"), ("category", "dress")]), max_tokens=32)
+    assert (chat.calls, chat.hits, len(loads)) == (2, 1, 1)
+    chat.save()
+    again = CachedChat(path, "model-a", lambda: loads.append(1) or recorder)
+    again(black_dress, max_tokens=32)
+    assert (again.calls, again.hits, len(loads)) == (0, 1, 1), "answered from disk without loading the LLM"
+    other_model = CachedChat(path, "model-b", lambda: recorder)
+    other_model(black_dress, max_tokens=32)
+    assert other_model.calls == 1
