@@ -107,7 +107,10 @@ SCORING = ((AC.newly_missing() | AC.any_deps_updated().ignore(RELEASE_INPUTS) | 
            & ~AC.any_deps_missing().ignore(RELEASE_INPUTS) & ~AC.any_deps_in_progress() & ~AC.in_progress()
            & ReleaseInService()).with_label("score with the release in service")
 ASSIGNING = AC.eager().allow(dg.AssetSelection.assets("product_embeddings"))
-SEARCH_WEEK = (_changed() & ~AC.in_progress()).with_label("week's log changed")
+# A new week also counts while merely missing: when a reload adds week partitions, Dagster restarts the
+# condition's history for the asset, and a "newly" event in that first evaluation is not seen.
+NEW_OR_MISSING = (AC.missing() & ~AC.execution_failed() & ~AC.newly_requested()).with_label("missing, never tried")
+SEARCH_WEEK = ((_changed() | NEW_OR_MISSING) & ~AC.in_progress()).with_label("week's log changed")
 WINDOW = AC.eager()
 # New VLM labels feed the next release, not this one: they never re-publish the release in service.
 PUBLISH = (_changed(ignore=dg.AssetSelection.assets("raw_vlm_attributes"))

@@ -4,28 +4,25 @@ only thrash)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
 
 from pinlanding_assets.partitions import catalog_drops
-from pinlanding_assets.settings import PROJECT_ROOT
+from pinlanding_assets.settings import export_default, setting
 
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
+concurrency:
+  runs:
     max_concurrent_runs: 1
 """
 
 
 def ensure_dagster_home() -> Path:
     """Use DAGSTER_HOME if set, else ``.dagster_home`` in the project; write its dagster.yaml once."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home"))).resolve()
+    home = Path(export_default("DAGSTER_HOME", setting("DAGSTER_HOME"))).resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():

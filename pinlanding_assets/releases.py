@@ -25,6 +25,12 @@ PER_DROP_PIPELINE = [dg.AssetKey(k) for k in ("catalog_products", "catalog_image
                                               "attribute_assignments")]
 
 
+def _has_status(statuses: dict, partition: str, status: str) -> bool:
+    """Whether ``get_status_by_partition``'s answer gives ``partition`` that status."""
+    found = statuses.get(partition)
+    return found is not None and found.value == status
+
+
 def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None):
     filters = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
     records = instance.fetch_materializations(filters, limit=1).records
@@ -70,8 +76,8 @@ def drop_states(instance: dg.DagsterInstance, release: str) -> list[DropState]:
         if record is not None:
             value = record.asset_materialization.metadata.get("release")
             scored_with = value.value if value is not None else None
-        failed = any(str(getattr(statuses[key].get(drop), "value", "")) == "FAILED" for key in PER_DROP_PIPELINE)
-        in_progress = any(str(getattr(statuses[key].get(drop), "value", "")) == "IN_PROGRESS" for key in PER_DROP_PIPELINE)
+        failed = any(_has_status(statuses[key], drop, "FAILED") for key in PER_DROP_PIPELINE)
+        in_progress = any(_has_status(statuses[key], drop, "IN_PROGRESS") for key in PER_DROP_PIPELINE)
         if scored_with == release and not in_progress:
             state = "scored"
         elif failed and not in_progress:
@@ -106,7 +112,7 @@ def drops_due_for_labels(instance: dg.DagsterInstance) -> set[str]:
     due = set()
     for drop in drops:
         scored = _latest(instance, ASSIGNMENTS, drop)
-        if str(getattr(status.get(drop), "value", "")) == "FAILED":
+        if _has_status(status, drop, "FAILED"):
             due.add(drop)
         elif scored is not None and pages is not None and pages.timestamp >= scored.timestamp:
             due.add(drop)
@@ -173,13 +179,13 @@ def _awaiting_labels(instance: dg.DagsterInstance, labelled: dict[str, int]) -> 
         return []
     keys = [dg.AssetKey("catalog_products"), dg.AssetKey("catalog_image_features"), LABELS]
     statuses = [instance.get_status_by_partition(key, drops, catalog_drops) or {} for key in keys]
-    return [d for d in drops if not any(str(getattr(s.get(d), "value", "")) == "FAILED" for s in statuses)]
+    return [d for d in drops if not any(_has_status(s, d, "FAILED") for s in statuses)]
 
 
 def _release_failed(instance: dg.DagsterInstance, release: str) -> bool:
     status = instance.get_status_by_partition(dg.AssetKey("dual_encoder"), [release], model_releases) or {}
     vocabulary = instance.get_status_by_partition(dg.AssetKey("curated_vocabulary"), [release], model_releases) or {}
-    return any(str(getattr(s.get(release), "value", "")) == "FAILED" for s in (status, vocabulary))
+    return any(_has_status(s, release, "FAILED") for s in (status, vocabulary))
 
 
 def cut_release(instance: dg.DagsterInstance) -> str:

@@ -7,10 +7,9 @@ The deployment is ``PINLANDING_DEPLOYMENT`` if set, else ``cluster`` when either
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from pinlanding_assets.settings import get_paths
+from pinlanding_assets.settings import get_paths, setting, setting_int
 from resources.model_backends import ModelBackends
 from resources.ray_pool import RayPool
 from resources.spark import LOCAL_MASTER, spark_session_resource
@@ -20,12 +19,12 @@ DEPLOYMENTS = ("local", "cluster")
 
 
 def current_deployment() -> str:
-    chosen = os.environ.get("PINLANDING_DEPLOYMENT")
+    chosen = setting("PINLANDING_DEPLOYMENT")
     if chosen:
         if chosen not in DEPLOYMENTS:
             raise ValueError(f"PINLANDING_DEPLOYMENT={chosen!r}: expected one of {DEPLOYMENTS}")
         return chosen
-    return "cluster" if os.environ.get("RAY_ADDRESS") or os.environ.get("PINLANDING_SPARK_MASTER") else "local"
+    return "cluster" if setting("RAY_ADDRESS") or setting("PINLANDING_SPARK_MASTER") else "local"
 
 
 def build_resources(deployment: str | None = None) -> dict[str, Any]:
@@ -34,7 +33,7 @@ def build_resources(deployment: str | None = None) -> dict[str, Any]:
     if deployment == "local":
         ray_pool = RayPool(
             ray_init_options={
-                "num_cpus": int(os.environ.get("PINLANDING_RAY_CPUS", os.cpu_count() or 2)),
+                "num_cpus": setting_int("PINLANDING_RAY_CPUS"),
                 "include_dashboard": False,
                 "ignore_reinit_error": True,
             }
@@ -42,8 +41,8 @@ def build_resources(deployment: str | None = None) -> dict[str, Any]:
         spark_master = LOCAL_MASTER
     elif deployment == "cluster":
         # A set RAY_ADDRESS makes ray.init refuse num_cpus: pass the address and nothing that sizes the cluster.
-        ray_pool = RayPool(address=os.environ.get("RAY_ADDRESS", "auto"), ray_init_options={"ignore_reinit_error": True})
-        spark_master = os.environ.get("PINLANDING_SPARK_MASTER", LOCAL_MASTER)
+        ray_pool = RayPool(address=setting("RAY_ADDRESS") or "auto", ray_init_options={"ignore_reinit_error": True})
+        spark_master = setting("PINLANDING_SPARK_MASTER") or LOCAL_MASTER
     else:
         raise ValueError(f"unknown deployment {deployment!r}: expected one of {DEPLOYMENTS}")
     return {

@@ -7,26 +7,26 @@ Environment defaults: ``PINLANDING_ATTRIBUTE_BACKEND`` (offline | vllm | transfo
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
 
+from pinlanding_assets.settings import setting, setting_int
 from resources.models import DEFAULT_LLM, LLM_MODELS, gguf_path
 
 
 class ModelBackends(dg.ConfigurableResource):
     attribute_backend: Literal["offline", "vllm", "transformers"] = Field(
-        default_factory=lambda: os.environ.get("PINLANDING_ATTRIBUTE_BACKEND", "offline")
+        default_factory=lambda: setting("PINLANDING_ATTRIBUTE_BACKEND")
     )
-    llm: str = Field(default_factory=lambda: os.environ.get("PINLANDING_LLM", DEFAULT_LLM))
-    judge_llm: str = Field(default_factory=lambda: os.environ.get("PINLANDING_JUDGE_LLM", os.environ.get("PINLANDING_LLM", DEFAULT_LLM)))
-    llm_threads: int = Field(default_factory=lambda: int(os.environ.get("PINLANDING_LLM_THREADS", os.cpu_count() or 2)))
-    vllm_url: str | None = Field(default_factory=lambda: os.environ.get("PINLANDING_VLLM_URL"))
-    vllm_model: str | None = Field(default_factory=lambda: os.environ.get("PINLANDING_VLLM_MODEL"))
-    vllm_api_key: str = Field(default_factory=lambda: os.environ.get("PINLANDING_VLLM_API_KEY", "EMPTY"))
-    vlm_checkpoint: str | None = Field(default_factory=lambda: os.environ.get("PINLANDING_VLM_CHECKPOINT"))
+    llm: str = Field(default_factory=lambda: setting("PINLANDING_LLM") or DEFAULT_LLM)
+    judge_llm: str = Field(default_factory=lambda: setting("PINLANDING_JUDGE_LLM") or setting("PINLANDING_LLM") or DEFAULT_LLM)
+    llm_threads: int = Field(default_factory=lambda: setting_int("PINLANDING_LLM_THREADS"))
+    vllm_url: str | None = Field(default_factory=lambda: setting("PINLANDING_VLLM_URL"))
+    vllm_model: str | None = Field(default_factory=lambda: setting("PINLANDING_VLLM_MODEL"))
+    vllm_api_key: str = Field(default_factory=lambda: setting("PINLANDING_VLLM_API_KEY"))
+    vlm_checkpoint: str | None = Field(default_factory=lambda: setting("PINLANDING_VLM_CHECKPOINT"))
 
     def attribute_spec(self, threads: int | None = None) -> dict[str, Any]:
         """A plain, picklable description from which each Ray actor builds its own backend.

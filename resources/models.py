@@ -66,7 +66,7 @@ def sha256_of(path: Path) -> str:
 def default_model_cache() -> Path:
     from pinlanding_assets.settings import get_paths
 
-    return Path(os.environ.get("PINLANDING_MODEL_CACHE", get_paths().data_dir / "models"))
+    return get_paths().model_cache_dir
 
 
 def _part_paths(model: GGUFModel) -> list[Path]:
@@ -144,7 +144,9 @@ def open_clip_cache() -> Path:
 
 def load_minilm(device: str = "cpu"):
     """all-MiniLM-L6-v2 as a sentence-transformers model, offline."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from pinlanding_assets.settings import export_default
+
+    export_default("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(minilm_dir()), device=device)

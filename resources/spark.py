@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import polars as pl
 import pyarrow as pa
 from dagster_pyspark import PySparkResource
+
+from pinlanding_assets.settings import export_default
 
 # local[N,F]: N threads, F attempts per task (plain local[N] never retries a failed task).
 LOCAL_MASTER = "local[2,4]"
@@ -18,7 +19,7 @@ def spark_session_resource(master: str = LOCAL_MASTER, extra_conf: dict[str, str
     local = master.startswith("local")
     # Python workers must run this interpreter (pyarrow, pandas), not whatever `python3` is on PATH;
     # PySpark's driver reads the environment variable, executors the setting.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    python = export_default("PYSPARK_PYTHON", sys.executable)
     conf = {
         "spark.master": master,
         "spark.app.name": "pinlanding",
@@ -28,7 +29,7 @@ def spark_session_resource(master: str = LOCAL_MASTER, extra_conf: dict[str, str
         "spark.sql.session.timeZone": "UTC",
         "spark.task.maxFailures": "4",
         "spark.driver.memory": "2g",
-        "spark.pyspark.python": os.environ["PYSPARK_PYTHON"],
+        "spark.pyspark.python": python,
     }
     conf.update(extra_conf or {})
     return PySparkResource(spark_config=conf)

@@ -15,6 +15,7 @@ from pinlanding_assets.attributes.vocabulary import CurationConfig, curate
 from pinlanding_assets.attributes.vocabulary_map import vocabulary_map
 from pinlanding_assets.metadata import figure_markdown, table_preview
 from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, model_releases
+from pinlanding_assets.settings import setting, setting_float, setting_int
 from resources.model_backends import ModelBackends
 from resources.models import minilm_encoder
 from resources.ray_pool import RayPool
@@ -24,18 +25,18 @@ OWNERS = ["team:attributes"]
 
 class AttributeSampleConfig(dg.Config):
     sample: str = Field(
-        default_factory=lambda: os.environ.get("PINLANDING_ATTRIBUTE_SAMPLE", "48"),
+        default_factory=lambda: setting("PINLANDING_ATTRIBUTE_SAMPLE"),
         description="Products per drop sent to the VLM stage: a number or 'all'.",
     )
-    actors: int = Field(default_factory=lambda: int(os.environ.get("PINLANDING_ATTRIBUTE_ACTORS", "1")))
+    actors: int = Field(default_factory=lambda: setting_int("PINLANDING_ATTRIBUTE_ACTORS"))
     batch_size: int = 4
     seed: int = 0
 
 
 class CurationRunConfig(dg.Config):
-    min_support: int = Field(default_factory=lambda: int(os.environ.get("PINLANDING_MIN_SUPPORT", "2")))
+    min_support: int = Field(default_factory=lambda: setting_int("PINLANDING_MIN_SUPPORT"))
     merge_distance: float = 0.13
-    judge_threshold: float = Field(default_factory=lambda: float(os.environ.get("PINLANDING_JUDGE_THRESHOLD", "0.5")))
+    judge_threshold: float = Field(default_factory=lambda: setting_float("PINLANDING_JUDGE_THRESHOLD"))
 
 
 @dg.multi_asset(

@@ -8,10 +8,11 @@ answers reproducible.
 from __future__ import annotations
 
 import math
-import os
 import threading
 from pathlib import Path
 from typing import Any
+
+from pinlanding_assets.settings import export_default
 
 YES_TOKENS = ("yes", "Yes", "YES", " yes", " Yes")
 NO_TOKENS = ("no", "No", "NO", " no", " No")
@@ -21,7 +22,7 @@ class LocalLLM:
     """One llama.cpp model in this process; calls are serialised (one slot)."""
 
     def __init__(self, model_path: Path, threads: int = 2, context: int = 2048, seed: int = 7) -> None:
-        os.environ.setdefault("LLAMA_LOG_VERBOSITY", "0")
+        export_default("LLAMA_LOG_VERBOSITY", "0")
         import xllamacpp
 
         params = xllamacpp.CommonParams()

@@ -11,6 +11,8 @@ Every candidate phrase leaves with a decision and a reason, whichever step dropp
 
 from __future__ import annotations
 
+import json
+
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -232,3 +234,10 @@ def curate(
         "raw_phrases": raw_phrases, "normalised": cands.height, "after_frequency_filter": frequent.height,
         "after_clustering": merged.height, "after_one_facet_per_phrase": placed.height, "after_judge": kept.height,
     })
+
+
+def release_drops(vocabulary: pl.DataFrame) -> list[str]:
+    """The drops whose labels a release's vocabulary was curated from (its ``release_drops`` column)."""
+    if "release_drops" not in vocabulary.columns or vocabulary.is_empty():
+        raise RuntimeError("the vocabulary does not say which drops it was curated from: re-materialize it")
+    return json.loads(vocabulary["release_drops"][0])

@@ -1,14 +1,13 @@
 """Quality gates on the catalog: a drop that quarantines too much is almost certainly a broken export."""
 
 
-import os
-
 import dagster as dg
 import polars as pl
 
 from pinlanding_assets.partitions import catalog_drops
+from pinlanding_assets.settings import setting_float
 
-MAX_QUARANTINE_RATE = float(os.environ.get("PINLANDING_MAX_QUARANTINE_RATE", "0.2"))
+MAX_QUARANTINE_RATE = setting_float("PINLANDING_MAX_QUARANTINE_RATE")
 
 
 @dg.asset_check(

@@ -2,7 +2,6 @@
 search-log baseline and the comparison. Each reads only the drops scored with its own release."""
 
 import json
-import os
 import time
 
 import dagster as dg
@@ -18,6 +17,7 @@ from pinlanding_assets.collections.comparison import (
     precision_at_k,
     system_figures,
 )
+from pinlanding_assets.attributes.vocabulary import release_drops
 from pinlanding_assets.automation import PUBLISH
 from pinlanding_assets.collections.feeds import FeedConfig, build_feeds, collection_members, read_feeds
 from pinlanding_assets.collections.publish_scope import of_release, require_settled
@@ -28,15 +28,15 @@ from pinlanding_assets.encoder.model import DualEncoder, spec_from_record
 from pinlanding_assets.metadata import histogram_markdown, table_preview
 from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, model_releases
 from pinlanding_assets.releases import drop_states
-from pinlanding_assets.settings import get_paths
+from pinlanding_assets.settings import get_paths, setting_float, setting_int
 from resources.model_backends import ModelBackends
 from resources.models import minilm_encoder, open_clip_cache
 from resources.spark import spark_table
 
 OWNERS = ["team:merchandising"]
-MIN_FEED_SIZE = int(os.environ.get("PINLANDING_MIN_FEED_SIZE", "10"))
-MAX_FEED_SIZE = int(os.environ.get("PINLANDING_MAX_FEED_SIZE", "100"))
-MIN_PRECISION = float(os.environ.get("PINLANDING_MIN_PRECISION_AT_10", "0.5"))
+MIN_FEED_SIZE = setting_int("PINLANDING_MIN_FEED_SIZE")
+MAX_FEED_SIZE = setting_int("PINLANDING_MAX_FEED_SIZE")
+MIN_PRECISION = setting_float("PINLANDING_MIN_PRECISION_AT_10")
 
 
 def feed_rows_path(release: str):
@@ -53,7 +53,7 @@ def registered_drops(context) -> list[str]:
 
 
 class CollectionsConfig(dg.Config):
-    max_collections: int = Field(default_factory=lambda: int(os.environ.get("PINLANDING_MAX_COLLECTIONS", "150")))
+    max_collections: int = Field(default_factory=lambda: setting_int("PINLANDING_MAX_COLLECTIONS"))
     min_products: int = MIN_FEED_SIZE
     max_attributes: int = 3
     duplicate_jaccard: float = 0.9
@@ -92,7 +92,7 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
     if excluded_drops.height:
         context.log.warning(f"release {release} leaves out {excluded_drops.height} drop(s): "
                             + "; ".join(f"{d}: {r}" for d, r in excluded_drops.iter_rows()))
-    labelled = json.loads(curated_vocabulary["release_drops"][0])
+    labelled = release_drops(curated_vocabulary)
     sampled = concat_partitions({d: f for d, f in raw_vlm_attributes.items() if d in labelled})["product_id"].n_unique()
     chat = CachedChat(title_cache_path(), models.judge_llm, models.judge)
     started = time.perf_counter()

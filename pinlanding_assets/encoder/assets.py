@@ -3,7 +3,6 @@ record that puts it in service. Per drop: product embeddings (Ray Data) and assi
 release in service and recording it."""
 
 import json
-import os
 import time
 
 import dagster as dg
@@ -11,6 +10,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
+from pinlanding_assets.attributes.vocabulary import release_drops
 from pinlanding_assets.encoder.assignments import assign, calibrate_thresholds
 from pinlanding_assets.encoder.embeddings import (
     embed_phrases_with_ray,
@@ -37,23 +37,23 @@ from pinlanding_assets.partitions import (
     model_releases,
     release_order,
 )
-from pinlanding_assets.settings import get_paths
+from pinlanding_assets.settings import get_paths, setting, setting_float, setting_int
 from resources.models import open_clip_cache
 from resources.ray_pool import RayPool
 
 OWNERS = ["team:relevance"]
-MIN_FUSED_RECALL = float(os.environ.get("PINLANDING_MIN_FUSED_RECALL", "0.97"))
-MIN_IMAGE_RECALL = float(os.environ.get("PINLANDING_MIN_IMAGE_RECALL", "0.85"))
+MIN_FUSED_RECALL = setting_float("PINLANDING_MIN_FUSED_RECALL")
+MIN_IMAGE_RECALL = setting_float("PINLANDING_MIN_IMAGE_RECALL")
 
 
 class DualEncoderConfig(dg.Config):
-    model_name: str = Field(default_factory=lambda: os.environ.get("PINLANDING_ENCODER", "pinlanding-effnetlite0-minilm"))
-    max_products: int = Field(default_factory=lambda: int(os.environ.get("PINLANDING_ENCODER_PRODUCTS", "3000")))
+    model_name: str = Field(default_factory=lambda: setting("PINLANDING_ENCODER"))
+    max_products: int = Field(default_factory=lambda: setting_int("PINLANDING_ENCODER_PRODUCTS"))
     epochs: int = 80
     seed: int = 0
     image_weight: float = 0.5
     unfreeze_image_blocks: int = Field(
-        default_factory=lambda: int(os.environ.get("PINLANDING_UNFREEZE_IMAGE_BLOCKS", "0")),
+        default_factory=lambda: setting_int("PINLANDING_UNFREEZE_IMAGE_BLOCKS"),
         description="also train the last N stages of the image trunk (0: heads only, on cached features)")
 
 
@@ -159,13 +159,6 @@ def dual_encoder(
         "loss_curve": _loss_plot(report),
         "seconds": round(time.perf_counter() - started, 1),
     })
-
-
-def release_drops(vocabulary: pl.DataFrame) -> list[str]:
-    """The drops whose labels a release's vocabulary was curated from."""
-    if "release_drops" not in vocabulary.columns or vocabulary.is_empty():
-        raise RuntimeError("the vocabulary does not say which drops it was curated from: re-materialize it")
-    return json.loads(vocabulary["release_drops"][0])
 
 
 @dg.asset_check(asset="dual_encoder", partitions_def=model_releases,

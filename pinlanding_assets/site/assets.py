@@ -2,7 +2,6 @@
 
 import base64
 import io
-import os
 import time
 
 import dagster as dg
@@ -13,7 +12,7 @@ from pinlanding_assets.collections.assets import feed_rows_path
 from pinlanding_assets.collections.feeds import read_feeds
 from pinlanding_assets.automation import PUBLISH
 from pinlanding_assets.partitions import all_drops_in, concat_partitions, model_releases
-from pinlanding_assets.settings import get_paths
+from pinlanding_assets.settings import get_paths, setting
 from pinlanding_assets.site.pages import SiteConfig, build_site
 from pinlanding_assets.site.thumbnails import collage, make_thumbnail, thumbnail_name
 
@@ -25,7 +24,7 @@ def site_dir():
 
 
 class SiteRunConfig(dg.Config):
-    base_url: str = Field(default_factory=lambda: os.environ.get("PINLANDING_SITE_URL", "http://localhost:8000/"),
+    base_url: str = Field(default_factory=lambda: setting("PINLANDING_SITE_URL"),
                           description="where the site will be served; used in sitemap.xml and canonical links")
     thumbnail_width: int = 240
 
