@@ -31,14 +31,25 @@ def test_parse_tolerates_fences_and_open_facets() -> None:
     assert parse_attributes(text) == {"category": ["t-shirt"], "colour": ["navy blue"], "sleeve": ["short sleeve"]}
 
 
-@pytest.mark.parametrize("text", ["Sure! This is a lovely blue shirt.", '{"category": ', "[1, 2]", '{"category": ""}'])
+def test_parse_reads_the_answer_line() -> None:
+    text = "```\nSports Shoes | Black, White, | mesh |  | sporty | none | men\n```"
+    assert parse_attributes(text) == {
+        "category": ["sports shoes"], "colour": ["black", "white"], "material": ["mesh"], "style": ["sporty"],
+        "gender": ["men"],
+    }
+
+
+@pytest.mark.parametrize("text", [
+    "Sure! This is a lovely blue shirt.", '{"category": ', "[1, 2]", '{"category": ""}', "shirt | blue | men",
+    " |  |  |  |  |  | ",
+])
 def test_parse_rejects_prose_and_empty_output(text: str) -> None:
     with pytest.raises(AttributeParseError):
         parse_attributes(text)
 
 
 def test_repair_turn_then_quarantine() -> None:
-    answers = iter(["Here you go: a blue shirt.", '{"category": "shirt", "colour": ["blue"]}'])
+    answers = iter(["Here you go: a blue shirt.", "shirt | blue |  |  |  |  | "])
     seen: list[list[dict]] = []
 
     def generate(messages):
@@ -66,6 +77,25 @@ def test_untrusted_text_is_quoted_data() -> None:
 @pytest.fixture(scope="module")
 def fast_llm() -> LocalLLM:
     return LocalLLM(gguf_path(FAST_LLM), threads=2)
+
+
+def test_concurrent_slots_keep_answers_apart() -> None:
+    """Four products in flight at once on a 4-slot server: each answer must describe its own product."""
+    llm = LocalLLM(gguf_path(FAST_LLM), threads=2, slots=4)
+    backend = OfflineLLMBackend(llm)
+    products = {
+        "watch": ProductEvidence("watch", "Titan Women Gold Analog Watch", image_colours=("Gold",)),
+        "jeans": ProductEvidence("jeans", "Levis Men Blue Slim Fit Jeans", image_colours=("Blue",)),
+        "handbag": ProductEvidence("handbag", "Baggit Women Brown Handbag", image_colours=("Brown",)),
+        "shoes": ProductEvidence("shoes", "Nike Men Red Running Shoes", image_colours=("Red",)),
+    }
+    results = backend.map(backend.extract, list(products.values()) * 2)
+    assert [r.product_id for r in results] == list(products) * 2, "results come back in input order"
+    for result in results:
+        assert result.error is None, result.raw
+        assert result.attributes["category"][0].split()[-1].rstrip("s") in result.product_id, result.attributes
+        colour = products[result.product_id].image_colours[0].lower()
+        assert colour in result.attributes.get("colour", []), (result.product_id, result.attributes)
 
 
 def test_offline_backend_handles_hard_inputs(fast_llm: LocalLLM) -> None:

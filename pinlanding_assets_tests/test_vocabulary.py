@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from pinlanding_assets.attributes.brands import find_brands
 from pinlanding_assets.attributes.llm import LocalLLM
 from pinlanding_assets.attributes.vocabulary import CurationConfig, attribute_id, curate, normalise_value
 from resources.models import DEFAULT_LLM, gguf_path, load_minilm
@@ -43,9 +44,12 @@ def test_curation_merges_filters_and_judges(encode, judge: LocalLLM) -> None:
         ("category", "t-shirt", 9), ("category", "T Shirts", 4), ("category", "Tshirts", 2), ("category", "jeans", 6),
         ("category", "sports shoes", 5), ("category", "sport shoes", 3), ("category", "handbag", 4),
         ("colour", "black", 8), ("colour", "navy blue", 5), ("colour", "blue", 5), ("colour", "mauve", 1),
-        ("material", "inkfruit", 4), ("material", "cotton", 6), ("material", "black", 3),
+        ("material", "inkfruit", 4), ("material", "cotton", 6), ("material", "black", 3), ("style", "catwalk", 4),
     ])
-    result = curate(raw, encode, judge.yes_probability, CurationConfig(min_support=3))
+    titles = ["Catwalk Women Black Flats", "Catwalk Women Red Heels", "Catwalk Women Brown Sandals",
+              "Red Tape Men Black Shoes", "Red Tape Men Brown Shoes", "Red Tape Men Casual Shoes",
+              "Nike Men Red T-shirt", "Puma Women Red Top", "Adidas Men Red Shorts", "Nike Women Red Shorts"]
+    result = curate(raw, encode, judge.yes_probabilities, CurationConfig(min_support=3), brands=find_brands(titles))
     vocab = result.vocabulary
     assert vocab["attribute_id"].is_unique().all()
     assert vocab["reason"].is_not_null().all() and set(vocab["decision"]) <= {"keep", "drop"}
@@ -59,7 +63,10 @@ def test_curation_merges_filters_and_judges(encode, judge: LocalLLM) -> None:
     decisions = dict(zip(vocab["attribute_id"], vocab["decision"]))
     assert decisions["colour:black"] == "keep" and decisions["category:jeans"] == "keep"
     assert decisions["material:inkfruit"] == "drop", vocab.filter(pl.col("facet") == "material")
-    assert result.steps["normalised"] > result.steps["after_frequency_filter"] > result.steps["after_clustering"]
+    catwalk = vocab.filter(pl.col("attribute_id") == "style:catwalk").row(0, named=True)
+    assert catwalk["decision"] == "drop" and catwalk["reason"].startswith("brand:")
+    assert result.steps["after_brand_filter"] == result.steps["after_frequency_filter"] - 1
+    assert result.steps["normalised"] > result.steps["after_brand_filter"] > result.steps["after_clustering"]
     misplaced = vocab.filter(pl.col("attribute_id") == "material:black").row(0, named=True)
     assert misplaced["decision"] == "drop" and "better supported as colour (8 products)" in misplaced["reason"]
     assert result.steps["after_one_facet_per_phrase"] == result.steps["after_clustering"] - 1
@@ -67,8 +74,20 @@ def test_curation_merges_filters_and_judges(encode, judge: LocalLLM) -> None:
 
 def test_curation_is_deterministic(encode, judge: LocalLLM) -> None:
     raw = _raw([("colour", "black", 4), ("colour", "white", 3), ("category", "watch", 5), ("category", "watches", 2)])
-    first = curate(raw, encode, judge.yes_probability).vocabulary
-    assert first.equals(curate(raw.reverse(), encode, judge.yes_probability).vocabulary)
+    first = curate(raw, encode, judge.yes_probabilities).vocabulary
+    assert first.equals(curate(raw.reverse(), encode, judge.yes_probabilities).vocabulary)
+
+
+def test_brands_are_read_from_leading_title_words() -> None:
+    titles = ["Catwalk Women Black Flats", "Catwalk Women Red Heels", "Catwalk Women Brown Sandals",
+              "Red Tape Men Black Shoes", "Red Tape Men Brown Shoes", "Red Tape Men Casual Shoes",
+              "Nike Men Red T-shirt", "Puma Women Red Top", "Adidas Men Red Shorts", "Nike Women Red Shorts",
+              "Nike Men Black Shoes", "Women Black Dress"]
+    brands = find_brands(titles)
+    assert brands.is_brand("catwalk") and brands.is_brand("red tape") and brands.is_brand("nike")
+    assert not brands.is_brand("red"), "red opens 3 titles as part of a brand but is a colour in 5 others"
+    assert not brands.is_brand("black") and not brands.is_brand("puma"), "puma opens one title only"
+    assert not brands.is_brand("")
 
 
 def test_attribute_ids_are_safe() -> None:

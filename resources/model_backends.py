@@ -2,6 +2,7 @@
 
 Environment defaults: ``PINLANDING_ATTRIBUTE_BACKEND`` (offline | vllm | transformers),
 ``PINLANDING_LLM`` (a key of ``resources.models.LLM_MODELS``), ``PINLANDING_LLM_THREADS``,
+``PINLANDING_LLM_SLOTS`` / ``PINLANDING_JUDGE_SLOTS``,
 ``PINLANDING_VLLM_URL`` / ``PINLANDING_VLLM_MODEL``, ``PINLANDING_VLM_CHECKPOINT``.
 """
 
@@ -23,6 +24,10 @@ class ModelBackends(dg.ConfigurableResource):
     llm: str = Field(default_factory=lambda: setting("PINLANDING_LLM") or DEFAULT_LLM)
     judge_llm: str = Field(default_factory=lambda: setting("PINLANDING_JUDGE_LLM") or setting("PINLANDING_LLM") or DEFAULT_LLM)
     llm_threads: int = Field(default_factory=lambda: setting_int("PINLANDING_LLM_THREADS"))
+    llm_slots: int = Field(default_factory=lambda: setting_int("PINLANDING_LLM_SLOTS"),
+                           description="Sequences one attribute-stage LLM decodes at once (llama.cpp slots).")
+    judge_slots: int = Field(default_factory=lambda: setting_int("PINLANDING_JUDGE_SLOTS"),
+                             description="Sequences the judge/title LLM decodes at once.")
     vllm_url: str | None = Field(default_factory=lambda: setting("PINLANDING_VLLM_URL"))
     vllm_model: str | None = Field(default_factory=lambda: setting("PINLANDING_VLLM_MODEL"))
     vllm_api_key: str = Field(default_factory=lambda: setting("PINLANDING_VLLM_API_KEY"))
@@ -34,7 +39,8 @@ class ModelBackends(dg.ConfigurableResource):
         The GGUF file is assembled and hash-checked here, once, before any actor starts.
         """
         if self.attribute_backend == "offline":
-            return {"backend": "offline", "gguf": str(gguf_path(self.llm)), "threads": threads or self.llm_threads}
+            return {"backend": "offline", "gguf": str(gguf_path(self.llm)), "threads": threads or self.llm_threads,
+                    "slots": self.llm_slots}
         if self.attribute_backend == "vllm":
             if not (self.vllm_url and self.vllm_model):
                 raise ValueError("attribute_backend=vllm needs PINLANDING_VLLM_URL and PINLANDING_VLLM_MODEL")
@@ -48,4 +54,4 @@ class ModelBackends(dg.ConfigurableResource):
 
         if self.judge_llm not in LLM_MODELS:
             raise ValueError(f"unknown judge LLM {self.judge_llm!r}: choose one of {sorted(LLM_MODELS)}")
-        return LocalLLM(gguf_path(self.judge_llm), threads=self.llm_threads)
+        return LocalLLM(gguf_path(self.judge_llm), threads=self.llm_threads, slots=self.judge_slots)

@@ -9,8 +9,15 @@ import polars as pl
 from pydantic import Field
 
 from pinlanding_assets.automation import LABELLING, RELEASE_CUT
+from pinlanding_assets.attributes.brands import find_brands
 from pinlanding_assets.attributes.quality import raw_accuracy, vocabulary_coverage
-from pinlanding_assets.attributes.raw_attributes import extract_with_ray, sample_products, split_results
+from pinlanding_assets.attributes.raw_attributes import (
+    extract_with_ray,
+    sample_products,
+    sample_size,
+    split_results,
+    title_type,
+)
 from pinlanding_assets.attributes.vocabulary import CurationConfig, curate
 from pinlanding_assets.attributes.vocabulary_map import vocabulary_map
 from pinlanding_assets.metadata import figure_markdown, table_preview
@@ -26,11 +33,31 @@ OWNERS = ["team:attributes"]
 class AttributeSampleConfig(dg.Config):
     sample: str = Field(
         default_factory=lambda: setting("PINLANDING_ATTRIBUTE_SAMPLE"),
-        description="Products per drop sent to the VLM stage: a number or 'all'.",
+        description="Products per drop sent to the VLM stage: 'budget' (what the time budget allows), a number, or 'all'.",
+    )
+    budget_seconds: float = Field(
+        default_factory=lambda: setting_float("PINLANDING_ATTRIBUTE_BUDGET_S"),
+        description="Time the VLM stage may spend on one drop when sample='budget'.",
+    )
+    products_per_second: float = Field(
+        default_factory=lambda: setting_float("PINLANDING_ATTRIBUTE_PRODUCTS_PER_S"),
+        description="Expected VLM-stage rate (benchmarks/attribute_stage.py measures it); fixed so a re-run picks the same sample.",
     )
     actors: int = Field(default_factory=lambda: setting_int("PINLANDING_ATTRIBUTE_ACTORS"))
     batch_size: int = 4
     seed: int = 0
+
+
+def sample_size_for(config: AttributeSampleConfig, available: int) -> int | None:
+    """Products to label in a drop of ``available``: None means all."""
+    rule = config.sample.strip().lower()
+    if rule == "all":
+        return None
+    if rule == "budget":
+        return sample_size(config.budget_seconds, config.products_per_second, available)
+    if not rule.isdigit() or int(rule) < 1:
+        raise ValueError(f"attribute sample must be 'budget', 'all' or a positive number, got {config.sample!r}")
+    return int(rule)
 
 
 class CurationRunConfig(dg.Config):
@@ -64,7 +91,7 @@ def raw_vlm_attributes(
     catalog_labels: pl.DataFrame,
 ):
     """VLM stage on a stable sample of the drop (Ray Data: CPU preprocessing -> model actor pool)."""
-    size = None if config.sample.strip().lower() == "all" else int(config.sample)
+    size = sample_size_for(config, catalog_products.height)
     sample = sample_products(catalog_products, size, config.seed).join(
         catalog_image_features.select("product_id", pl.col("dominant_colours").alias("image_colours")),
         on="product_id", how="left",
@@ -73,6 +100,8 @@ def raw_vlm_attributes(
     spec = models.attribute_spec(threads=threads)
     inputs = sample.select("product_id", "title", "description", "image_path", "image_colours").to_arrow()
     started = time.perf_counter()
+    context.log.info(f"{context.partition_key}: labelling {sample.height} of {catalog_products.height} products "
+                     f"({config.sample} sample; {spec['backend']} backend, {spec.get('slots', 1)} slot(s))")
     results = pl.from_arrow(extract_with_ray(inputs, spec, ray_pool.model_stage_options(actors=config.actors),
                                              batch_size=config.batch_size))
     seconds = time.perf_counter() - started
@@ -84,6 +113,10 @@ def raw_vlm_attributes(
     yield dg.Output(attributes, output_name="raw_vlm_attributes", metadata={
         "dagster/row_count": attributes.height,
         "sampled_products": sample.height,
+        "sample_rule": config.sample if config.sample != "budget" else
+        f"budget {config.budget_seconds:g} s x {config.products_per_second:g} products/s",
+        "product_types_sampled": sample["title"].map_elements(title_type, return_dtype=pl.Utf8).n_unique(),
+        "product_types_in_drop": catalog_products["title"].map_elements(title_type, return_dtype=pl.Utf8).n_unique(),
         "labelled_products": results.height - quarantine.height,
         "quarantined": quarantine.height,
         "repaired": int((results["attempts"] > 1).sum() - quarantine.height) if results.height else 0,
@@ -91,6 +124,7 @@ def raw_vlm_attributes(
         "backend": spec["backend"],
         "model": results["model"][0] if results.height else "",
         "products_per_second": round(results.height / seconds, 3) if seconds else 0.0,
+        "seconds": round(seconds, 1),
         **{name: value for name, value in quality.items()},
         "facets": table_preview(facet_counts, rows=20),
         "preview": table_preview(attributes, rows=20, columns=["product_id", "facet", "value"]),
@@ -102,7 +136,7 @@ def raw_vlm_attributes(
 
 
 @dg.asset(
-    ins={"raw_vlm_attributes": all_drops_in(), "catalog_labels": all_drops_in()},
+    ins={"raw_vlm_attributes": all_drops_in(), "catalog_labels": all_drops_in(), "catalog_products": all_drops_in()},
     partitions_def=model_releases, group_name="attributes", kinds={"polars", "parquet"}, owners=OWNERS,
     automation_condition=RELEASE_CUT,
 )
@@ -112,6 +146,7 @@ def curated_vocabulary(
     models: ModelBackends,
     raw_vlm_attributes: dict[str, pl.DataFrame],
     catalog_labels: dict[str, pl.DataFrame],
+    catalog_products: dict[str, pl.DataFrame],
 ) -> dg.Output[pl.DataFrame]:
     """A release's vocabulary: the raw phrases of every labelled drop -> normalised -> frequency-filtered
     -> clustered -> judged by the LLM. The drops it saw are the release's drops."""
@@ -121,11 +156,13 @@ def curated_vocabulary(
     context.log.info(f"release {context.partition_key}: curating the labels of {len(drops)} drops: {', '.join(drops)}")
     raw = concat_partitions(raw_vlm_attributes)
     labels = concat_partitions({d: f for d, f in catalog_labels.items() if d in raw_vlm_attributes})
+    brands = find_brands(concat_partitions({d: f for d, f in catalog_products.items() if d in raw_vlm_attributes})["title"])
     encode = minilm_encoder()
     judge = models.judge()
     started = time.perf_counter()
-    result = curate(raw, encode, judge.yes_probability, CurationConfig(
-        min_support=config.min_support, merge_distance=config.merge_distance, judge_threshold=config.judge_threshold))
+    result = curate(raw, encode, judge.yes_probabilities, CurationConfig(
+        min_support=config.min_support, merge_distance=config.merge_distance, judge_threshold=config.judge_threshold),
+        brands=brands)
     seconds = time.perf_counter() - started
     kept = result.vocabulary.filter(pl.col("decision") == "keep")
     coverage = vocabulary_coverage(result.vocabulary, labels, encode)
@@ -143,7 +180,11 @@ def curated_vocabulary(
         "coverage": coverage["coverage"],
         "coverage_per_facet": dg.MetadataValue.json(coverage["per_facet"]),
         "coverage_missing": dg.MetadataValue.json(coverage["missing"]),
+        "brand_names_found": len(brands.names),
+        "dropped_as_brand": dg.MetadataValue.json(sorted(result.vocabulary.filter(
+            pl.col("reason").str.starts_with("brand:"))["phrase"].to_list())),
         "judge_model": judge.model_name,
+        "judge_slots": judge.slots,
         "judge_seconds": round(seconds, 1),
         "vocabulary_map": figure_markdown(vocabulary_map(kept, encode)),
         "top_per_facet": table_preview(top, rows=200, columns=["facet", "phrase", "aliases", "support", "judge_score"]),

@@ -3,13 +3,18 @@
     sample -> CPU stage: decode + resize + normalise images -> actor pool: backbone labels + LLM/VLM
            -> long table (product, facet, value) + quarantine (raw output, reason)
 
-The sample is chosen by a hash of the product id, so re-materializing a drop picks the same products.
+The sample is chosen for coverage (``coverage_order``): product types, read from the last word of the
+title, share the sample in proportion to the square root of their size, so every type is reached before a
+common type gets its second product; within a type the order is a salted hash of the product id. The
+order depends only on the drop's products, so re-materializing a drop picks the same products, and a
+larger sample is a superset of a smaller one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -34,12 +39,43 @@ RESULT_SCHEMA = pa.schema([
 ])
 
 
+def title_type(title: str | None) -> str:
+    """The product type a title names, approximated by its last word (singular): titles end in their type."""
+    from pinlanding_assets.attributes.vocabulary import normalise_value
+
+    words = re.findall(r"[a-z][a-z'-]*", (title or "").lower())
+    return normalise_value("category", words[-1]) if words else ""
+
+
+def hash_order(products: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
+    """Products in the order of a salted hash of their id: a uniform random order that never changes."""
+    keys = [hashlib.sha1(f"{seed}:{pid}".encode()).hexdigest() for pid in products["product_id"]]
+    return products.with_columns(pl.Series("_key", keys)).sort("_key", "product_id").drop("_key")
+
+
+def coverage_order(products: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
+    """Products ordered so that any prefix covers the drop's product types: the k-th product of a type of
+    size n comes at position k / sqrt(n) (ties by hash), i.e. types share a prefix in proportion to sqrt(n)."""
+    ordered = hash_order(products, seed).with_row_index("_hash_rank").with_columns(
+        pl.col("title").map_elements(title_type, return_dtype=pl.Utf8).alias("_type"))
+    return ordered.with_columns(
+        (pl.col("_hash_rank").rank("ordinal").over("_type").cast(pl.Float64) - 1.0)
+        .truediv(pl.len().over("_type").cast(pl.Float64).sqrt()).alias("_position")
+    ).sort("_position", "_hash_rank").drop("_hash_rank", "_type", "_position")
+
+
 def sample_products(products: pl.DataFrame, size: int | None, seed: int = 0) -> pl.DataFrame:
-    """A stable sample: the ``size`` products with the smallest salted hash of their id (None = all)."""
+    """The first ``size`` products of ``coverage_order`` (None = all), sorted by id."""
     if size is None or size >= products.height:
         return products.sort("product_id")
-    keys = [hashlib.sha1(f"{seed}:{pid}".encode()).hexdigest() for pid in products["product_id"]]
-    return products.with_columns(pl.Series("_key", keys)).sort("_key").head(size).drop("_key").sort("product_id")
+    return coverage_order(products, seed).head(size).sort("product_id")
+
+
+def sample_size(budget_seconds: float, products_per_second: float, available: int) -> int:
+    """How many products the VLM stage can label within its time budget (at least one)."""
+    if budget_seconds <= 0 or products_per_second <= 0:
+        raise ValueError("the attribute stage's time budget and expected rate must be positive")
+    return max(1, min(available, int(budget_seconds * products_per_second)))
 
 
 def preprocess_images(batch: pa.Table) -> pa.Table:
@@ -76,7 +112,7 @@ def build_backend(spec: dict[str, Any]):
 
         from pinlanding_assets.attributes.llm import LocalLLM
 
-        return vlm.OfflineLLMBackend(LocalLLM(Path(spec["gguf"]), threads=spec["threads"]))
+        return vlm.OfflineLLMBackend(LocalLLM(Path(spec["gguf"]), threads=spec["threads"], slots=spec.get("slots", 1)))
     if spec["backend"] == "vllm":
         return vlm.VLLMBackend(spec["url"], spec["model"], api_key=spec.get("api_key", "EMPTY"))
     if spec["backend"] == "transformers":
@@ -118,25 +154,32 @@ class AttributeExtractor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         pixels = batch.column("pixels").to_pylist()
         labels = self._image_labels(pixels)
-        rows = []
-        for index, record in enumerate(batch.drop_columns(["pixels"]).to_pylist()):
-            evidence = ProductEvidence(
+        evidence = [
+            ProductEvidence(
                 product_id=record["product_id"], title=record["title"] or "",
                 description=record.get("description") or "", image_path=record["image_path"],
                 image_labels=tuple(labels[index]), image_colours=tuple(record.get("image_colours") or ()),
             )
-            try:
-                result = self.backend.extract(evidence)
-            except Exception as exc:  # a failing call quarantines this product, not the batch
-                result = Extraction(evidence.product_id, self.backend.name, self.backend.model,
-                                    error=f"backend error: {type(exc).__name__}: {exc}")
-            rows.append({
-                "product_id": result.product_id, "attributes": json.dumps(result.attributes, sort_keys=True),
-                "raw": result.raw, "error": result.error, "attempts": result.attempts,
-                "backend": result.backend, "model": result.model, "image_labels": labels[index],
-                "instruction_text_removed": evidence.has_instruction_text,
-            })
+            for index, record in enumerate(batch.drop_columns(["pixels"]).to_pylist())
+        ]
+        results = self.backend.map(self._extract, evidence)
+        rows = [{
+            "product_id": product.product_id, "attributes": json.dumps(result.attributes, sort_keys=True),
+            "raw": result.raw, "error": result.error, "attempts": result.attempts,
+            "backend": result.backend, "model": result.model, "image_labels": labels[index],
+            "instruction_text_removed": product.has_instruction_text,
+        } for index, (product, result) in enumerate(zip(evidence, results))]
         return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+
+    def _extract(self, product: ProductEvidence) -> Extraction:
+        try:
+            result = self.backend.extract(product)
+        except Exception as exc:  # a failing call quarantines this product, not the batch
+            return Extraction(product.product_id, self.backend.name, self.backend.model,
+                              error=f"backend error: {type(exc).__name__}: {exc}")
+        if result.product_id != product.product_id:
+            raise RuntimeError(f"answer for {result.product_id} returned for {product.product_id}")
+        return result
 
 
 def extract_with_ray(inputs: pa.Table, spec: dict[str, Any], stage_options: dict[str, Any], batch_size: int = 4) -> pa.Table:

@@ -1,6 +1,7 @@
 """Curate raw attribute phrases into a compact vocabulary a merchandiser would accept.
 
-    normalise -> frequency filter (per-facet minimum support) -> embedding clusters (MiniLM,
+    normalise -> frequency filter (per-facet minimum support) -> brand filter (brand names read from
+    the titles are no attribute) -> embedding clusters (MiniLM,
     average-linkage agglomerative on cosine distance; canonical = most supported member, the rest
     kept as aliases) -> one facet per phrase (a phrase the model put in several facets stays where
     it is best supported: "black" is a colour, not a material) -> LLM-as-judge (yes/no
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+
+from pinlanding_assets.attributes.brands import Brands
 
 PLURAL_ONLY = {
     "jeans", "shorts", "trousers", "pants", "leggings", "sunglasses", "glasses", "tights", "capris", "briefs",
@@ -155,13 +158,18 @@ def judge_messages(kind: str, facet: str, phrase: str) -> list[dict[str, str]]:
     return [*messages, {"role": "user", "content": judge_question(kind, facet, phrase)}]
 
 
-def judge_vocabulary(merged: pl.DataFrame, yes_probability: Callable[[list[dict[str, str]]], float], threshold: float) -> pl.DataFrame:
-    """Score each canonical phrase twice; keep when the geometric mean of the two scores passes."""
-    searchable, coherent = [], []
-    for facet, phrase in merged.select("facet", "phrase").iter_rows():
-        label = FACET_FOR_JUDGE.get(facet, facet)
-        searchable.append(round(yes_probability(judge_messages("searchable", label, phrase)), 4))
-        coherent.append(round(yes_probability(judge_messages("coherent", label, phrase)), 4))
+YesProbabilities = Callable[[list[list[dict[str, str]]]], list[float]]
+
+
+def judge_vocabulary(merged: pl.DataFrame, yes_probabilities: YesProbabilities, threshold: float) -> pl.DataFrame:
+    """Score each canonical phrase twice; keep when the geometric mean of the two scores passes.
+    All questions go to the judge at once, so an LLM with several slots answers them concurrently."""
+    questions = [
+        judge_messages(kind, FACET_FOR_JUDGE.get(facet, facet), phrase)
+        for facet, phrase in merged.select("facet", "phrase").iter_rows() for kind in ("searchable", "coherent")
+    ]
+    scores = [round(score, 4) for score in yes_probabilities(questions)]
+    searchable, coherent = scores[0::2], scores[1::2]
     scores = [round(float(np.sqrt(a * b)), 4) for a, b in zip(searchable, coherent)]
     return merged.with_columns(
         pl.Series("searchable", searchable, pl.Float64), pl.Series("coherent", coherent, pl.Float64),
@@ -193,8 +201,9 @@ VOCABULARY_SCHEMA = {
 def curate(
     raw: pl.DataFrame,
     encode: Callable[[list[str]], np.ndarray],
-    yes_probability: Callable[[list[dict[str, str]]], float],
+    yes_probabilities: YesProbabilities,
     config: CurationConfig = CurationConfig(),
+    brands: Brands | None = None,
 ) -> CurationResult:
     """The whole curation; the result lists kept and dropped phrases alike, each with its reason."""
     raw_phrases = raw.select("facet", "value").unique().height
@@ -204,9 +213,19 @@ def curate(
     ranked = supported.with_columns(pl.col("support").rank("ordinal", descending=True).over("facet").alias("_rank"))
     frequent = ranked.filter(pl.col("_rank") <= config.max_phrases_per_facet).drop("_rank")
     too_rare = cands.join(frequent.select("facet", "phrase"), on=["facet", "phrase"], how="anti")
+    is_brand = frequent["phrase"].map_elements(brands.is_brand, return_dtype=pl.Boolean) if brands and frequent.height \
+        else pl.Series([False] * frequent.height, dtype=pl.Boolean)
+    brand_rows, frequent = frequent.filter(is_brand), frequent.filter(~is_brand)
     merged = merge_clusters(frequent, encode, config.merge_distance)
     placed, misplaced = one_facet_per_phrase(merged)
-    judged = judge_vocabulary(placed, yes_probability, config.judge_threshold) if placed.height else placed
+    judged = judge_vocabulary(placed, yes_probabilities, config.judge_threshold) if placed.height else placed
+    dropped_brand = brand_rows.select(
+        "facet", "phrase", pl.col("variants").list.set_difference(pl.concat_list("phrase")).alias("aliases"),
+        pl.col("support").cast(pl.Int64), pl.lit(1, pl.Int64).alias("merged"),
+        pl.lit(None, pl.Float64).alias("searchable"), pl.lit(None, pl.Float64).alias("coherent"),
+        pl.lit(None, pl.Float64).alias("judge_score"), pl.lit("drop").alias("decision"),
+        pl.format("brand: \"{}\" is a brand name in the catalog's titles, not a {}", "phrase", "facet").alias("reason"),
+    )
     dropped_rare = too_rare.select(
         "facet", "phrase", pl.col("variants").list.set_difference(pl.concat_list("phrase")).alias("aliases"),
         pl.col("support").cast(pl.Int64), pl.lit(1, pl.Int64).alias("merged"),
@@ -219,7 +238,7 @@ def curate(
         pl.lit(None, pl.Float64).alias("searchable"), pl.lit(None, pl.Float64).alias("coherent"),
         pl.lit(None, pl.Float64).alias("judge_score"), pl.lit("drop").alias("decision"),
     )
-    frames = [f for f in (judged, misplaced, dropped_rare) if f.height]
+    frames = [f for f in (judged, misplaced, dropped_brand, dropped_rare) if f.height]
     vocabulary = (
         pl.concat([f.select([c for c in VOCABULARY_SCHEMA if c != "attribute_id"]).cast(
             {c: t for c, t in VOCABULARY_SCHEMA.items() if c != "attribute_id"}) for f in frames])
@@ -231,7 +250,8 @@ def curate(
     ).select(list(VOCABULARY_SCHEMA)).sort(["decision", "facet", "support", "phrase"], descending=[True, False, True, False])
     kept = vocabulary.filter(pl.col("decision") == "keep")
     return CurationResult(vocabulary, {
-        "raw_phrases": raw_phrases, "normalised": cands.height, "after_frequency_filter": frequent.height,
+        "raw_phrases": raw_phrases, "normalised": cands.height,
+        "after_frequency_filter": frequent.height + brand_rows.height, "after_brand_filter": frequent.height,
         "after_clustering": merged.height, "after_one_facet_per_phrase": placed.height, "after_judge": kept.height,
     })
 
