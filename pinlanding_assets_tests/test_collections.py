@@ -96,6 +96,17 @@ def test_over_assigned_attributes_are_not_used(assignments: pl.DataFrame, vocabu
     assert list(reasons) == ["pattern:printed"] and "over-assigned" in reasons["pattern:printed"]
 
 
+def test_a_phrase_is_never_named_twice_in_a_topic() -> None:
+    facets = {"category:shirt": "category", "style:casual": "style", "occasion:casual": "occasion",
+              "colour:blue": "colour"}
+    assignments = pl.DataFrame([{"product_id": f"p{i}", "attribute_id": a} for i in range(3) for a in facets])
+    topics = candidate_topics(assignments, facets, set(), TopicConfig(min_products=2))
+    named = {frozenset(t) for t in topics}
+    assert {frozenset({"category:shirt", "colour:blue", "style:casual"}),
+            frozenset({"category:shirt", "colour:blue", "occasion:casual"})} <= named
+    assert not [t for t in named if {"style:casual", "occasion:casual"} <= t], "no Casual Casual Shirts"
+
+
 def test_near_duplicates_merge_into_the_better_topic() -> None:
     dresses = Topic(("category:dress",), frozenset(str(i) for i in range(100)), demand=10)
     womens = Topic(("gender:women", "category:dress"), frozenset(str(i) for i in range(95)), demand=2)

@@ -7,7 +7,13 @@ import pytest
 
 from pinlanding_assets.attributes.brands import find_brands
 from pinlanding_assets.attributes.llm import LocalLLM
-from pinlanding_assets.attributes.vocabulary import CurationConfig, attribute_id, curate, normalise_value
+from pinlanding_assets.attributes.vocabulary import (
+    CurationConfig,
+    attribute_id,
+    curate,
+    normalise_value,
+    one_facet_per_phrase,
+)
 from resources.models import DEFAULT_LLM, gguf_path, load_minilm
 
 
@@ -15,7 +21,7 @@ from resources.models import DEFAULT_LLM, gguf_path, load_minilm
     ("category", "T-Shirts", "t-shirt"), ("category", "Tshirt", "t-shirt"), ("category", "  Kurtas ", "kurta"),
     ("category", "Jeans", "jeans"), ("category", "Flip Flops", "flip flops"), ("category", "dresses", "dress"),
     ("colour", "Gray", "grey"), ("colour", "navy", "navy blue"), ("gender", "Men's", "men"),
-    ("pattern", "Stripes", "striped"), ("category", "casual shoe", "casual shoes"),
+    ("pattern", "Stripes", "striped"), ("category", "casual shoe", "casual shoes"), ("category", "Scarves", "scarf"),
 ])
 def test_normalise(facet: str, value: str, expected: str) -> None:
     assert normalise_value(facet, value) == expected
@@ -76,6 +82,18 @@ def test_curation_is_deterministic(encode, judge: LocalLLM) -> None:
     raw = _raw([("colour", "black", 4), ("colour", "white", 3), ("category", "watch", 5), ("category", "watches", 2)])
     first = curate(raw, encode, judge.yes_probabilities).vocabulary
     assert first.equals(curate(raw.reverse(), encode, judge.yes_probabilities).vocabulary)
+
+
+def test_style_and_occasion_share_phrases() -> None:
+    merged = pl.DataFrame({
+        "facet": ["style", "occasion", "material", "colour", "occasion"],
+        "phrase": ["casual", "casual", "black", "black", "party"],
+        "aliases": [[], [], [], [], []], "support": [30, 20, 3, 40, 5], "merged": [1, 1, 1, 1, 1],
+    })
+    kept, dropped = one_facet_per_phrase(merged)
+    assert sorted(zip(kept["facet"], kept["phrase"])) == [
+        ("colour", "black"), ("occasion", "casual"), ("occasion", "party"), ("style", "casual")]
+    assert dropped["reason"].to_list() == ['facet: "black" is better supported as colour (40 products)']
 
 
 def test_brands_are_read_from_leading_title_words() -> None:

@@ -37,7 +37,7 @@ SYNONYMS = {
     "casual shoe": "casual shoes", "sports shoe": "sports shoes", "running shoe": "sports shoes",
     "check": "checked", "checks": "checked", "stripes": "striped", "stripe": "striped", "print": "printed",
     "wristwatch": "watch", "hand bag": "handbag", "jean": "jeans", "kurtis": "kurti", "trunk": "trunks",
-    "short": "shorts", "legging": "leggings", "sunglass": "sunglasses", "heel": "heels", "flat": "flats",
+    "scarves": "scarf", "scarve": "scarf", "short": "shorts", "legging": "leggings", "sunglass": "sunglasses", "heel": "heels", "flat": "flats",
 }
 SINGULARISE_FACETS = {"category", "material", "pattern"}
 FACET_FOR_JUDGE = {"category": "product type", "colour": "colour", "gender": "gender or age group"}
@@ -129,17 +129,27 @@ JUDGE_EXAMPLES = [
 ]
 
 
+SHARED_FACETS = ("style", "occasion")  # a "casual" look is worn on a "casual" occasion: both facets keep it
+
+
+def _facet_group(facet: str) -> str:
+    return "/".join(SHARED_FACETS) if facet in SHARED_FACETS else facet
+
+
 def one_facet_per_phrase(merged: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split into (kept, dropped): each phrase stays in the facet where it has the most support
-    (ties: facet name order); the other placements are dropped with the reason."""
-    ranked = merged.sort(["phrase", "support", "facet"], descending=[False, True, False])
-    best = ranked.group_by("phrase", maintain_order=True).first().select("phrase", pl.col("facet").alias("home"),
-                                                                         pl.col("support").alias("home_support"))
-    placed = merged.join(best, on="phrase")
-    kept = placed.filter(pl.col("facet") == pl.col("home")).drop("home", "home_support")
-    dropped = placed.filter(pl.col("facet") != pl.col("home")).with_columns(
+    (ties: facet name order); the other placements are dropped with the reason. Style and occasion
+    count as one facet here, so a phrase at home in one of them stays in both."""
+    grouped = merged.with_columns(pl.col("facet").map_elements(_facet_group, return_dtype=pl.Utf8).alias("_group"))
+    ranked = grouped.sort(["phrase", "support", "facet"], descending=[False, True, False])
+    best = ranked.group_by("phrase", maintain_order=True).first().select(
+        "phrase", pl.col("facet").alias("home"), pl.col("_group").alias("home_group"),
+        pl.col("support").alias("home_support"))
+    placed = grouped.join(best, on="phrase")
+    kept = placed.filter(pl.col("_group") == pl.col("home_group")).drop("home", "home_group", "home_support", "_group")
+    dropped = placed.filter(pl.col("_group") != pl.col("home_group")).with_columns(
         pl.format("facet: \"{}\" is better supported as {} ({} products)", "phrase", "home", "home_support").alias("reason")
-    ).drop("home", "home_support")
+    ).drop("home", "home_group", "home_support", "_group")
     return kept.sort(["facet", "support", "phrase"], descending=[False, True, False]), dropped
 
 

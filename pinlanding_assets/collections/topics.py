@@ -61,6 +61,10 @@ def over_assigned(assignments: pl.DataFrame, vocabulary: pl.DataFrame, sampled_p
     return reasons
 
 
+def _phrase(attribute_id: str) -> str:
+    return attribute_id.split(":", 1)[1]
+
+
 def _order(attribute_ids, facets: dict[str, str]) -> tuple[str, ...]:
     return tuple(sorted(attribute_ids, key=lambda a: (FACET_ORDER.index(facets[a]), a)))
 
@@ -80,7 +84,8 @@ def candidate_topics(assignments: pl.DataFrame, facets: dict[str, str], excluded
             others = [a for a in attributes if facets[a] not in config.anchor_facets]
             for size in range(0, config.max_attributes):
                 for extra in combinations(others, size):
-                    if len({facets[a] for a in extra}) == size:
+                    # one attribute per facet, and no phrase twice ("casual" style + "casual" occasion)
+                    if len({facets[a] for a in extra}) == size and len({_phrase(a) for a in (anchor, *extra)}) == size + 1:
                         topics[_order((anchor, *extra), facets)].add(product_id)
     return {key: products for key, products in topics.items() if len(products) >= config.min_products}
 
