@@ -104,13 +104,15 @@ def dual_encoder(
     products = of_release(catalog_products).join(
         of_release(catalog_image_features).select("product_id", "is_blank"), on="product_id", how="left")
     context.log.info(f"release {context.partition_key}: training on {products.height} products of {len(drops)} drops")
-    pairs = pl.concat([vlm_pairs(of_release(raw_vlm_attributes), curated_vocabulary),
+    raw = of_release(raw_vlm_attributes)
+    pairs = pl.concat([vlm_pairs(raw, curated_vocabulary),
                        title_matches(products, curated_vocabulary)]).unique().sort(["product_id", "attribute_id"])
     spec = EncoderSpec(model_name=config.model_name, image_weight=config.image_weight, seed=config.seed)
     training = TrainingConfig(seed=config.seed, max_products=config.max_products, epochs=config.epochs,
                               unfreeze_image_blocks=config.unfreeze_image_blocks)
     encoder = DualEncoder(spec, open_clip_cache())
-    cache = build_feature_cache(encoder, products, pairs, curated_vocabulary, training)
+    cache = build_feature_cache(encoder, products, pairs, curated_vocabulary, training,
+                                fully_labelled=set(raw["product_id"].to_list()))
     report = train_heads(encoder, cache, training)
 
     import torch

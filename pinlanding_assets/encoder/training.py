@@ -4,7 +4,10 @@ Supervision (never the ground-truth labels):
 - (product image, product title) pairs, trained with open_clip's ``ClipLoss``;
 - (product, attribute) pairs: the VLM stage's attributes mapped onto the curated vocabulary, plus
   vocabulary phrases found verbatim in the product's title; trained as a multi-positive softmax of
-  the product (fused, and image alone) against every vocabulary phrase.
+  the product (fused, and image alone) against every vocabulary phrase. A product the VLM stage
+  labelled is judged on every facet; a product known only from its title is judged only on the facets
+  its title names: the title "Nike Men Black Shoes" says nothing about the occasion, so "casual" is
+  not a negative for it (otherwise the model learns that the occasions titles never name are rare).
 
 By default only open_clip's projection heads and logit scale train; the towers stay frozen, so each
 tower runs once per product (cached features) and an epoch is a few matrix products on 2 cores.
@@ -101,6 +104,7 @@ class FeatureCache:
     attribute_ids: list[str]
     phrases: torch.Tensor  # (m, text_dim)
     positives: torch.Tensor  # (n, m) float 0/1
+    known: torch.Tensor | None = None  # (n, m) bool: attributes whose facet is known for the product (None: all)
     splits: list[str] = field(default_factory=list)
     open_blocks: int = 0
 
@@ -119,12 +123,16 @@ def recall_at_k(scores: torch.Tensor, positives: torch.Tensor, k: int = 10) -> f
     return float((hits / positives[mask].sum(-1).clamp(max=k)).mean())
 
 
-def _multi_positive_loss(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+def _multi_positive_loss(logits: torch.Tensor, positives: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax of each product over the attributes it is judged on (``known``), mass on its positives."""
     mask = positives.sum(-1) > 0
     if not mask.any():
         return logits.sum() * 0
+    if known is not None:
+        logits = logits.masked_fill(~known, float("-inf"))
     target = positives[mask] / positives[mask].sum(-1, keepdim=True)
-    return -(target * F.log_softmax(logits[mask], dim=-1)).sum(-1).mean()
+    log_probs = F.log_softmax(logits[mask], dim=-1).masked_fill(target == 0, 0.0)
+    return -(target * log_probs).sum(-1).mean()
 
 
 @dataclass
@@ -171,8 +179,9 @@ def train_heads(encoder, cache: FeatureCache, config: TrainingConfig) -> Trainin
         with_image = cache.has_image[index]
         pair_loss = clip_loss(image[with_image], title[with_image], scale) if with_image.sum() > 1 else scale * 0
         positives = cache.positives[index]
-        return (pair_loss + _multi_positive_loss(scale * fused @ phrases.T, positives)
-                + _multi_positive_loss(scale * image @ phrases.T, positives * with_image.unsqueeze(-1)))
+        known = cache.known[index] if cache.known is not None else None
+        return (pair_loss + _multi_positive_loss(scale * fused @ phrases.T, positives, known)
+                + _multi_positive_loss(scale * image @ phrases.T, positives * with_image.unsqueeze(-1), known))
 
     def validation_recall() -> float:
         with torch.no_grad():
@@ -236,11 +245,21 @@ def load_pixels(paths: list[str], preprocess) -> tuple[torch.Tensor, torch.Tenso
     return torch.stack(tensors), torch.tensor(ok)
 
 
+def known_attributes(positives: torch.Tensor, facets: list[str], fully_labelled: torch.Tensor) -> torch.Tensor:
+    """(n, m) bool: every attribute of a fully labelled product; otherwise those of the facets it has a positive in."""
+    names = sorted(set(facets))
+    facet_of = torch.tensor([names.index(f) for f in facets])
+    one_hot = F.one_hot(facet_of, len(names)).float()  # (m, facets)
+    facet_known = (positives @ one_hot) > 0  # (n, facets)
+    return facet_known[:, facet_of] | fully_labelled.unsqueeze(-1)
+
+
 def build_feature_cache(
     encoder, products: pl.DataFrame, pairs: pl.DataFrame, vocabulary: pl.DataFrame, config: TrainingConfig,
-    batch_size: int = 32,
+    batch_size: int = 32, fully_labelled: set[str] | None = None,
 ) -> FeatureCache:
-    """Pick the training products (never the holdout), run both frozen towers once, build positives."""
+    """Pick the training products (never the holdout), run both frozen towers once, build positives.
+    ``fully_labelled``: products whose every facet is known (the VLM labelled them); None = all."""
     products = products.with_columns(
         pl.col("product_id").map_elements(
             lambda pid: split_of(pid, config.seed, config.holdout_share, config.validation_share), return_dtype=pl.Utf8
@@ -275,5 +294,7 @@ def build_feature_cache(
         product_ids=products["product_id"].to_list(), image=torch.cat(image_parts), has_image=has_image,
         title=torch.cat(title_parts), attribute_ids=attribute_ids,
         phrases=encoder.text_trunk_features(kept["phrase"].to_list()), positives=positives,
+        known=None if fully_labelled is None else known_attributes(
+            positives, kept["facet"].to_list(), torch.tensor([pid in fully_labelled for pid in products["product_id"]])),
         splits=products["split"].to_list(), open_blocks=config.unfreeze_image_blocks,
     )
