@@ -170,3 +170,18 @@ def test_thresholds_and_assignment() -> None:
     table = assign("d", ["p1", "p2"], scores[:2], ids, ["category", "category", "colour", "colour"], thresholds)
     assert table.filter(pl.col("facet") == "category")["attribute_id"].to_list() == ["category:a", "category:b"]
     assert table.filter(pl.col("product_id") == "p1")["attribute_id"].to_list() == ["category:a", "colour:x"]
+
+
+def test_title_only_products_are_judged_on_the_facets_their_title_names() -> None:
+    from pinlanding_assets.encoder.training import _multi_positive_loss, known_attributes
+
+    positives = torch.tensor([[1.0, 0, 0, 0], [0, 0, 1, 0]])
+    facets = ["category", "category", "occasion", "colour"]
+    known = known_attributes(positives, facets, fully_labelled=torch.tensor([False, True]))
+    assert known.tolist() == [[True, True, False, False], [True, True, True, True]]
+    logits = torch.tensor([[2.0, 1.0, 5.0, 5.0], [0.0, 0.0, 1.0, 0.0]])
+    masked = _multi_positive_loss(logits, positives, known)
+    # the first product's loss ignores the occasion and colour it is not judged on
+    expected = (-torch.log_softmax(torch.tensor([2.0, 1.0]), 0)[0] - torch.log_softmax(logits[1], 0)[2]) / 2
+    assert torch.isclose(masked, expected)
+    assert _multi_positive_loss(logits, positives) > masked, "unmasked, the unknown facets count as negatives"
