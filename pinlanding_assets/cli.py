@@ -250,11 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     make = commands.add_parser("make-drops", help="split the Fashion catalog into demo drops (images linked)")
     make.add_argument("--source", help="Fashion Product Images folder (default: shared data)")
     make.add_argument("--landing", help="landing directory (default: PINLANDING_LANDING_DIR or data/landing)")
-    make.add_argument("--drops", type=int, default=4, help="number of drops (default 4)")
+    make.add_argument("--drops", type=positive_int, default=4, help="number of drops (default 4)")
     make.set_defaults(handler=_make_drops)
 
     run = commands.add_parser("run", help="materialize the whole graph for every ready drop")
-    run.add_argument("--drops", type=int, default=4, help="demo drops to create when the landing area is empty")
+    run.add_argument("--drops", type=positive_int, default=4, help="demo drops to create when the landing area is empty")
     run.add_argument("--only", nargs="+", help="run the per-drop stages for these drops only (with the release in "
                                                "service; drops not scored with it stay off the pages)")
     run.add_argument("--from-stage", choices=STAGE_NAMES, default="intake",
@@ -282,9 +282,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; the project's own errors about its inputs end as one line on stderr, exit 2."""
+    from pinlanding_assets.catalog.products import CatalogTableError
+    from pinlanding_assets.demand.intents import SearchLogError
+    from resources.models import ModelFileError
+
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (CatalogTableError, SearchLogError, ModelFileError) as exc:
+        print(f"pinlanding {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -39,3 +39,15 @@ def test_unready_and_unknown_drops_are_refused(tmp_path: Path) -> None:
         drop_dir(tmp_path, "drop-y")
     with pytest.raises(ValueError, match="invalid drop name"):
         drop_dir(tmp_path, "../etc")
+
+
+def test_cli_refuses_zero_drops_in_one_line(capsys) -> None:
+    import pytest
+
+    from pinlanding_assets.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["make-drops", "--drops", "0"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "--drops: must be at least 1, got 0" in error and "Traceback" not in error
