@@ -106,6 +106,7 @@ def raw_vlm_attributes(
                                              batch_size=config.batch_size))
     seconds = time.perf_counter() - started
     attributes, quarantine = split_results(context.partition_key, results)
+    types = dict(zip(catalog_products["product_id"], map(title_type, catalog_products["title"])))
     quality = raw_accuracy(attributes, catalog_labels, minilm_encoder()) if attributes.height else {}
     facet_counts = attributes.group_by("facet").agg(
         pl.col("product_id").n_unique().alias("products"), pl.col("value").n_unique().alias("phrases")
@@ -115,8 +116,8 @@ def raw_vlm_attributes(
         "sampled_products": sample.height,
         "sample_rule": config.sample if config.sample != "budget" else
         f"budget {config.budget_seconds:g} s x {config.products_per_second:g} products/s",
-        "product_types_sampled": sample["title"].map_elements(title_type, return_dtype=pl.Utf8).n_unique(),
-        "product_types_in_drop": catalog_products["title"].map_elements(title_type, return_dtype=pl.Utf8).n_unique(),
+        "product_types_sampled": len({types[pid] for pid in sample["product_id"]}),
+        "product_types_in_drop": len(set(types.values())),
         "labelled_products": results.height - quarantine.height,
         "quarantined": quarantine.height,
         "repaired": int((results["attempts"] > 1).sum() - quarantine.height) if results.height else 0,
@@ -149,14 +150,18 @@ def curated_vocabulary(
     catalog_products: dict[str, pl.DataFrame],
 ) -> dg.Output[pl.DataFrame]:
     """A release's vocabulary: the raw phrases of every labelled drop -> normalised -> frequency-filtered
-    -> clustered -> judged by the LLM. The drops it saw are the release's drops."""
+    -> brand names removed -> clustered -> judged by the LLM. The drops it saw are the release's drops."""
     if not raw_vlm_attributes:
         raise RuntimeError("no drop has VLM attributes yet: materialize raw_vlm_attributes for a drop first")
     drops = sorted(raw_vlm_attributes)
     context.log.info(f"release {context.partition_key}: curating the labels of {len(drops)} drops: {', '.join(drops)}")
     raw = concat_partitions(raw_vlm_attributes)
-    labels = concat_partitions({d: f for d, f in catalog_labels.items() if d in raw_vlm_attributes})
-    brands = find_brands(concat_partitions({d: f for d, f in catalog_products.items() if d in raw_vlm_attributes})["title"])
+
+    def of_labelled_drops(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
+        return concat_partitions({d: f for d, f in frames.items() if d in raw_vlm_attributes})
+
+    labels = of_labelled_drops(catalog_labels)
+    brands = find_brands(of_labelled_drops(catalog_products)["title"])
     encode = minilm_encoder()
     judge = models.judge()
     started = time.perf_counter()

@@ -29,6 +29,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def map_concurrently(function: Callable[[T], R], items: Iterable[T], workers: int) -> list[R]:
+    """``function`` over ``items`` with up to ``workers`` calls in flight; results in input order."""
+    items = list(items)
+    if workers <= 1 or len(items) < 2:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-request") as pool:
+        return list(pool.map(function, items))
+
+
 class LocalLLM:
     """One llama.cpp model in this process serving ``slots`` sequences concurrently."""
 
@@ -60,11 +69,7 @@ class LocalLLM:
 
     def map(self, function: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """``function`` over ``items`` with one request in flight per slot; results in input order."""
-        items = list(items)
-        if self.slots == 1 or len(items) < 2:
-            return [function(item) for item in items]
-        with ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="llm-slot") as pool:
-            return list(pool.map(function, items))
+        return map_concurrently(function, items, self.slots)
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int = 128, json_schema: dict | None = None,
              grammar: str | None = None) -> str:

@@ -22,6 +22,7 @@ import polars as pl
 import pyarrow as pa
 
 from pinlanding_assets.attributes.vlm import Extraction, ProductEvidence
+from pinlanding_assets.attributes.vocabulary import normalise_value
 
 IMAGE_SIDE = 224
 TOP_IMAGENET_LABELS = 3
@@ -41,8 +42,6 @@ RESULT_SCHEMA = pa.schema([
 
 def title_type(title: str | None) -> str:
     """The product type a title names, approximated by its last word (singular): titles end in their type."""
-    from pinlanding_assets.attributes.vocabulary import normalise_value
-
     words = re.findall(r"[a-z][a-z'-]*", (title or "").lower())
     return normalise_value("category", words[-1]) if words else ""
 

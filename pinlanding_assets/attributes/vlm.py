@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from pinlanding_assets.attributes.llm import map_concurrently
+
 FACETS = ("category", "colour", "material", "pattern", "style", "occasion", "gender")  # also the answer's field order
 MULTI_VALUED = {"colour"}
 MAX_PHRASE_WORDS = 4
@@ -249,10 +251,7 @@ class VLLMBackend:
 
     def map(self, function, items: list) -> list:
         """Requests in flight together: the vLLM server batches them."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(function, items))
+        return map_concurrently(function, items, self.concurrency)
 
     def _messages_with_image(self, messages: list[dict], product: ProductEvidence) -> list[dict]:
         if not product.image_path:
@@ -305,7 +304,7 @@ class TransformersVLMBackend:
         self._pipe = pipeline("image-text-to-text", model=checkpoint, device=device)
 
     def map(self, function, items: list) -> list:
-        return [function(item) for item in items]
+        return map_concurrently(function, items, 1)
 
     def extract(self, product: ProductEvidence) -> Extraction:
         def generate(messages: list[dict]) -> str:

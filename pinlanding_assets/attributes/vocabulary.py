@@ -208,6 +208,16 @@ VOCABULARY_SCHEMA = {
 }
 
 
+def _dropped_candidates(frame: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
+    """Candidate phrases dropped before clustering and judging, as vocabulary rows with their reason."""
+    return frame.select(
+        "facet", "phrase", pl.col("variants").list.set_difference(pl.concat_list("phrase")).alias("aliases"),
+        pl.col("support").cast(pl.Int64), pl.lit(1, pl.Int64).alias("merged"),
+        pl.lit(None, pl.Float64).alias("searchable"), pl.lit(None, pl.Float64).alias("coherent"),
+        pl.lit(None, pl.Float64).alias("judge_score"), pl.lit("drop").alias("decision"), reason.alias("reason"),
+    )
+
+
 def curate(
     raw: pl.DataFrame,
     encode: Callable[[list[str]], np.ndarray],
@@ -229,21 +239,11 @@ def curate(
     merged = merge_clusters(frequent, encode, config.merge_distance)
     placed, misplaced = one_facet_per_phrase(merged)
     judged = judge_vocabulary(placed, yes_probabilities, config.judge_threshold) if placed.height else placed
-    dropped_brand = brand_rows.select(
-        "facet", "phrase", pl.col("variants").list.set_difference(pl.concat_list("phrase")).alias("aliases"),
-        pl.col("support").cast(pl.Int64), pl.lit(1, pl.Int64).alias("merged"),
-        pl.lit(None, pl.Float64).alias("searchable"), pl.lit(None, pl.Float64).alias("coherent"),
-        pl.lit(None, pl.Float64).alias("judge_score"), pl.lit("drop").alias("decision"),
-        pl.format("brand: \"{}\" is a brand name in the catalog's titles, not a {}", "phrase", "facet").alias("reason"),
-    )
-    dropped_rare = too_rare.select(
-        "facet", "phrase", pl.col("variants").list.set_difference(pl.concat_list("phrase")).alias("aliases"),
-        pl.col("support").cast(pl.Int64), pl.lit(1, pl.Int64).alias("merged"),
-        pl.lit(None, pl.Float64).alias("searchable"), pl.lit(None, pl.Float64).alias("coherent"),
-        pl.lit(None, pl.Float64).alias("judge_score"), pl.lit("drop").alias("decision"),
-        pl.format("frequency: support {} below minimum {} (or past the facet's top {})",
-                  "support", pl.lit(config.min_support), pl.lit(config.max_phrases_per_facet)).alias("reason"),
-    )
+    dropped_brand = _dropped_candidates(brand_rows, pl.format(
+        "brand: \"{}\" is a brand name in the catalog's titles, not a {}", "phrase", "facet"))
+    dropped_rare = _dropped_candidates(too_rare, pl.format(
+        "frequency: support {} below minimum {} (or past the facet's top {})",
+        "support", pl.lit(config.min_support), pl.lit(config.max_phrases_per_facet)))
     misplaced = misplaced.with_columns(
         pl.lit(None, pl.Float64).alias("searchable"), pl.lit(None, pl.Float64).alias("coherent"),
         pl.lit(None, pl.Float64).alias("judge_score"), pl.lit("drop").alias("decision"),
