@@ -94,6 +94,14 @@ class Paths:
     def fashion_catalog_dir(self) -> Path:
         return self.shared_data_dir / "fashion-product-images"
 
+    def partition_path(self, asset: str, partition: str) -> Path:
+        """Where the warehouse keeps one partition of an asset (what the IO manager reads and writes)."""
+        return self.warehouse_dir / asset / f"{partition}.parquet"
+
+    def staging_path(self, asset: str, partition: str) -> Path:
+        """Where an engine writes a partition before it is swapped in (same file system as the warehouse)."""
+        return self.warehouse_dir / ".staging" / asset / partition
+
     @property
     def shared_search_log(self) -> Path:
         """The demo's per-search log (user_id, query, searched_at), split into week files by make-drops."""

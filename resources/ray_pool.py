@@ -7,6 +7,8 @@ that does not exist waits forever. So stages ask the pool, never Ray directly.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -14,12 +16,47 @@ from dagster_ray import LocalRay
 from pydantic import Field
 
 
-def arrow_dataset(table: pa.Table, batch_size: int, max_blocks: int = 64):
-    """A Ray dataset over ``table``, repartitioned: ``from_arrow`` yields one block, which would
-    leave every stage with a single task."""
+def keep_row_order() -> None:
+    """Ray Data may hand blocks on in any order; the jobs that write partitions keep input order, so
+    the files they write (named by task) hold the rows in input order and re-runs write the same
+    files. A block Ray retries after a worker died may land elsewhere: readers never rely on row order."""
     import ray
 
-    return ray.data.from_arrow(table).repartition(max(1, min(table.num_rows // batch_size, max_blocks)))
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+
+
+def arrow_dataset(table: pa.Table, batch_size: int, max_blocks: int = 64):
+    """A Ray dataset over ``table`` in up to ``max_blocks`` blocks (one block would leave every stage
+    with a single task), sliced here rather than repartitioned by Ray: no shuffle stage to wait for."""
+    import ray
+
+    keep_row_order()
+    blocks = max(1, min(table.num_rows // max(batch_size, 1), max_blocks))
+    rows = -(-table.num_rows // blocks) if table.num_rows else 0
+    return ray.data.from_arrow([table.slice(i * rows, rows) for i in range(blocks)] if rows else [table])
+
+
+def write_ordered(dataset, staging: Path, schema: pa.Schema, rows_per_file: int = 8192) -> int:
+    """Run ``dataset`` and write it as ``staging/part-NNNNNN.parquet`` in row order (the engine writes,
+    nothing passes through this process); returns the rows written. ``staging`` is replaced; an
+    empty result still gets one file with the schema."""
+    import pyarrow.parquet as pq
+    from ray.data import SaveMode
+    from ray.data.datasource import FilenameProvider
+
+    class OrderedParts(FilenameProvider):
+        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+            return f"part-{task_index:06d}.parquet"
+
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    dataset.write_parquet(str(staging), filename_provider=OrderedParts(), min_rows_per_file=rows_per_file,
+                          mode=SaveMode.OVERWRITE)
+    files = sorted(staging.glob("*.parquet"))
+    if not files:
+        staging.mkdir(parents=True, exist_ok=True)
+        pq.write_table(schema.empty_table(), staging / "part-000000.parquet")
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
 def collect_sorted(dataset, schema: pa.Schema, key: str) -> pa.Table:

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import InputContext
+import pyarrow.parquet as pq
+from dagster import InputContext, MetadataValue, OutputContext
 from dagster_polars import PolarsParquetIOManager
 
 
 PARTITION_DICT = "partition_dict"
+
+
+@dataclass(frozen=True)
+class StagedParquet:
+    """A partition an engine (Ray, Spark) has written as a directory of Parquet files, rows in order of
+    the file names. The asset returns this instead of a table, so the rows never pass through the
+    Dagster process; the IO manager swaps the directory in whole. Readers scan it lazily."""
+
+    path: Path
+
+    def rows(self) -> int:
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(self.path.glob("*.parquet")))
 
 
 class WarehouseIOManager(PolarsParquetIOManager):
@@ -16,6 +31,21 @@ class WarehouseIOManager(PolarsParquetIOManager):
     drop, every release) always gets ``{partition: frame}``, empty when none exists yet. Dagster
     unwraps the value when exactly one partition exists (and gives None for none), which would hand
     a one-drop catalog a different type than a four-drop one."""
+
+    def handle_output(self, context: OutputContext, obj) -> None:
+        if not isinstance(obj, StagedParquet):
+            return super().handle_output(context, obj)
+        if not any(obj.path.glob("*.parquet")):
+            raise ValueError(f"{obj.path} holds no Parquet file: the engine wrote nothing")
+        paths = self._get_paths_for_partitions(context) if context.has_asset_partitions else {"": self._get_path(context)}
+        if len(paths) != 1:
+            raise ValueError(f"a staged Parquet directory is one partition, not {len(paths)}")
+        target = Path(str(next(iter(paths.values()))))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_file():  # a table written whole before the engine wrote this asset
+            target.unlink()
+        replace_directory(obj.path, target)
+        context.add_output_metadata({"path": MetadataValue.path(str(target))})
 
     def load_input(self, context: InputContext):
         if not context.definition_metadata.get(PARTITION_DICT):
@@ -36,8 +66,6 @@ def parquet_io_manager(warehouse_dir: Path) -> WarehouseIOManager:
 def replace_directory(staging: Path, target: Path) -> None:
     """Swap a fully written ``staging`` directory in for ``target``: readers see the old or the new
     directory, never a half-written one (two renames; the old copy is removed afterwards)."""
-    import shutil
-
     old = target.with_name(target.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
