@@ -140,14 +140,17 @@ def test_ray_embeddings_match_in_process(trained, catalog, tmp_path: Path) -> No
     try:
         from ray.data import ActorPoolStrategy
 
-        table = pl.from_arrow(embed_products_with_ray(
-            products.select("product_id", "title", "image_path", "is_blank").to_arrow(),
-            EncoderSpec(checkpoint=str(tmp_path / "ck.pt")), cache_dir, version,
+        staged = embed_products_with_ray(
+            products.select("product_id", "title", "image_path", "is_blank").to_arrow().take(list(range(39, -1, -1))),
+            EncoderSpec(checkpoint=str(tmp_path / "ck.pt")), cache_dir, version, "r001",
             open_clip.get_model_preprocess_cfg(encoder.model),
-            {"num_cpus": 0.5, "compute": ActorPoolStrategy(size=1)}, batch_size=16))
+            {"num_cpus": 0.5, "compute": ActorPoolStrategy(size=1)}, tmp_path / "staging", batch_size=8)
     finally:
         ray.shutdown()
-    assert table["product_id"].to_list() == products["product_id"].to_list()
+    assert len(list(staged.path.glob("*.parquet"))) >= 1 and staged.rows() == 40
+    table = pl.read_parquet(staged.path)
+    assert table["product_id"].to_list() == products["product_id"].to_list(), "Ray wrote the rows in product order"
+    assert set(table["release"]) == {"r001"}
     assert table["image_used"].to_list() == [False] + [True] * 39, "a blank image falls back to the title"
     assert set(table["model_version"]) == {version}
     expected = encode_products(encoder, products)["fused"]

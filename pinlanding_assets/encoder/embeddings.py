@@ -17,60 +17,50 @@ import pyarrow as pa
 import torch
 
 from pinlanding_assets.encoder.model import EMBED_DIM, DualEncoder, EncoderSpec
+from pinlanding_assets.encoder.pixels import preprocess_for_encoder
+from resources.storage import StagedParquet
+
 
 VECTOR = pa.list_(pa.float32(), EMBED_DIM)
 PRODUCT_SCHEMA = pa.schema([
     ("product_id", pa.string()), ("embedding", VECTOR), ("image_embedding", VECTOR), ("text_embedding", VECTOR),
-    ("image_used", pa.bool_()), ("model_version", pa.string()),
+    ("image_used", pa.bool_()), ("model_version", pa.string()), ("release", pa.string()),
 ])
 PHRASE_SCHEMA = pa.schema([("attribute_id", pa.string()), ("embedding", VECTOR), ("model_version", pa.string())])
 
 
-def preprocess_for_encoder(batch: pa.Table, preprocess_cfg: dict[str, Any]) -> pa.Table:
-    """CPU stage: open_clip's evaluation transform; unreadable or blank images become a null."""
-    from open_clip.transform import PreprocessCfg, image_transform_v2
-    from PIL import Image
+def encode_batch(encoder: DualEncoder, pixels: torch.Tensor, has_image: torch.Tensor,
+                 titles: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(fused, image-only, title-only) unit vectors of one batch: the one embedding path of the Ray
+    stage and the in-process evaluation."""
+    with torch.no_grad():
+        image = encoder.image_head(encoder.image_trunk_features(pixels))
+        text = encoder.text_head(encoder.text_trunk_features(titles))
+        return encoder.fuse(image, text, has_image), image, text
 
-    transform = image_transform_v2(PreprocessCfg(**preprocess_cfg), is_train=False)
-    blank = batch.column("is_blank").to_pylist() if "is_blank" in batch.column_names else [False] * batch.num_rows
-    pixels = []
-    for path, is_blank in zip(batch.column("image_path").to_pylist(), blank):
-        try:
-            if is_blank:
-                raise ValueError("blank image")
-            with Image.open(path) as image:
-                pixels.append(transform(image.convert("RGB")).numpy().reshape(-1))
-        except Exception:
-            pixels.append(None)
-    return batch.append_column("pixels", pa.array(pixels, type=pa.list_(pa.float32())))
+
+def _vectors(matrix: np.ndarray) -> pa.Array:
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.astype(np.float32).reshape(-1)), EMBED_DIM)
 
 
 class ProductEncoder:
-    """Ray Data model stage: one dual encoder per actor."""
+    """Ray Data model stage: one dual encoder per actor, with as many torch threads as CPUs it holds."""
 
-    def __init__(self, spec_json: str, cache_dir: str, version: str, threads: int = 1) -> None:
+    def __init__(self, spec_json: str, cache_dir: str, version: str, release: str, threads: int = 1) -> None:
         torch.set_num_threads(max(1, threads))
         self.encoder = DualEncoder(EncoderSpec(**json.loads(spec_json)), Path(cache_dir))
-        self.version = version
+        self.version, self.release = version, release
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        pixels = batch.column("pixels").to_pylist()
-        has_image = torch.tensor([p is not None for p in pixels])
-        stacked = torch.from_numpy(np.stack([
-            np.asarray(p, np.float32) if p is not None else np.zeros(3 * 224 * 224, np.float32) for p in pixels
-        ])).view(-1, 3, 224, 224)
-        with torch.no_grad():
-            image = self.encoder.image_head(self.encoder.image_trunk_features(stacked))
-            text = self.encoder.text_head(self.encoder.text_trunk_features(batch.column("title").to_pylist()))
-            fused = self.encoder.fuse(image, text, has_image)
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        has_image = torch.from_numpy(np.asarray(batch["has_image"], bool))
+        fused, image, text = encode_batch(self.encoder, torch.from_numpy(np.ascontiguousarray(batch["pixels"])),
+                                          has_image, [str(t) for t in batch["title"]])
         image = torch.where(has_image.unsqueeze(-1), image, torch.zeros_like(image))
-
-        def vectors(tensor: torch.Tensor) -> pa.Array:
-            return pa.FixedSizeListArray.from_arrays(pa.array(tensor.numpy().astype(np.float32).reshape(-1)), EMBED_DIM)
-
+        rows = len(batch["product_id"])
         return pa.Table.from_arrays([
-            batch.column("product_id"), vectors(fused), vectors(image), vectors(text),
-            pa.array(has_image.tolist()), pa.array([self.version] * batch.num_rows),
+            pa.array(list(batch["product_id"]), pa.string()), _vectors(fused.numpy()), _vectors(image.numpy()),
+            _vectors(text.numpy()), pa.array(has_image.numpy()), pa.array([self.version] * rows, pa.string()),
+            pa.array([self.release] * rows, pa.string()),
         ], schema=PRODUCT_SCHEMA)
 
 
@@ -90,22 +80,27 @@ class PhraseEncoder:
 
 
 def embed_products_with_ray(
-    products: pa.Table, spec: EncoderSpec, cache_dir: Path, version: str, preprocess_cfg: dict[str, Any],
-    stage_options: dict[str, Any], threads: int = 1, batch_size: int = 32,
-) -> pa.Table:
-    from resources.ray_pool import arrow_dataset, collect_sorted
+    products: pa.Table, spec: EncoderSpec, cache_dir: Path, version: str, release: str, preprocess_cfg: dict[str, Any],
+    stage_options: dict[str, Any], staging: Path, threads: int = 1, batch_size: int = 8, decode_cpus: float = 0.5,
+) -> StagedParquet:
+    """Products (sorted by id) -> CPU decode tasks (torch-free) -> encoder actors -> Parquet under ``staging``,
+    written by Ray in product order. A failed job raises and leaves whatever ``staging`` holds unused.
 
-    if products.num_rows == 0:
-        return PRODUCT_SCHEMA.empty_table()
+    Batches of 8: EfficientNet-Lite0 on CPU runs fastest per product at 8-16 images (larger batches
+    fall out of cache: 20 ms a product at 32, 35 at 64, 11 at 8 with 2 threads; benchmarks/embeddings.py)."""
+    from resources.ray_pool import arrow_dataset, write_ordered
+
     dataset = (
-        arrow_dataset(products, batch_size)
-        .map_batches(preprocess_for_encoder, fn_kwargs={"preprocess_cfg": preprocess_cfg}, batch_format="pyarrow",
-                     batch_size=batch_size, num_cpus=0.5)
+        arrow_dataset(products.sort_by("product_id"), batch_size)
+        .map_batches(preprocess_for_encoder, fn_kwargs={"preprocess_cfg": preprocess_cfg}, batch_format="numpy",
+                     batch_size=batch_size, num_cpus=decode_cpus)
         .map_batches(ProductEncoder, fn_constructor_kwargs={
-            "spec_json": spec.to_json(), "cache_dir": str(cache_dir), "version": version, "threads": threads},
-            batch_format="pyarrow", batch_size=batch_size, **stage_options)
+            "spec_json": spec.to_json(), "cache_dir": str(cache_dir), "version": version, "release": release,
+            "threads": threads},
+            batch_format="numpy", batch_size=batch_size, **stage_options)
     )
-    return collect_sorted(dataset, PRODUCT_SCHEMA, "product_id")
+    write_ordered(dataset, staging, PRODUCT_SCHEMA)
+    return StagedParquet(staging)
 
 
 def embed_phrases_with_ray(

@@ -95,6 +95,7 @@ def encode_products(encoder, products: pl.DataFrame, batch_size: int = 32) -> di
     """Fused, image-only and title-only vectors of ``products`` in this process (evaluation path)."""
     import torch
 
+    from pinlanding_assets.encoder.embeddings import encode_batch
     from pinlanding_assets.encoder.training import load_pixels
 
     parts: dict[str, list[np.ndarray]] = {"fused": [], "image_only": [], "title": []}
@@ -104,12 +105,10 @@ def encode_products(encoder, products: pl.DataFrame, batch_size: int = 32) -> di
         pixels, ok = load_pixels(chunk["image_path"].to_list(), encoder.preprocess)
         if blank is not None:
             ok &= ~torch.tensor(blank[start : start + batch_size])
-        with torch.no_grad():
-            image = encoder.image_head(encoder.image_trunk_features(pixels))
-            title = encoder.text_head(encoder.text_trunk_features(chunk["title"].to_list()))
-            parts["fused"].append(encoder.fuse(image, title, ok).numpy())
-            parts["image_only"].append(image.numpy())
-            parts["title"].append(title.numpy())
+        fused, image, title = encode_batch(encoder, pixels, ok, chunk["title"].to_list())
+        parts["fused"].append(fused.numpy())
+        parts["image_only"].append(image.numpy())
+        parts["title"].append(title.numpy())
     return {name: np.concatenate(chunks) if chunks else np.zeros((0, 256), np.float32) for name, chunks in parts.items()}
 
 
