@@ -27,7 +27,7 @@ from pinlanding_assets.releases import current_release, drops_due_for_labels, pu
 AC = dg.AutomationCondition
 DROP_ASSETS = dg.AssetSelection.assets(
     "catalog_products", "catalog_quarantine", "catalog_labels", "catalog_image_features", "raw_vlm_attributes",
-    "product_embeddings", "attribute_assignments")
+    "product_embeddings", "attribute_assignments", "assignment_quarantine")
 RELEASE_INPUTS = dg.AssetSelection.assets("model_release", "attribute_embeddings", "dual_encoder")
 
 

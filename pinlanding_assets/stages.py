@@ -26,7 +26,7 @@ STAGES = (
           ("curated_vocabulary", "dual_encoder", "attribute_embeddings", "attribute_embedding_rejections",
            "model_release"),
           "Per release: vocabulary, dual encoder, attribute embeddings, release record."),
-    Stage("scoring", "drop_scoring_job", "drops", ("product_embeddings", "attribute_assignments"),
+    Stage("scoring", "drop_scoring_job", "drops", ("product_embeddings", "attribute_assignments", "assignment_quarantine"),
           "Per drop, with the release in service: product embeddings and assignments."),
     Stage("demand", "search_demand_job", "weeks", ("query_intents", "search_log_quarantine", "demand_window"),
           "Per week of the search log: intents and the rolling demand window."),

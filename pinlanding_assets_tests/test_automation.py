@@ -33,7 +33,8 @@ from pinlanding_assets.settings import get_paths
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 PER_DROP = {"catalog_products", "catalog_quarantine", "catalog_labels", "catalog_image_features", "catalog_profile",
-            "raw_vlm_attributes", "raw_vlm_quarantine", "product_embeddings", "attribute_assignments"}
+            "raw_vlm_attributes", "raw_vlm_quarantine", "product_embeddings", "attribute_assignments",
+            "assignment_quarantine"}
 RELEASE = {"curated_vocabulary", "dual_encoder", "attribute_embeddings", "attribute_embedding_rejections",
            "model_release"}
 PUBLISH = {"demand_intents", "collections", "demand_gaps", "publish_exclusions", "collection_feeds", "search_baseline",

@@ -11,7 +11,12 @@ import polars as pl
 from pydantic import Field
 
 from pinlanding_assets.attributes.vocabulary import release_drops
-from pinlanding_assets.encoder.assignments import assign, calibrate_thresholds
+from pinlanding_assets.encoder.assignments import (
+    AttributeTable,
+    assign_with_ray,
+    calibrate_thresholds,
+    unscorable_products,
+)
 from pinlanding_assets.encoder.embeddings import (
     embed_phrases_with_ray,
     embed_products_with_ray,
@@ -40,8 +45,11 @@ from pinlanding_assets.partitions import (
 from pinlanding_assets.settings import get_paths, setting, setting_float, setting_int
 from resources.models import open_clip_cache
 from resources.ray_pool import RayPool
+from resources.storage import StagedParquet
 
 OWNERS = ["team:relevance"]
+ASSIGNMENT_BLOCK_ROWS = 4096
+ANCHOR_FACET = "category"  # exclusive: every scored product has exactly one, which is how they are counted
 MIN_FUSED_RECALL = setting_float("PINLANDING_MIN_FUSED_RECALL")
 MIN_IMAGE_RECALL = setting_float("PINLANDING_MIN_IMAGE_RECALL")
 
@@ -243,6 +251,23 @@ def release_in_service(model_release: dict[str, pl.DataFrame]) -> str:
     return max(model_release, key=release_order)
 
 
+def encoder_stage(ray_pool: RayPool) -> tuple[dict, int]:
+    """(model-stage options, torch threads per actor): on CPUs, ``max_model_actors`` actors sharing the
+    CPUs (2 single-threaded actors run the encoder 1.27x faster than one with 2 threads on 2 CPUs);
+    one actor per GPU otherwise."""
+    gpu = ray_pool.model_stage_options()
+    if "num_gpus" in gpu:
+        return gpu, 1
+    cpus = max(1, int(ray_pool.cpus_available() or 2))
+    actors = max(1, min(ray_pool.max_model_actors, cpus))
+    return ray_pool.model_stage_options(actors=actors), max(1, cpus // actors)
+
+
+def scoring_threads(ray_pool: RayPool, options: dict) -> int:
+    """Torch threads for the single scoring actor: every CPU (one beside a GPU)."""
+    return 1 if "num_gpus" in options else max(1, int(ray_pool.cpus_available() or 2))
+
+
 @dg.asset(
     ins={"catalog_products": dg.AssetIn(), "catalog_image_features": dg.AssetIn(), "model_release": all_releases_in(),
          "dual_encoder": all_releases_in()},
@@ -252,68 +277,100 @@ def release_in_service(model_release: dict[str, pl.DataFrame]) -> str:
 def product_embeddings(
     context: dg.AssetExecutionContext, ray_pool: RayPool, catalog_products: pl.DataFrame,
     catalog_image_features: pl.DataFrame, model_release: dict[str, pl.DataFrame], dual_encoder: dict[str, pl.DataFrame],
-) -> dg.Output[pl.DataFrame]:
-    """Every product of the drop embedded once with the release in service (Ray Data: CPU preprocessing
-    -> encoder actor pool)."""
+) -> dg.Output[StagedParquet]:
+    """Every product of the drop embedded once with the release in service (Ray Data: CPU decode tasks
+    -> encoder actor pool). Ray writes the vectors to the partition's Parquet directory itself; they
+    never pass through this process."""
     release = release_in_service(model_release)
     spec, version, preprocess_cfg = _spec(dual_encoder[release])
-    inputs = catalog_products.join(catalog_image_features.select("product_id", "is_blank"), on="product_id",
-                                   how="left").select("product_id", "title", "image_path", "is_blank")
-    options = ray_pool.model_stage_options()
-    threads = 1 if "num_gpus" in options else max(1, int(ray_pool.cpus_available() or 2) // 2)
-    context.log.info(f"embedding {inputs.height} products of {context.partition_key} with release {release}")
+    inputs = catalog_products.select("product_id", "title", "image_path").join(
+        catalog_image_features.select("product_id", "is_blank"), on="product_id", how="left")
+    options, threads = encoder_stage(ray_pool)
+    context.log.info(f"embedding {inputs.height} products of {context.partition_key} with release {release} "
+                     f"({options['compute']}, {threads} torch thread(s) per encoder actor)")
     started = time.perf_counter()
-    table = pl.from_arrow(embed_products_with_ray(inputs.to_arrow(), spec, open_clip_cache(), version,
-                                                  preprocess_cfg, options, threads=threads))
+    staged = embed_products_with_ray(inputs.to_arrow(), spec, open_clip_cache(), version, release, preprocess_cfg,
+                                     options, get_paths().staging_path("product_embeddings", context.partition_key),
+                                     threads=threads)
     seconds = time.perf_counter() - started
-    if table.height != catalog_products.height:
-        raise RuntimeError(f"{catalog_products.height - table.height} products left the embedding job without a row")
-    table = table.with_columns(pl.lit(release).alias("release"))
-    context.log.info(f"{table.height} products embedded in {seconds:.0f}s")
-    return dg.Output(table, metadata={
-        "dagster/row_count": table.height, "release": release, "model_version": version,
-        "text_only_fallbacks": int((~table["image_used"]).sum()),
-        "products_per_second": round(table.height / seconds, 2) if seconds else 0.0,
+    written = pl.scan_parquet(staged.path).select(
+        pl.len().alias("rows"), (~pl.col("image_used")).sum().alias("fallbacks")).collect().row(0, named=True)
+    if written["rows"] != catalog_products.height:
+        raise RuntimeError(f"{catalog_products.height - written['rows']} products left the embedding job without a row")
+    context.log.info(f"{written['rows']} products embedded in {seconds:.0f}s")
+    return dg.Output(staged, metadata={
+        "dagster/row_count": written["rows"], "release": release, "model_version": version,
+        "text_only_fallbacks": written["fallbacks"],
+        "products_per_second": round(written["rows"] / seconds, 2) if seconds else 0.0,
+        "seconds": round(seconds, 1), "torch_threads_per_actor": threads,
         "gpus": ray_pool.gpus_available(),
     })
 
 
-@dg.asset(
+@dg.multi_asset(
+    outs={
+        "attribute_assignments": dg.AssetOut(
+            description="Attributes per product with the release that embedded them: top-1 in exclusive facets, "
+                        "calibrated thresholds elsewhere, scores kept. Written block by block by Ray.",
+            kinds={"ray", "parquet"}, owners=OWNERS, automation_condition=ASSIGNING),
+        "assignment_quarantine": dg.AssetOut(
+            description="Products of the drop that could not be scored, with the reason.", kinds={"parquet"},
+            owners=OWNERS, automation_condition=ASSIGNING),
+    },
     ins={"product_embeddings": dg.AssetIn(), "attribute_embeddings": all_releases_in(),
          "dual_encoder": all_releases_in()},
-    partitions_def=catalog_drops, group_name="encoder", kinds={"numpy", "parquet"}, owners=OWNERS,
-    automation_condition=ASSIGNING,
+    partitions_def=catalog_drops, group_name="encoder",
 )
 def attribute_assignments(
-    context: dg.AssetExecutionContext, product_embeddings: pl.DataFrame, attribute_embeddings: dict[str, pl.DataFrame],
-    dual_encoder: dict[str, pl.DataFrame],
-) -> dg.Output[pl.DataFrame]:
-    """Attributes per product with the release that embedded them: top-1 in exclusive facets,
-    calibrated thresholds elsewhere, scores kept."""
-    [release] = set(product_embeddings["release"]) if "release" in product_embeddings.columns else {None}
-    if release not in dual_encoder or release not in attribute_embeddings:
-        raise RuntimeError(f"product embeddings of {context.partition_key} were made by release {release}, "
-                           "which is not materialized: re-materialize product_embeddings")
+    context: dg.AssetExecutionContext, ray_pool: RayPool, product_embeddings: pl.LazyFrame,
+    attribute_embeddings: dict[str, pl.DataFrame], dual_encoder: dict[str, pl.DataFrame],
+):
+    """Blocked scoring: each block of products is one GEMM against the release's attributes, assigned
+    and written by Ray; memory is bounded by the block, not the drop. Unusable vectors are quarantined."""
+    drop = context.partition_key
+    made = product_embeddings.select(pl.col("release").unique(), pl.col("model_version").unique()).collect()
+    releases = set(made["release"]) if made.height else {None}
+    if len(releases) != 1 or next(iter(releases)) not in dual_encoder or next(iter(releases)) not in attribute_embeddings:
+        raise RuntimeError(f"product embeddings of {drop} were made by release(s) {sorted(map(str, releases))}, "
+                           "which is not one materialized release: re-materialize product_embeddings")
+    [release] = releases
     encoder, phrases = dual_encoder[release], attribute_embeddings[release]
     version = encoder["version"][0]
-    for name, frame in (("product_embeddings", product_embeddings), ("attribute_embeddings", phrases)):
-        stale = set(frame["model_version"]) - {version}
-        if stale:
-            raise RuntimeError(f"{name} were made by model {sorted(stale)}, not release {release}'s {version}")
-    thresholds = json.loads(encoder["thresholds"][0])
-    products = np.asarray(product_embeddings["embedding"].to_list(), np.float32)
-    attributes = np.asarray(phrases["embedding"].to_list(), np.float32)
+    stale = (set(made["model_version"]) | set(phrases["model_version"])) - {version}
+    if stale:
+        raise RuntimeError(f"embeddings of {drop} were made by model {sorted(stale)}, not release {release}'s {version}")
+    if ANCHOR_FACET not in set(phrases["facet"]):
+        raise RuntimeError(f"release {release} has no {ANCHOR_FACET} attribute: products cannot be assigned a type")
+    table = AttributeTable.build(phrases["attribute_id"].to_list(), phrases["facet"].to_list(),
+                                 np.asarray(phrases["embedding"].to_list(), np.float32),
+                                 json.loads(encoder["thresholds"][0]))
+    quarantine = unscorable_products(product_embeddings, drop)
+    paths = get_paths()
+    options = ray_pool.model_stage_options(actors=1)
+    context.log.info(f"scoring {drop} against {len(table.ids)} attributes of release {release} in blocks of "
+                     f"{ASSIGNMENT_BLOCK_ROWS} products; {quarantine.height} unusable vector(s) quarantined")
     started = time.perf_counter()
-    table = assign(context.partition_key, product_embeddings["product_id"].to_list(), products @ attributes.T,
-                   phrases["attribute_id"].to_list(), phrases["facet"].to_list(), thresholds)
+    staged = assign_with_ray(paths.partition_path("product_embeddings", drop), table, drop, release, version,
+                             options, paths.staging_path("attribute_assignments", drop),
+                             block_rows=ASSIGNMENT_BLOCK_ROWS, threads=scoring_threads(ray_pool, options))
     seconds = time.perf_counter() - started
-    table = table.with_columns(pl.lit(release).alias("release"), pl.lit(version).alias("model_version"))
-    per_product = table.group_by("product_id").len()["len"]
-    return dg.Output(table, metadata={
-        "dagster/row_count": table.height, "release": release, "model_version": version,
-        "products": int(per_product.len()),
-        "mean_attributes_per_product": round(float(per_product.mean()), 2) if per_product.len() else 0.0,
-        "pairs_scored_per_second": round(products.shape[0] * attributes.shape[0] / seconds) if seconds else 0,
-        "score_histogram": histogram_markdown(table["score"], "scores of assigned attributes", "cosine similarity"),
-        "preview": table_preview(table, rows=15),
+    rows = pl.scan_parquet(staged.path)
+    summary = rows.select(pl.len().alias("rows"), ((pl.col("method") == "top1") & (pl.col("facet") == ANCHOR_FACET))
+                          .sum().alias("products")).collect(engine="streaming").row(0, named=True)
+    embedded = product_embeddings.select(pl.len()).collect().item()
+    if summary["products"] + quarantine.height != embedded:
+        raise RuntimeError(f"{embedded - summary['products'] - quarantine.height} products of {drop} were neither "
+                           "assigned nor quarantined")
+    count = summary["rows"]
+    scores = rows.select("score").gather_every(max(1, count // 100_000)).collect()["score"]
+    yield dg.Output(staged, output_name="attribute_assignments", metadata={
+        "dagster/row_count": count, "release": release, "model_version": version,
+        "products": summary["products"], "quarantined": quarantine.height,
+        "mean_attributes_per_product": round(count / summary["products"], 2) if summary["products"] else 0.0,
+        "block_rows": ASSIGNMENT_BLOCK_ROWS, "seconds": round(seconds, 1),
+        "pairs_scored_per_second": round(embedded * len(table.ids) / seconds) if seconds else 0,
+        "score_histogram": histogram_markdown(scores, "scores of assigned attributes", "cosine similarity"),
+        "preview": table_preview(rows.head(15).collect(), rows=15),
     })
+    yield dg.Output(quarantine, output_name="assignment_quarantine", metadata={
+        "dagster/row_count": quarantine.height, "preview": table_preview(quarantine)})

@@ -7,11 +7,18 @@ validation products' pairs (the F1-best cut; the global cut where an attribute h
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import polars as pl
+import pyarrow as pa
+
+from resources.storage import StagedParquet
 
 EXCLUSIVE_FACETS = {"category", "gender"}
 MIN_PAIRS_FOR_OWN_THRESHOLD = 3
+GEMM_ROWS_MULTIPLE = 16
 ASSIGNMENT_SCHEMA = {
     "drop": pl.Utf8, "product_id": pl.Utf8, "attribute_id": pl.Utf8, "facet": pl.Utf8, "score": pl.Float32,
     "method": pl.Utf8,
@@ -42,34 +49,149 @@ def calibrate_thresholds(scores: np.ndarray, positives: np.ndarray, attribute_id
     return thresholds
 
 
+@dataclass(frozen=True)
+class AttributeTable:
+    """The release's attribute vectors, ordered by (facet, attribute id) so each facet is one slice of
+    the score matrix, with their thresholds: what every block of products is scored against."""
+
+    ids: np.ndarray  # (m,) object
+    facets: np.ndarray  # (m,) object
+    vectors: np.ndarray  # (m, d) float32
+    cuts: np.ndarray  # (m,) float32, used outside exclusive facets
+    slices: tuple[tuple[str, int, int], ...]  # (facet, start, stop)
+
+    @classmethod
+    def build(cls, attribute_ids: list[str], facets: list[str], vectors: np.ndarray,
+              thresholds: dict[str, float]) -> "AttributeTable":
+        order = sorted(range(len(attribute_ids)), key=lambda j: (facets[j], attribute_ids[j]))
+        ids = np.asarray([attribute_ids[j] for j in order], dtype=object)
+        facet_array = np.asarray([facets[j] for j in order], dtype=object)
+        slices, start = [], 0
+        for facet in sorted(set(facets)):
+            stop = start + int((facet_array == facet).sum())
+            slices.append((facet, start, stop))
+            start = stop
+        return cls(ids, facet_array, np.ascontiguousarray(np.asarray(vectors, np.float32)[order]),
+                   np.asarray([thresholds.get(i, 1.0) for i in ids], np.float32), tuple(slices))
+
+
+def unusable_vectors(vectors: np.ndarray) -> list[str | None]:
+    """Per product vector, why it cannot be scored (non-finite values, all zeros), or None."""
+    finite = np.isfinite(vectors).all(axis=1)
+    zero = ~np.any(vectors != 0, axis=1)
+    return [None if ok and not empty else ("embedding has non-finite values" if not ok else "embedding is all zeros")
+            for ok, empty in zip(finite.tolist(), zero.tolist())]
+
+
+def assign_block(drop: str, product_ids: list[str], vectors: np.ndarray, table: AttributeTable) -> pl.DataFrame:
+    """One block of products (in id order) scored against every attribute (one GEMM) and assigned;
+    rows sorted as ``assign`` sorts them, so blocks written in order make the same table as one block."""
+    import torch
+
+    # BLAS may take another code path for a few rows than for many, and round differently: padding every
+    # block to a multiple of 16 rows gives each product the same scores whatever block it falls in.
+    padding = (-len(product_ids)) % GEMM_ROWS_MULTIPLE
+    padded = np.concatenate([np.asarray(vectors, np.float32), np.zeros((padding, vectors.shape[1]), np.float32)])
+    scores = (torch.from_numpy(padded) @ torch.from_numpy(table.vectors).T).numpy()[: len(product_ids)]
+    return _assigned(drop, np.asarray(product_ids, dtype=object), scores, table)
+
+
 def assign(
     drop: str, product_ids: list[str], scores: np.ndarray, attribute_ids: list[str], facets: list[str],
     thresholds: dict[str, float],
 ) -> pl.DataFrame:
-    """Vectorised over products: one argmax per exclusive facet, one comparison per other attribute."""
-    product_index, attribute_index, methods = [], [], []
-    facet_array = np.asarray(facets)
-    for facet in sorted(set(facets)):
-        columns = np.nonzero(facet_array == facet)[0]
+    """Attributes for products whose scores against ``attribute_ids`` are given (products x attributes)."""
+    order = sorted(range(len(attribute_ids)), key=lambda j: (facets[j], attribute_ids[j]))
+    table = AttributeTable.build(attribute_ids, facets, np.zeros((len(attribute_ids), 0), np.float32), thresholds)
+    return _assigned(drop, np.asarray(product_ids, dtype=object), np.asarray(scores)[:, order], table)
+
+
+def _assigned(drop: str, product_ids: np.ndarray, scores: np.ndarray, table: AttributeTable) -> pl.DataFrame:
+    """Vectorised over products: one argmax per exclusive facet, one comparison per other attribute;
+    ``scores`` columns in the table's order (ties in a top-1 go to the smaller attribute id)."""
+    rows_parts, cols_parts, methods = [], [], []
+    for facet, start, stop in table.slices:
+        block = scores[:, start:stop]
         if facet in EXCLUSIVE_FACETS:
-            # ties go to the smaller attribute id: columns are visited in id order
-            order = columns[np.argsort(np.asarray(attribute_ids)[columns], kind="stable")]
-            best = order[np.argmax(scores[:, order], axis=1)]
-            product_index.append(np.arange(len(product_ids)))
-            attribute_index.append(best)
-            methods += ["top1"] * len(product_ids)
+            rows_parts.append(np.arange(len(product_ids)))
+            cols_parts.append(start + np.argmax(block, axis=1))
+            methods.append(np.full(len(product_ids), "top1", dtype=object))
         else:
-            cut = np.array([thresholds.get(attribute_ids[c], 1.0) for c in columns], np.float32)
-            rows, cols = np.nonzero(scores[:, columns] >= cut)
-            product_index.append(rows)
-            attribute_index.append(columns[cols])
-            methods += ["threshold"] * len(rows)
-    rows = np.concatenate(product_index) if product_index else np.zeros(0, int)
-    cols = np.concatenate(attribute_index) if attribute_index else np.zeros(0, int)
-    ids, facet_names = np.asarray(attribute_ids, dtype=object), np.asarray(facets, dtype=object)
+            rows, cols = np.nonzero(block >= table.cuts[start:stop])
+            rows_parts.append(rows)
+            cols_parts.append(start + cols)
+            methods.append(np.full(len(rows), "threshold", dtype=object))
+    rows = np.concatenate(rows_parts) if rows_parts else np.zeros(0, int)
+    cols = np.concatenate(cols_parts) if cols_parts else np.zeros(0, int)
     frame = pl.DataFrame({
-        "drop": [drop] * len(rows), "product_id": np.asarray(product_ids, dtype=object)[rows].tolist(),
-        "attribute_id": ids[cols].tolist(), "facet": facet_names[cols].tolist(),
-        "score": scores[rows, cols].astype(np.float32), "method": methods,
+        "drop": np.full(len(rows), drop, dtype=object), "product_id": product_ids[rows],
+        "attribute_id": table.ids[cols], "facet": table.facets[cols],
+        "score": scores[rows, cols].astype(np.float32),
+        "method": np.concatenate(methods) if methods else np.zeros(0, object),
     }, schema=ASSIGNMENT_SCHEMA)
     return frame.sort(["product_id", "facet", "score", "attribute_id"], descending=[False, False, True, False])
+
+
+QUARANTINE_SCHEMA = {"drop": pl.Utf8, "product_id": pl.Utf8, "reason": pl.Utf8}
+
+
+def unscorable_products(embeddings: pl.LazyFrame, drop: str) -> pl.DataFrame:
+    """Products whose vector cannot be scored, with the reason (a streaming scan: bounded memory)."""
+    values = pl.col("embedding").cast(pl.List(pl.Float32))
+    checked = embeddings.select(
+        "product_id", values.list.eval(pl.element().is_finite()).list.all().alias("finite"),
+        values.list.eval(pl.element() != 0).list.any().alias("nonzero"),
+    ).filter(~pl.col("finite") | ~pl.col("nonzero")).collect(engine="streaming")
+    return checked.select(
+        pl.lit(drop).alias("drop"), "product_id",
+        pl.when(~pl.col("finite")).then(pl.lit("embedding has non-finite values"))
+        .otherwise(pl.lit("embedding is all zeros")).alias("reason"),
+    ).sort("product_id").cast(QUARANTINE_SCHEMA)
+
+
+class BlockScorer:
+    """Ray Data model stage: a block of product vectors -> its assignment rows (unusable vectors are
+    left out here; ``unscorable_products`` names them)."""
+
+    def __init__(self, table: AttributeTable, drop: str, release: str, version: str, threads: int = 1) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        self.table, self.drop, self.release, self.version = table, drop, release, version
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        ids = np.asarray(batch.column("product_id").to_pylist(), dtype=object)
+        width = self.table.vectors.shape[1]
+        vectors = batch.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+        usable = np.asarray([r is None for r in unusable_vectors(vectors)], bool)
+        frame = assign_block(self.drop, ids[usable].tolist(), vectors[usable], self.table)
+        return frame.with_columns(pl.lit(self.release).alias("release"), pl.lit(self.version).alias("model_version")
+                                  ).to_arrow().cast(ASSIGNMENT_ARROW_SCHEMA)
+
+
+ASSIGNMENT_ARROW_SCHEMA = pa.schema([
+    ("drop", pa.large_string()), ("product_id", pa.large_string()), ("attribute_id", pa.large_string()),
+    ("facet", pa.large_string()), ("score", pa.float32()), ("method", pa.large_string()),
+    ("release", pa.large_string()), ("model_version", pa.large_string()),
+])
+
+
+def assign_with_ray(embeddings: Path, table: AttributeTable, drop: str, release: str, version: str,
+                    stage_options: dict, staging: Path, block_rows: int = 4096, threads: int = 1) -> StagedParquet:
+    """Blocked scoring on Ray: the drop's embedding files are read by Ray in order, each block of
+    ``block_rows`` products is one GEMM against the attribute table, and Ray writes the rows in order
+    under ``staging``. Memory is bounded by the block; the result does not depend on its size."""
+    import ray
+
+    from resources.ray_pool import keep_row_order, write_ordered
+
+    keep_row_order()
+    files = [str(f) for f in sorted(embeddings.glob("*.parquet"))]
+    if not files:
+        raise FileNotFoundError(f"no embedding files under {embeddings}")
+    dataset = ray.data.read_parquet(files, columns=["product_id", "embedding"])
+    dataset = dataset.map_batches(BlockScorer, fn_constructor_kwargs={
+        "table": table, "drop": drop, "release": release, "version": version, "threads": threads},
+        batch_format="pyarrow", batch_size=block_rows, **stage_options)
+    write_ordered(dataset, staging, ASSIGNMENT_ARROW_SCHEMA, rows_per_file=16 * block_rows)
+    return StagedParquet(staging)
