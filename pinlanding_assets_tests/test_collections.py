@@ -25,6 +25,7 @@ from pinlanding_assets.collections.feeds import (
 )
 from pinlanding_assets.collections.titles import slug_for, template_title, title_problem, write_title
 from pinlanding_assets.collections.topics import (
+    ProductSets,
     Topic,
     TopicConfig,
     candidate_topics,
@@ -76,16 +77,42 @@ def spark():
     return spark_session()
 
 
+def _every_combination(assignments: pl.DataFrame, facets: dict[str, str], config: TopicConfig) -> dict:
+    """The reference: every anchored combination of every product, counted (what Apriori must equal)."""
+    from collections import Counter, defaultdict
+    from itertools import combinations
+
+    from pinlanding_assets.collections.topics import _order, _phrase
+
+    per_product = defaultdict(set)
+    for product_id, attribute_id in assignments.select("product_id", "attribute_id").iter_rows():
+        if attribute_id in facets:
+            per_product[product_id].add(attribute_id)
+    counts = Counter()
+    for attributes in per_product.values():
+        others = sorted(a for a in attributes if facets[a] != "category")
+        for anchor in (a for a in attributes if facets[a] == "category"):
+            for size in range(config.max_attributes):
+                for extra in combinations(others, size):
+                    if len({facets[a] for a in extra}) == size and len({_phrase(a) for a in (anchor, *extra)}) == size + 1:
+                        counts[_order((anchor, *extra), facets)] += 1
+    return {key: n for key, n in counts.items() if n >= config.min_products}
+
+
 def test_topics_follow_the_rules(assignments: pl.DataFrame, vocabulary: pl.DataFrame) -> None:
     facets = dict(zip(vocabulary["attribute_id"], vocabulary["facet"]))
     config = TopicConfig(min_products=10)
-    topics = candidate_topics(assignments, facets, set(), config)
+    sets = ProductSets(assignments)
+    topics = candidate_topics(sets, facets, set(), config)
     assert len(topics) > 50
+    assert topics == _every_combination(assignments, facets, config), "level-wise counting misses nothing"
+    assert candidate_topics(sets, facets, set(), config, chunk_products=1000) == topics, "whatever the chunk size"
     carriers = {a: set(g["product_id"]) for (a,), g in assignments.group_by(["attribute_id"])}
-    for key, products in topics.items():
+    for key, count in topics.items():
         named = [facets[a] for a in key]
         assert named.count("category") == 1 and len(set(named)) == len(named) <= 3
-        assert products == set.intersection(*(carriers[a] for a in key)) and len(products) >= 10
+        members = set(sets.ids(sets.members(key)))
+        assert members == set.intersection(*(carriers[a] for a in key)) and count == len(members) >= 10
 
 
 def test_over_assigned_attributes_are_not_used(assignments: pl.DataFrame, vocabulary: pl.DataFrame) -> None:
@@ -100,7 +127,7 @@ def test_a_phrase_is_never_named_twice_in_a_topic() -> None:
     facets = {"category:shirt": "category", "style:casual": "style", "occasion:casual": "occasion",
               "colour:blue": "colour"}
     assignments = pl.DataFrame([{"product_id": f"p{i}", "attribute_id": a} for i in range(3) for a in facets])
-    topics = candidate_topics(assignments, facets, set(), TopicConfig(min_products=2))
+    topics = candidate_topics(ProductSets(assignments), facets, set(), TopicConfig(min_products=2))
     named = {frozenset(t) for t in topics}
     assert {frozenset({"category:shirt", "colour:blue", "style:casual"}),
             frozenset({"category:shirt", "colour:blue", "occasion:casual"})} <= named
@@ -108,11 +135,36 @@ def test_a_phrase_is_never_named_twice_in_a_topic() -> None:
 
 
 def test_near_duplicates_merge_into_the_better_topic() -> None:
-    dresses = Topic(("category:dress",), frozenset(str(i) for i in range(100)), demand=10)
-    womens = Topic(("gender:women", "category:dress"), frozenset(str(i) for i in range(95)), demand=2)
-    black = Topic(("colour:black", "category:dress"), frozenset(str(i) for i in range(30)))
-    kept, merged = merge_near_duplicates([dresses, womens, black], TopicConfig())
+    carriers = {"category:dress": range(100), "gender:women": range(95), "colour:black": range(30)}
+    sets = ProductSets(pl.DataFrame([{"product_id": f"p{i:03d}", "attribute_id": a}
+                                     for a, products in carriers.items() for i in products]))
+    dresses = Topic(("category:dress",), 100, demand=10)
+    womens = Topic(("gender:women", "category:dress"), 95, demand=2)
+    black = Topic(("colour:black", "category:dress"), 30)
+    kept, merged = merge_near_duplicates([dresses, womens, black], TopicConfig(), sets)
     assert kept == [dresses, black] and dresses.merged == ("gender:women+category:dress",) and dresses.demand == 12
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9])
+def test_prefix_filtered_merge_equals_comparing_every_pair(assignments, vocabulary, intents, cut: float) -> None:
+    from pinlanding_assets.collections.topics import attach_demand, score_topics
+
+    facets = dict(zip(vocabulary["attribute_id"], vocabulary["facet"]))
+    sets = ProductSets(assignments)
+    candidates = candidate_topics(sets, facets, set(), TopicConfig(min_products=5))
+    config = TopicConfig(duplicate_jaccard=cut)
+    kept, merged = merge_near_duplicates(score_topics(attach_demand(candidates, intents)), config, sets)
+    members = {t: set(sets.members(t).tolist()) for t in candidates}
+    expected_kept, expected_merged = [], []
+    for topic in score_topics(attach_demand(candidates, intents)):
+        twin = next((k for k in expected_kept if len(members[k] & members[topic.attribute_ids])
+                     / len(members[k] | members[topic.attribute_ids]) >= cut), None)
+        if twin is None:
+            expected_kept.append(topic.attribute_ids)
+        else:
+            expected_merged.append((topic.attribute_ids, twin))
+    assert [t.attribute_ids for t in kept] == expected_kept
+    assert [(m.attribute_ids, twin.attribute_ids) for m, twin in merged] == expected_merged and expected_merged
 
 
 def test_titles_are_checked_before_use(chat) -> None:
@@ -155,8 +207,8 @@ def test_plan_collections_with_titles_and_gaps(assignments, vocabulary, intents,
 
 def _collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, count: int = 60) -> pl.DataFrame:
     facets = dict(zip(vocabulary["attribute_id"], vocabulary["facet"]))
-    topics = sorted(candidate_topics(assignments, facets, set(), TopicConfig(min_products=5)).items(),
-                    key=lambda kv: (-len(kv[1]), kv[0]))[:count]
+    topics = sorted(candidate_topics(ProductSets(assignments), facets, set(), TopicConfig(min_products=5)).items(),
+                    key=lambda kv: (-kv[1], kv[0]))[:count]
     return pl.DataFrame([{"collection_id": slug_for(list(key)), "title": " ".join(key), "anchor": key[-1].split(":")[1],
                           "attribute_ids": list(key)} for key, _ in topics])
 

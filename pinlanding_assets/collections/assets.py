@@ -31,7 +31,6 @@ from pinlanding_assets.releases import drop_states
 from pinlanding_assets.settings import get_paths, setting_float, setting_int
 from resources.model_backends import ModelBackends
 from resources.models import minilm_encoder, open_clip_cache
-from resources.spark import spark_table
 
 OWNERS = ["team:merchandising"]
 MIN_FEED_SIZE = setting_int("PINLANDING_MIN_FEED_SIZE")
@@ -82,13 +81,14 @@ class FeedsConfig(dg.Config):
     partitions_def=model_releases, group_name="collections",
 )
 def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, models: ModelBackends,
-                attribute_assignments: dict[str, pl.DataFrame], curated_vocabulary: pl.DataFrame,
+                attribute_assignments: dict[str, pl.LazyFrame], curated_vocabulary: pl.DataFrame,
                 demand_intents: pl.DataFrame, raw_vlm_attributes: dict[str, pl.DataFrame]):
     """Content-first topics: what the catalog can fill, ordered by what people search for. Titles of
     unchanged collections come from the title cache."""
     release = context.partition_key
     require_settled(release, drop_states(context.instance, release))
     assignments, excluded_drops = of_release(attribute_assignments, release, registered_drops(context))
+    assignments = assignments.select("drop", "product_id", "attribute_id").collect()
     if excluded_drops.height:
         context.log.warning(f"release {release} leaves out {excluded_drops.height} drop(s): "
                             + "; ".join(f"{d}: {r}" for d, r in excluded_drops.iter_rows()))
@@ -136,18 +136,20 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
     automation_condition=PUBLISH,
 )
 def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pyspark: PySparkResource,
-                     collections: pl.DataFrame, attribute_assignments: dict[str, pl.DataFrame]) -> dg.Output[pl.DataFrame]:
+                     collections: pl.DataFrame, attribute_assignments: dict[str, pl.LazyFrame]) -> dg.Output[pl.DataFrame]:
     """Ranked product feeds (Spark: rarest-attribute candidate join, never a cross join). The rows go to
     Parquet partitioned by anchor, one folder per release; this table says, per collection, whether it
     was published and why not."""
     spark = pyspark.spark_session
     release = context.partition_key
     settings = FeedConfig(min_feed_size=config.min_feed_size, max_feed_size=config.max_feed_size)
-    assignments, _ = of_release(attribute_assignments, release, registered_drops(context))
-    assignments = assignments.select("product_id", "attribute_id", "score")
+    _, excluded = of_release(attribute_assignments, release, registered_drops(context))
+    drops = sorted(set(attribute_assignments) - set(excluded["drop"]))
+    paths = [str(get_paths().partition_path("attribute_assignments", d)) for d in drops]
+    context.log.info(f"Spark reads the assignments of {len(drops)} drop(s) scored with {release}")
     started = time.perf_counter()
-    status = build_feeds(spark.createDataFrame(spark_table(assignments)), collections, settings,
-                         feed_rows_path(release), config.attribute_partitions)
+    status = build_feeds(spark.read.parquet(*paths).select("product_id", "attribute_id", "score"), collections,
+                         settings, feed_rows_path(release), config.attribute_partitions)
     seconds = time.perf_counter() - started
     published = status.filter(pl.col("status") == "published")
     context.log.info(f"{published.height} feeds published in {seconds:.0f}s")
@@ -195,7 +197,7 @@ def feed_sizes_within_bounds(context: dg.AssetCheckExecutionContext,
     automation_condition=PUBLISH,
 )
 def search_baseline(context: dg.AssetExecutionContext, demand_intents: pl.DataFrame,
-                    product_embeddings: dict[str, pl.DataFrame], dual_encoder: pl.DataFrame,
+                    product_embeddings: dict[str, pl.LazyFrame], dual_encoder: pl.DataFrame,
                     collection_feeds: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """The search-log way: as many collections as PinLanding published, taken from the top queries,
     each feed the products nearest to the query's embedding (same release's encoder and products)."""
@@ -204,7 +206,7 @@ def search_baseline(context: dg.AssetExecutionContext, demand_intents: pl.DataFr
     queries = baseline_queries(demand_intents, collection_feeds)
     settings = BaselineConfig(collections=queries.height, max_feed_size=MAX_FEED_SIZE)
     products, _ = of_release(product_embeddings, context.partition_key, registered_drops(context))
-    products = products.sort("product_id")
+    products = products.select("product_id", "embedding").sort("product_id").collect()
     floor = float(np.mean(list(json.loads(record["thresholds"]).values())))
     feeds = nearest_products(encoder.encode_phrases(queries["query"].to_list()),
                              np.asarray(products["embedding"].to_list(), np.float32), products["product_id"].to_list(),

@@ -27,16 +27,24 @@ def require_settled(release: str, states) -> None:
                                 "(`pinlanding run --from-stage scoring`); the published site stays as it is.")
 
 
-def of_release(frames: dict[str, pl.DataFrame], release: str, drops: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _releases(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
+    if "release" not in frame.collect_schema().names():
+        return []
+    found = frame.select(pl.col("release").unique())
+    return sorted(str(r) for r in (found.collect() if isinstance(found, pl.LazyFrame) else found)["release"])
+
+
+def of_release(frames: dict, release: str, drops: list[str]):
     """(the rows of every drop made with ``release``, the drops left out and why). ``drops`` are the
-    registered drops; a frame without a ``release`` column predates releases and never qualifies."""
+    registered drops; a frame without a ``release`` column predates releases and never qualifies.
+    Lazy frames (per-product tables too big to load) stay lazy."""
     kept, left_out = [], []
     for drop in sorted(set(drops) | set(frames)):
         frame = frames.get(drop)
         if frame is None:
             left_out.append({"drop": drop, "reason": "no assignments: its intake or scoring failed or has not run"})
             continue
-        made_by = sorted(set(frame["release"])) if "release" in frame.columns else []
+        made_by = _releases(frame)
         if made_by == [release]:
             kept.append(frame)
         else:

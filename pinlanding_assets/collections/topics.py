@@ -15,8 +15,8 @@ import hashlib
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from itertools import combinations
 
+import numpy as np
 import polars as pl
 
 from pinlanding_assets.collections.titles import slug_for, write_title
@@ -36,7 +36,7 @@ class TopicConfig:
 @dataclass
 class Topic:
     attribute_ids: tuple[str, ...]
-    products: frozenset[str]
+    size: int
     demand: int = 0
     exact_demand: int = 0
     intents: tuple[str, ...] = ()
@@ -69,28 +69,81 @@ def _order(attribute_ids, facets: dict[str, str]) -> tuple[str, ...]:
     return tuple(sorted(attribute_ids, key=lambda a: (FACET_ORDER.index(facets[a]), a)))
 
 
-def candidate_topics(assignments: pl.DataFrame, facets: dict[str, str], excluded: set[str],
-                     config: TopicConfig) -> dict[tuple[str, ...], set[str]]:
-    """Topic -> products carrying all its attributes, for topics with an anchor and enough products."""
-    per_product: dict[str, list[str]] = defaultdict(list)
-    for product_id, attribute_id in assignments.select("product_id", "attribute_id").iter_rows():
-        if attribute_id not in excluded and attribute_id in facets:
-            per_product[product_id].append(attribute_id)
-    topics: dict[tuple[str, ...], set[str]] = defaultdict(set)
-    for product_id, attributes in per_product.items():
-        attributes = sorted(set(attributes))
-        anchors = [a for a in attributes if facets[a] in config.anchor_facets]
-        for anchor in anchors:
-            others = [a for a in attributes if facets[a] not in config.anchor_facets]
-            for size in range(0, config.max_attributes):
-                for extra in combinations(others, size):
-                    # one attribute per facet, and no phrase twice ("casual" style + "casual" occasion)
-                    if len({facets[a] for a in extra}) == size and len({_phrase(a) for a in (anchor, *extra)}) == size + 1:
-                        topics[_order((anchor, *extra), facets)].add(product_id)
-    return {key: products for key, products in topics.items() if len(products) >= config.min_products}
+class ProductSets:
+    """Which products carry each attribute, as sorted arrays of product indices (products in id order):
+    a topic's products are the intersection of its attributes' arrays, computed when asked for."""
+
+    def __init__(self, assignments: pl.DataFrame | pl.LazyFrame) -> None:
+        pairs = assignments.lazy().select("product_id", "attribute_id").unique().with_columns(
+            pl.col("product_id").rank("dense").cast(pl.Int32).sub(1).alias("index")).collect()
+        self.product_ids = pairs.select("product_id", "index").unique().sort("index")["product_id"].to_list()
+        grouped = pairs.group_by("attribute_id").agg(pl.col("index").sort())
+        self._carriers = {a: np.asarray(i, np.int32) for a, i in zip(grouped["attribute_id"], grouped["index"])}
+        self.pairs = pairs.select("index", "attribute_id")
+
+    def carriers(self, attribute_id: str) -> np.ndarray:
+        return self._carriers.get(attribute_id, np.zeros(0, np.int32))
+
+    def members(self, attribute_ids) -> np.ndarray:
+        """Sorted indices of the products carrying every attribute (smallest array first)."""
+        arrays = sorted((self.carriers(a) for a in attribute_ids), key=len)
+        if not arrays:
+            return np.zeros(0, np.int32)
+        result = arrays[0]
+        for other in arrays[1:]:
+            if not len(result):
+                break
+            found = np.searchsorted(other, result)
+            result = result[(found < len(other)) & (other[np.minimum(found, len(other) - 1)] == result)]
+        return result
+
+    def ids(self, indices: np.ndarray) -> list[str]:
+        return [self.product_ids[i] for i in indices.tolist()]
 
 
-def attach_demand(topics: dict[tuple[str, ...], set[str]], intents: pl.DataFrame) -> list[Topic]:
+def candidate_topics(sets: ProductSets, facets: dict[str, str], excluded: set[str],
+                     config: TopicConfig, chunk_products: int = 200_000) -> dict[tuple[str, ...], int]:
+    """Topic -> number of products carrying all its attributes, for topics with an anchor, one attribute
+    per facet, no phrase twice and at least ``min_products`` products.
+
+    Counted level by level (Apriori): a combination is only counted when each of its smaller parts
+    has the support, and products are processed in chunks, so the combinations of every product are
+    never all in memory at once."""
+    if not 1 <= config.max_attributes <= 3:
+        raise ValueError(f"topics have 1 to 3 attributes, not {config.max_attributes}")
+    known = pl.DataFrame({"attribute_id": list(facets), "facet": list(facets.values())}).filter(
+        ~pl.col("attribute_id").is_in(sorted(excluded))).with_columns(
+        pl.col("attribute_id").str.split_exact(":", 1).struct.field("field_1").alias("phrase"),
+        pl.col("facet").is_in(list(config.anchor_facets)).alias("anchor"))
+    supported = sets.pairs.join(known, on="attribute_id").filter(
+        pl.len().over("attribute_id") >= config.min_products)
+    anchors = supported.filter(pl.col("anchor")).select("index", pl.col("attribute_id").alias("a0"),
+                                                         pl.col("phrase").alias("p0"))
+    others = supported.filter(~pl.col("anchor")).select("index", "attribute_id", "facet", "phrase")
+    counts: dict[tuple[str, ...], int] = {}
+    singles = anchors.group_by("a0").len().filter(pl.col("len") >= config.min_products)
+    counts.update({(a,): n for a, n in singles.iter_rows()})
+    if config.max_attributes >= 2 and others.height:
+        pairs = anchors.join(others.rename({"attribute_id": "a1", "facet": "f1", "phrase": "p1"}), on="index").filter(
+            pl.col("p0") != pl.col("p1"))
+        frequent = pairs.group_by("a0", "a1").len().filter(pl.col("len") >= config.min_products)
+        counts.update({(a0, a1): n for a0, a1, n in frequent.iter_rows()})
+        if config.max_attributes == 3 and frequent.height:
+            kept = pairs.join(frequent.select("a0", "a1"), on=["a0", "a1"]).select("index", "a0", "a1", "f1", "p1")
+            partial = []
+            for start in range(0, len(sets.product_ids), chunk_products):
+                chunk = kept.filter(pl.col("index").is_between(start, start + chunk_products - 1))
+                triples = chunk.join(chunk.select("index", "a0", pl.col("a1").alias("a2"), pl.col("f1").alias("f2"),
+                                                  pl.col("p1").alias("p2")), on=["index", "a0"]).filter(
+                    (pl.col("f1") < pl.col("f2")) & (pl.col("p1") != pl.col("p2")))
+                partial.append(triples.group_by("a0", "a1", "a2").len())
+            triples = pl.concat(partial).group_by("a0", "a1", "a2").agg(pl.col("len").sum()).filter(
+                pl.col("len") >= config.min_products)
+            counts.update({(a0, a1, a2): n for a0, a1, a2, n in triples.iter_rows()})
+    return {_order(key, facets): n for key, n in counts.items()}
+
+
+def attach_demand(topics: dict[tuple[str, ...], int], intents: pl.DataFrame) -> list[Topic]:
     """Demand = intents whose slots are exactly the topic's attributes (extra words allowed)."""
     by_set: dict[frozenset[str], list[tuple[str, int, bool]]] = defaultdict(list)
     for row in intents.filter(pl.col("parsed")).iter_rows(named=True):
@@ -99,7 +152,7 @@ def attach_demand(topics: dict[tuple[str, ...], set[str]], intents: pl.DataFrame
     for key in sorted(topics):
         matches = sorted(by_set.get(frozenset(key), []), key=lambda m: (-m[1], m[0]))
         result.append(Topic(
-            attribute_ids=key, products=frozenset(topics[key]),
+            attribute_ids=key, size=topics[key],
             demand=sum(m[1] for m in matches), exact_demand=sum(m[1] for m in matches if m[2]),
             intents=tuple(m[0] for m in matches[:5]),
         ))
@@ -108,27 +161,59 @@ def attach_demand(topics: dict[tuple[str, ...], set[str]], intents: pl.DataFrame
 
 def score_topics(topics: list[Topic]) -> list[Topic]:
     """Demand first (log scale), content support as the tie-breaker in [0, 1]; sorted best first."""
-    largest = max((len(t.products) for t in topics), default=1)
+    largest = max((t.size for t in topics), default=1)
     for topic in topics:
-        topic.score = round(math.log1p(topic.demand) + math.log1p(len(topic.products)) / math.log1p(largest), 6)
+        topic.score = round(math.log1p(topic.demand) + math.log1p(topic.size) / math.log1p(largest), 6)
     return sorted(topics, key=lambda t: (-t.score, len(t.attribute_ids), t.attribute_ids))
 
 
-def merge_near_duplicates(ranked: list[Topic], config: TopicConfig) -> tuple[list[Topic], list[tuple[Topic, Topic]]]:
-    """Walk best-first; a topic whose products overlap a kept one by Jaccard >= cut merges into it."""
+def merge_near_duplicates(ranked: list[Topic], config: TopicConfig,
+                          sets: ProductSets) -> tuple[list[Topic], list[tuple[Topic, Topic]]]:
+    """Walk best-first; a topic whose products overlap a kept one by Jaccard >= cut merges into the
+    first such kept topic.
+
+    Exact, without comparing every pair. Two sets with Jaccard >= t have sizes within a factor t of
+    each other (kept topics are indexed by size band: only neighbouring bands are probed) and share a
+    product among the first floor((1 - t) * size) + 1 of each (prefix filtering: each band indexes
+    its topics by those prefixes)."""
+    cut = config.duplicate_jaccard
+    if not 0 < cut <= 1:
+        raise ValueError(f"duplicate_jaccard must be in (0, 1], not {cut}")
     kept: list[Topic] = []
+    members: list[np.ndarray] = []
+    bands: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     merged: list[tuple[Topic, Topic]] = []
+    step = math.log(1 / cut) if cut < 1 else None
+
+    def band(size: int) -> int:
+        return int(math.log(max(size, 1)) / step) if step else size
+
     for topic in ranked:
-        twin = next((k for k in kept
-                     if len(k.products & topic.products) / len(k.products | topic.products) >= config.duplicate_jaccard),
-                    None)
+        products = sets.members(topic.attribute_ids)
+        size = len(products)
+        prefix = products[: int((1 - cut) * size) + 1].tolist()
+        near = (band(size) - 1, band(size), band(size) + 1) if step else (size,)
+        seen = sorted({position for b in near if b in bands for p in prefix for position in bands[b].get(p, ())})
+        twin = None
+        for position in seen:
+            other = members[position]
+            if not cut * size <= len(other) <= size / cut:
+                continue
+            shared = len(np.intersect1d(products, other, assume_unique=True))
+            if shared / (size + len(other) - shared) >= cut:
+                twin = kept[position]
+                break
         if twin is not None:
             twin.merged = (*twin.merged, "+".join(topic.attribute_ids))
             twin.demand += topic.demand
             twin.exact_demand += topic.exact_demand
             merged.append((topic, twin))
             continue
+        index = bands[band(size)]
+        for p in prefix:
+            index[p].append(len(kept))
         kept.append(topic)
+        members.append(products)
     return kept, merged
 
 
@@ -152,7 +237,7 @@ class CollectionPlan:
 
 
 def _gap_reason(row: dict, facets: dict[str, str], published: dict[frozenset, str],
-                merged_into: dict[frozenset, str], carriers: dict[str, set[str]], config: TopicConfig) -> str | None:
+                merged_into: dict[frozenset, str], sets: ProductSets, config: TopicConfig) -> str | None:
     attributes = frozenset(row["attribute_ids"])
     if not attributes:
         return "no vocabulary attribute in the query"
@@ -169,9 +254,9 @@ def _gap_reason(row: dict, facets: dict[str, str], published: dict[frozenset, st
         return "no product type in the query"
     if len(attributes) > config.max_attributes:
         return f"more than {config.max_attributes} attributes"
-    support = set.intersection(*(carriers.get(a, set()) for a in attributes))
-    if len(support) < config.min_products:
-        return f"only {len(support)} products carry it (minimum {config.min_products})"
+    support = len(sets.members(attributes))
+    if support < config.min_products:
+        return f"only {support} products carry it (minimum {config.min_products})"
     return f"ranked below the top {config.max_collections} topics"
 
 
@@ -182,9 +267,10 @@ def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intent
     facets = dict(zip(kept["attribute_id"], kept["facet"]))
     phrases = dict(zip(kept["attribute_id"], kept["phrase"]))
     excluded = over_assigned(assignments, kept, sampled_products, config.max_over_assignment)
-    candidates = candidate_topics(assignments, facets, set(excluded), config)
+    sets = ProductSets(assignments)
+    candidates = candidate_topics(sets, facets, set(excluded), config)
     ranked = score_topics(attach_demand(candidates, intents))
-    chosen, merged = merge_near_duplicates(ranked, config)
+    chosen, merged = merge_near_duplicates(ranked, config, sets)
     chosen = chosen[: config.max_collections]
     rows, slugs = [], set()
     for rank, topic in enumerate(chosen, 1):
@@ -197,23 +283,20 @@ def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intent
         anchor = next(p for f, p in attributes if f in config.anchor_facets)
         rows.append({
             "collection_id": slug, "rank": rank, "title": title, "title_source": source, "title_reason": reason,
-            "description": f"{len(topic.products)} products matching {', '.join(p for _, p in attributes)}, "
+            "description": f"{topic.size} products matching {', '.join(p for _, p in attributes)}, "
                            "ranked by how closely each one matches.",
             "anchor": slug_for([anchor]), "attribute_ids": list(topic.attribute_ids),
             "facets": [f for f, _ in attributes], "phrases": [p for _, p in attributes],
-            "products": len(topic.products), "demand": topic.demand, "exact_demand": topic.exact_demand,
+            "products": topic.size, "demand": topic.demand, "exact_demand": topic.exact_demand,
             "intents": list(topic.intents), "score": topic.score, "merged_topics": list(topic.merged),
         })
     collections = pl.DataFrame(rows, schema=COLLECTION_SCHEMA)
     published = {frozenset(r["attribute_ids"]): r["collection_id"] for r in rows}
     merged_into = {frozenset(m.attribute_ids): published[frozenset(twin.attribute_ids)]
                    for m, twin in merged if frozenset(twin.attribute_ids) in published}
-    carriers: dict[str, set[str]] = defaultdict(set)
-    for product_id, attribute_id in assignments.select("product_id", "attribute_id").iter_rows():
-        carriers[attribute_id].add(product_id)
     gaps = []
     for row in intents.filter(pl.col("is_group_leader")).iter_rows(named=True):
-        reason = _gap_reason(row, facets, published, merged_into, carriers, config)
+        reason = _gap_reason(row, facets, published, merged_into, sets, config)
         if reason:
             gaps.append({"intent": row["intent"], "demand": row["group_demand"], "bucket": row["bucket"],
                          "attribute_ids": row["attribute_ids"], "remainder": row["remainder"], "reason": reason})
