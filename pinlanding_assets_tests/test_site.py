@@ -12,7 +12,7 @@ import pytest
 
 from pinlanding_assets.cli import make_server
 from pinlanding_assets.site.pages import SiteConfig, SiteError, build_site, page_path, safe_path
-from pinlanding_assets.site.thumbnails import make_thumbnail
+from pinlanding_assets.site.thumbnails import make_thumbnails
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -54,7 +54,7 @@ def site_inputs(fashion_rows: list[dict[str, str]], fashion_dir: Path) -> tuple[
 @pytest.fixture(scope="module")
 def site(site_inputs, tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site") / "site"
-    summary = build_site(*site_inputs, target, SiteConfig(base_url="https://shop.example/"), make_thumbnail)
+    summary = build_site(*site_inputs, target, SiteConfig(base_url="https://shop.example/"), make_thumbnails)
     assert summary.collection_pages == 3 and summary.pages == 4 and summary.thumbnails == 40
     return target
 
@@ -91,7 +91,7 @@ def test_unsafe_slugs_are_refused(slug: str, tmp_path: Path) -> None:
 
 def test_rebuilding_gives_the_same_site(site: Path, site_inputs, tmp_path: Path) -> None:
     again = tmp_path / "again"
-    build_site(*site_inputs, again, SiteConfig(base_url="https://shop.example/"), make_thumbnail)
+    build_site(*site_inputs, again, SiteConfig(base_url="https://shop.example/"), make_thumbnails)
     files = sorted(p.relative_to(site) for p in site.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     assert all((site / f).read_bytes() == (again / f).read_bytes() for f in files)

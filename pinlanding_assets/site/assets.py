@@ -14,7 +14,8 @@ from pinlanding_assets.automation import PUBLISH
 from pinlanding_assets.partitions import all_drops_in, concat_partitions, model_releases
 from pinlanding_assets.settings import get_paths, setting
 from pinlanding_assets.site.pages import SiteConfig, build_site
-from pinlanding_assets.site.thumbnails import collage, make_thumbnail, thumbnail_name
+from resources.ray_pool import RayPool
+from pinlanding_assets.site.thumbnails import collage, make_thumbnails_with_ray, thumbnail_name
 
 OWNERS = ["team:merchandising"]
 
@@ -29,9 +30,10 @@ class SiteRunConfig(dg.Config):
     thumbnail_width: int = 240
 
 
-def _collage_markdown(site, feeds: pl.DataFrame, collection_id: str) -> dg.MarkdownMetadataValue:
-    top = feeds.filter(pl.col("collection_id") == collection_id).sort("rank").head(12)
-    paths = [site / "thumbs" / thumbnail_name(p) for p in top["product_id"]]
+def _collage_markdown(site, feeds: pl.DataFrame, products: pl.DataFrame, collection_id: str) -> dg.MarkdownMetadataValue:
+    top = feeds.filter(pl.col("collection_id") == collection_id).sort("rank").head(12).join(
+        products, on="product_id", how="left").sort("rank")
+    paths = [site / "thumbs" / thumbnail_name(p) for p in top["image_path"]]
     buffer = io.BytesIO()
     collage(paths).save(buffer, "PNG")
     return dg.MetadataValue.md(f"![{collection_id}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})")
@@ -43,7 +45,7 @@ def _collage_markdown(site, feeds: pl.DataFrame, collection_id: str) -> dg.Markd
     partitions_def=model_releases, group_name="site", kinds={"html"}, owners=OWNERS,
     automation_condition=PUBLISH,
 )
-def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, collections: pl.DataFrame,
+def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, ray_pool: RayPool, collections: pl.DataFrame,
                   collection_feeds: pl.DataFrame, publish_exclusions: pl.DataFrame,
                   catalog_products: dict[str, pl.DataFrame]) -> dg.Output[pl.DataFrame]:
     """A static site people can open: a page per published collection (ranked grid, breadcrumbs,
@@ -55,7 +57,10 @@ def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, coll
     products = concat_partitions(catalog_products).select("product_id", "title", "image_path")
     started = time.perf_counter()
     settings = SiteConfig(base_url=config.base_url, thumbnail_width=config.thumbnail_width, release=release)
-    summary = build_site(collections, feeds, products, site_dir(), settings, make_thumbnail)
+    summary = build_site(collections, feeds, products, site_dir(), settings, make_thumbnails_with_ray,
+                         workers=max(1, int(ray_pool.cpus_available() or 1)))
+    context.log.info(f"release {release}: site built ({summary.thumbnails} thumbnails as Ray tasks, "
+                     f"{summary.collection_pages} pages)")
     pages = pl.DataFrame({"path": ["index.html", *[f"c/{c}.html" for c in sorted(feeds["collection_id"].unique())]]})
     pages = pages.with_columns(pl.col("path").map_elements(lambda p: (site_dir() / p).stat().st_size,
                                                            return_dtype=pl.Int64).alias("bytes"))
@@ -73,5 +78,5 @@ def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, coll
     }
     if first.height:
         metadata["top_collection"] = first["title"][0]
-        metadata["top_collection_collage"] = _collage_markdown(summary.path, feeds, first["collection_id"][0])
+        metadata["top_collection_collage"] = _collage_markdown(summary.path, feeds, products, first["collection_id"][0])
     return dg.Output(pages, metadata=metadata)

@@ -125,13 +125,18 @@ def page_path(slug: str) -> str:
 
 
 def related_collections(collections: pl.DataFrame, limit: int = RELATED) -> dict[str, list[str]]:
-    """Per collection, the others sharing the most attributes (then the higher ranked)."""
+    """Per collection, the others sharing the most attributes (then the higher ranked); only
+    collections that share an attribute are compared."""
     sets = {r["collection_id"]: set(r["attribute_ids"]) for r in collections.iter_rows(named=True)}
     rank = dict(zip(collections["collection_id"], collections["rank"]))
+    holders: dict[str, list[str]] = {}
+    for slug, attributes in sets.items():
+        for attribute in attributes:
+            holders.setdefault(attribute, []).append(slug)
     related = {}
     for slug, attributes in sets.items():
-        scored = [(len(attributes & other) / len(attributes | other), -rank[o], o)
-                  for o, other in sets.items() if o != slug and attributes & other]
+        others = {o for a in attributes for o in holders[a] if o != slug}
+        scored = [(len(attributes & sets[o]) / len(attributes | sets[o]), -rank[o], o) for o in others]
         related[slug] = [o for _, _, o in sorted(scored, reverse=True)[:limit]]
     return related
 
@@ -183,41 +188,65 @@ class SiteSummary:
     path: Path
 
 
+PARALLEL_FROM = 500  # collection pages; fewer are rendered in this process
+
+
+def _write_pages(pages: list[tuple[str, dict]], staging: str) -> int:
+    """Render and write collection pages (one worker's share when the site is large)."""
+    template = environment().get_template("collection")
+    for relative, values in pages:
+        safe_path(Path(staging), relative).write_text(template.render(**values), encoding="utf-8")
+    return len(pages)
+
+
+def _write_in_parallel(pages: list[tuple[str, dict]], staging: Path, workers: int) -> None:
+    if workers <= 1 or len(pages) < PARALLEL_FROM:
+        _write_pages(pages, str(staging))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    shares = [pages[i::workers] for i in range(workers)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        written = sum(pool.map(_write_pages, shares, [str(staging)] * workers))
+    if written != len(pages):
+        raise SiteError(f"{len(pages) - written} collection pages were not written")
+
+
 def build_site(collections: pl.DataFrame, feeds: pl.DataFrame, products: pl.DataFrame, target: Path,
-               config: SiteConfig, make_thumbnail) -> SiteSummary:
+               config: SiteConfig, make_thumbnails, workers: int = 1) -> SiteSummary:
     """collections: the collections table; feeds: published feed rows (collection_id, rank, product_id);
-    products: product_id, title, image_path; make_thumbnail(image_path, out_path, width) -> (w, h)."""
+    products: product_id, title, image_path; make_thumbnails(image_paths, out_dir, width) -> {path: (w, h)}.
+    Pages are rendered by ``workers`` processes once the site has ``PARALLEL_FROM`` of them."""
     published = set(feeds["collection_id"].unique())
     staging = target.with_name(target.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "c").mkdir(parents=True)
     (staging / "thumbs").mkdir()
-    env = environment()
-    titles = dict(zip(products["product_id"], products["title"]))
-    images = dict(zip(products["product_id"], products["image_path"]))
-    sizes: dict[str, tuple[int, int]] = {}
-    for product_id in sorted(feeds["product_id"].unique()):
-        sizes[product_id] = make_thumbnail(images[product_id], safe_path(staging, f"thumbs/{thumbnail_name(product_id)}"),
-                                           config.thumbnail_width)
+    shown = products.join(feeds.select("product_id").unique(), on="product_id", how="semi")
+    titles = dict(zip(shown["product_id"], shown["title"]))
+    images = dict(zip(shown["product_id"], shown["image_path"]))
+    sizes = make_thumbnails(sorted(set(images.values())), staging / "thumbs", config.thumbnail_width)
     related = related_collections(collections.filter(pl.col("collection_id").is_in(list(published))))
     rows = {r["collection_id"]: r for r in collections.iter_rows(named=True)}
-    paths = ["index.html"]
+    by_collection = {key[0]: frame["product_id"].to_list() for key, frame in
+                     feeds.sort(["collection_id", "rank"]).partition_by("collection_id", as_dict=True).items()}
     footer = "Collections built from what the products are, checked against what people search for."
+    pages = []
     for slug in sorted(published):
-        row = rows[slug]
-        feed = feeds.filter(pl.col("collection_id") == slug).sort("rank")
-        items = [{"title": titles[p], "thumb": thumbnail_name(p),
-                  "width": sizes[p][0], "height": sizes[p][1]} for p in feed["product_id"]]
+        row, feed = rows[slug], by_collection[slug]
+        items = [{"title": titles[p], "thumb": thumbnail_name(images[p]),
+                  "width": sizes[images[p]][0], "height": sizes[images[p]][1]} for p in feed]
         relative = page_path(slug)
-        html = env.get_template("collection").render(
-            title=row["title"], description=f"{feed.height} {row['title']}, ranked by how closely each one matches.",
+        pages.append((relative, dict(
+            title=row["title"], description=f"{len(feed)} {row['title']}, ranked by how closely each one matches.",
             canonical=config.base_url + relative, root="../", footer=footer, products=items,
             crumbs=breadcrumbs(row, published),
             related=[{"slug": o, "title": rows[o]["title"]} for o in related[slug]],
-        )
-        safe_path(staging, relative).write_text(html, encoding="utf-8")
-        paths.append(relative)
-    index = env.get_template("index").render(
+        )))
+    _write_in_parallel(pages, staging, workers)
+    paths = ["index.html", *[relative for relative, _ in pages]]
+    index = environment().get_template("index").render(
         title="Shop by collection", description=f"{len(published)} collections from the catalog, grouped by facet.",
         canonical=config.base_url + "index.html", root="", footer=footer, facets=facet_groups(collections, published))
     (staging / "index.html").write_text(index, encoding="utf-8")
