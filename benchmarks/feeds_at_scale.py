@@ -9,19 +9,17 @@ attribute combinations (a category plus 0-2 other facets) drawn from synthetic p
     .venv/bin/python benchmarks/feeds_at_scale.py                       # 1M products x 10k collections
     .venv/bin/python benchmarks/feeds_at_scale.py --products 200000 --collections 2000
 
-Prints, per size: seconds for the partitioned join (compute + Parquet write), peak memory of this
-process plus the Spark JVM, and for the naive cross join the same up to the largest size that
+Prints, per size: seconds for the partitioned join (compute + Parquet write), peak memory (PSS) of
+this process plus the Spark JVM, and for the naive cross join the same up to the largest size that
 finishes within --naive-budget seconds; then the speed-up at that size.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,6 +27,9 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peak_memory import PeakMemory  # noqa: E402
 
 from pinlanding_assets.collections.feeds import FeedConfig, naive_feeds, partitioned_feeds  # noqa: E402
 from pinlanding_assets.settings import get_paths  # noqa: E402
@@ -41,7 +42,7 @@ def real_distributions(warehouse: Path) -> tuple[pl.DataFrame, dict[str, tuple[f
     files = sorted((warehouse / "attribute_assignments").glob("*.parquet"))
     if not files:
         raise SystemExit(f"no attribute_assignments under {warehouse}: run `make run` first")
-    real = pl.read_parquet(files)
+    real = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")  # files or engine-written dirs
     products = real["product_id"].n_unique()
     shares = real.group_by("facet", "attribute_id").agg((pl.len() / products).alias("share")).sort("attribute_id")
     scores = {f: (float(g["score"].mean()), float(g["score"].std() or 0.05)) for (f,), g in real.group_by(["facet"])}
@@ -99,48 +100,6 @@ def draw_collections(assignments: pl.DataFrame, count: int, seed: int) -> pl.Dat
     return pl.DataFrame(rows)
 
 
-class PeakMemory:
-    """Peak RSS of this process and its children (the Spark JVM), sampled every 0.2 s."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def _tree_rss() -> int:
-        """RSS of this process and every descendant, from /proc (Linux)."""
-        parents, rss = {}, {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                parents[int(stat.parent.name)] = int(fields[1])
-                rss[int(stat.parent.name)] = int(fields[21]) * 4096
-            except (OSError, IndexError, ValueError):
-                continue
-        tree, frontier = {os.getpid()}, [os.getpid()]
-        while frontier:
-            parent = frontier.pop()
-            for pid, ppid in parents.items():
-                if ppid == parent and pid not in tree:
-                    tree.add(pid)
-                    frontier.append(pid)
-        return sum(rss.get(pid, 0) for pid in tree)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._tree_rss())
-            time.sleep(0.2)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def timed(build, spark, workdir: Path, name: str, assignments: Path, members: Path, config: FeedConfig):
     target = workdir / f"out-{name}"
     shutil.rmtree(target, ignore_errors=True)
@@ -150,7 +109,7 @@ def timed(build, spark, workdir: Path, name: str, assignments: Path, members: Pa
         feeds.write.mode("overwrite").partitionBy("anchor").parquet(str(target))
     seconds = time.perf_counter() - started
     rows = spark.read.parquet(str(target)).count()
-    return seconds, memory.peak / 2**30, rows
+    return seconds, memory.tree_peak_mib / 1024, rows
 
 
 def main() -> int:
@@ -170,7 +129,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="pinlanding-feeds-"))
     try:
         sizes = [(args.products, args.collections)]
-        for fraction in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1):
+        for fraction in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5):
             sizes.append((int(args.products * fraction), max(10, int(args.collections * fraction))))
         results = {}
         naive_rate = 0.0  # seconds per (product x collection) pair of the last naive run

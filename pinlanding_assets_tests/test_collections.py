@@ -165,6 +165,10 @@ def test_prefix_filtered_merge_equals_comparing_every_pair(assignments, vocabula
             expected_merged.append((topic.attribute_ids, twin))
     assert [t.attribute_ids for t in kept] == expected_kept
     assert [(m.attribute_ids, twin.attribute_ids) for m, twin in merged] == expected_merged and expected_merged
+    first, into_first = merge_near_duplicates(score_topics(attach_demand(candidates, intents)), config, sets, limit=20)
+    assert [t.attribute_ids for t in first] == expected_kept[:20]
+    assert [(m.attribute_ids, t.attribute_ids) for m, t in into_first] == [
+        (m, t) for m, t in expected_merged if t in set(expected_kept[:20])]
 
 
 def test_titles_are_checked_before_use(chat) -> None:

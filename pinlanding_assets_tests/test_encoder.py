@@ -188,3 +188,20 @@ def test_title_only_products_are_judged_on_the_facets_their_title_names() -> Non
     expected = (-torch.log_softmax(torch.tensor([2.0, 1.0]), 0)[0] - torch.log_softmax(logits[1], 0)[2]) / 2
     assert torch.isclose(masked, expected)
     assert _multi_positive_loss(logits, positives) > masked, "unmasked, the unknown facets count as negatives"
+
+
+def test_torch_free_decoding_gives_open_clips_pixels(trained, catalog) -> None:
+    """The Ray decode tasks skip importing torch/open_clip; their pixels must be open_clip's exactly."""
+    import open_clip
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+    from PIL import Image
+
+    from pinlanding_assets.encoder.pixels import preprocess_image
+
+    cfg = open_clip.get_model_preprocess_cfg(trained[0].model)
+    transform = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
+    for path in catalog.products.sort("product_id")["image_path"].head(30):
+        with Image.open(path) as image:
+            assert np.array_equal(preprocess_image(image, cfg), transform(image.convert("RGB")).numpy())
+    wide = Image.new("RGB", (500, 120), (200, 10, 10))
+    assert np.array_equal(preprocess_image(wide, cfg), transform(wide).numpy()), "a wide image is cropped alike"

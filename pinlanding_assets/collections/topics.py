@@ -102,7 +102,7 @@ class ProductSets:
 
 
 def candidate_topics(sets: ProductSets, facets: dict[str, str], excluded: set[str],
-                     config: TopicConfig, chunk_products: int = 200_000) -> dict[tuple[str, ...], int]:
+                     config: TopicConfig, chunk_products: int = 100_000) -> dict[tuple[str, ...], int]:
     """Topic -> number of products carrying all its attributes, for topics with an anchor, one attribute
     per facet, no phrase twice and at least ``min_products`` products.
 
@@ -111,36 +111,41 @@ def candidate_topics(sets: ProductSets, facets: dict[str, str], excluded: set[st
     never all in memory at once."""
     if not 1 <= config.max_attributes <= 3:
         raise ValueError(f"topics have 1 to 3 attributes, not {config.max_attributes}")
+    # attributes, facets and phrases as integer codes: the joins below move 12-byte rows, not strings
     known = pl.DataFrame({"attribute_id": list(facets), "facet": list(facets.values())}).filter(
-        ~pl.col("attribute_id").is_in(sorted(excluded))).with_columns(
-        pl.col("attribute_id").str.split_exact(":", 1).struct.field("field_1").alias("phrase"),
+        ~pl.col("attribute_id").is_in(sorted(excluded))).sort("attribute_id").with_row_index("code").with_columns(
+        pl.col("attribute_id").str.split_exact(":", 1).struct.field("field_1").rank("dense").cast(pl.UInt32)
+        .alias("phrase"),
+        pl.col("facet").rank("dense").cast(pl.UInt32).alias("facet_code"),
         pl.col("facet").is_in(list(config.anchor_facets)).alias("anchor"))
-    supported = sets.pairs.join(known, on="attribute_id").filter(
-        pl.len().over("attribute_id") >= config.min_products)
-    anchors = supported.filter(pl.col("anchor")).select("index", pl.col("attribute_id").alias("a0"),
-                                                         pl.col("phrase").alias("p0"))
-    others = supported.filter(~pl.col("anchor")).select("index", "attribute_id", "facet", "phrase")
-    counts: dict[tuple[str, ...], int] = {}
+    names = known["attribute_id"].to_list()
+    supported = sets.pairs.join(known.select("attribute_id", "code", "facet_code", "phrase", "anchor"),
+                                on="attribute_id").drop("attribute_id").filter(
+        pl.len().over("code") >= config.min_products)
+    anchors = supported.filter(pl.col("anchor")).select("index", pl.col("code").alias("a0"), pl.col("phrase").alias("p0"))
+    others = supported.filter(~pl.col("anchor")).select("index", pl.col("code").alias("a1"),
+                                                         pl.col("facet_code").alias("f1"), pl.col("phrase").alias("p1"))
+    counts: dict[tuple[int, ...], int] = {}
     singles = anchors.group_by("a0").len().filter(pl.col("len") >= config.min_products)
     counts.update({(a,): n for a, n in singles.iter_rows()})
     if config.max_attributes >= 2 and others.height:
-        pairs = anchors.join(others.rename({"attribute_id": "a1", "facet": "f1", "phrase": "p1"}), on="index").filter(
-            pl.col("p0") != pl.col("p1"))
+        pairs = anchors.join(others, on="index").filter(pl.col("p0") != pl.col("p1"))
         frequent = pairs.group_by("a0", "a1").len().filter(pl.col("len") >= config.min_products)
         counts.update({(a0, a1): n for a0, a1, n in frequent.iter_rows()})
         if config.max_attributes == 3 and frequent.height:
             kept = pairs.join(frequent.select("a0", "a1"), on=["a0", "a1"]).select("index", "a0", "a1", "f1", "p1")
-            partial = []
+            running = pl.DataFrame(schema={"a0": pl.UInt32, "a1": pl.UInt32, "a2": pl.UInt32, "len": pl.UInt32})
             for start in range(0, len(sets.product_ids), chunk_products):
                 chunk = kept.filter(pl.col("index").is_between(start, start + chunk_products - 1))
                 triples = chunk.join(chunk.select("index", "a0", pl.col("a1").alias("a2"), pl.col("f1").alias("f2"),
                                                   pl.col("p1").alias("p2")), on=["index", "a0"]).filter(
                     (pl.col("f1") < pl.col("f2")) & (pl.col("p1") != pl.col("p2")))
-                partial.append(triples.group_by("a0", "a1", "a2").len())
-            triples = pl.concat(partial).group_by("a0", "a1", "a2").agg(pl.col("len").sum()).filter(
-                pl.col("len") >= config.min_products)
-            counts.update({(a0, a1, a2): n for a0, a1, a2, n in triples.iter_rows()})
-    return {_order(key, facets): n for key, n in counts.items()}
+                counted = triples.group_by("a0", "a1", "a2").len().cast({"len": pl.UInt32})
+                running = pl.concat([running, counted]).group_by("a0", "a1", "a2").agg(
+                    pl.col("len").sum().cast(pl.UInt32))
+            frequent_triples = running.filter(pl.col("len") >= config.min_products)
+            counts.update({(a0, a1, a2): n for a0, a1, a2, n in frequent_triples.iter_rows()})
+    return {_order([names[c] for c in key], facets): n for key, n in counts.items()}
 
 
 def attach_demand(topics: dict[tuple[str, ...], int], intents: pl.DataFrame) -> list[Topic]:
@@ -167,10 +172,12 @@ def score_topics(topics: list[Topic]) -> list[Topic]:
     return sorted(topics, key=lambda t: (-t.score, len(t.attribute_ids), t.attribute_ids))
 
 
-def merge_near_duplicates(ranked: list[Topic], config: TopicConfig,
-                          sets: ProductSets) -> tuple[list[Topic], list[tuple[Topic, Topic]]]:
+def merge_near_duplicates(ranked: list[Topic], config: TopicConfig, sets: ProductSets,
+                          limit: int | None = None) -> tuple[list[Topic], list[tuple[Topic, Topic]]]:
     """Walk best-first; a topic whose products overlap a kept one by Jaccard >= cut merges into the
-    first such kept topic.
+    first such kept topic. With ``limit``, at most that many are kept and later topics only merge into
+    them: the kept topics and what merges into them are the same as without the limit (a twin among
+    the first ``limit`` kept always comes before any later one), at a fraction of the memory.
 
     Exact, without comparing every pair. Two sets with Jaccard >= t have sizes within a factor t of
     each other (kept topics are indexed by size band: only neighbouring bands are probed) and share a
@@ -208,6 +215,8 @@ def merge_near_duplicates(ranked: list[Topic], config: TopicConfig,
             twin.demand += topic.demand
             twin.exact_demand += topic.exact_demand
             merged.append((topic, twin))
+            continue
+        if limit is not None and len(kept) >= limit:
             continue
         index = bands[band(size)]
         for p in prefix:
@@ -270,7 +279,7 @@ def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intent
     sets = ProductSets(assignments)
     candidates = candidate_topics(sets, facets, set(excluded), config)
     ranked = score_topics(attach_demand(candidates, intents))
-    chosen, merged = merge_near_duplicates(ranked, config, sets)
+    chosen, merged = merge_near_duplicates(ranked, config, sets, limit=config.max_collections)
     chosen = chosen[: config.max_collections]
     rows, slugs = [], set()
     for rank, topic in enumerate(chosen, 1):
