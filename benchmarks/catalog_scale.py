@@ -194,6 +194,8 @@ def main() -> int:
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="last line: one JSON object with the figures")
+    parser.add_argument("--assignments-only", action="store_true",
+                        help="stop after the assignments stage (to compare the Dagster process at two sizes)")
     parser.add_argument("--keep", help="keep the work directory here (default: a temporary one, removed)")
     args = parser.parse_args()
 
@@ -243,6 +245,8 @@ def main() -> int:
                                  over_gemm=round(stages["assignments"]["seconds"] / gemm, 2))
     ray.shutdown()
     assignments_path = warehouse / "attribute_assignments" / f"{DROP}.parquet"
+    if args.assignments_only:
+        return report(args, attributes, stages, work)
 
     vocabulary = attributes.select("attribute_id", "facet", "phrase").with_columns(
         pl.lit("keep").alias("decision"),
@@ -280,6 +284,10 @@ def main() -> int:
     stages["pages"].update(collection_pages=summary.collection_pages, thumbnails=summary.thumbnails)
     ray.shutdown()
 
+    return report(args, attributes, stages, work)
+
+
+def report(args, attributes: pl.DataFrame, stages: dict, work: Path) -> int:
     figures = {"products": args.products, "attributes": attributes.height, "cpus": args.cpus, "stages": stages}
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

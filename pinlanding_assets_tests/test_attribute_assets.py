@@ -68,6 +68,9 @@ def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Pat
     assert set(assignments["release"]) == {"r001"} and set(assignments["model_version"]) == {encoder["version"][0]}
     exclusive = assignments.filter(pl.col("method") == "top1").group_by("product_id", "facet").len()
     assert (exclusive["len"] == 1).all()
+    assert (warehouse / "attribute_assignments" / "drop-broken.parquet").is_dir(), "written by Ray, swapped in"
+    assert assignments["product_id"].n_unique() == embeddings.height
+    assert pl.read_parquet(warehouse / "assignment_quarantine" / "drop-broken.parquet").is_empty()
 
     # `pinlanding evaluate` on a labelled catalog directory prints one JSON object last
     env = {**os.environ, "PINLANDING_DATA_DIR": str(project_dirs)}

@@ -22,7 +22,7 @@ from pinlanding_assets.encoder.assignments import (
     assign,
     assign_block,
     assign_with_ray,
-    unscorable_products,
+    unscorable_with_ray,
 )
 from pinlanding_assets.encoder.embeddings import PRODUCT_SCHEMA
 from pinlanding_assets.encoder.model import EMBED_DIM
@@ -112,7 +112,7 @@ def test_unusable_vectors_are_quarantined_not_scored(ray_local, tmp_path: Path) 
     vectors[5, 3], vectors[7] = np.nan, 0.0
     table = table.set_column(1, "embedding", pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), EMBED_DIM))
     pq.write_table(table, path / "part-000000.parquet")
-    quarantine = unscorable_products(pl.scan_parquet(path), "d1")
+    quarantine = unscorable_with_ray(path, "d1", EMBED_DIM, block_rows=64)
     assert quarantine.to_dicts() == [
         {"drop": "d1", "product_id": ids[5], "reason": "embedding has non-finite values"},
         {"drop": "d1", "product_id": ids[7], "reason": "embedding is all zeros"}]

@@ -15,7 +15,7 @@ from pinlanding_assets.encoder.assignments import (
     AttributeTable,
     assign_with_ray,
     calibrate_thresholds,
-    unscorable_products,
+    unscorable_with_ray,
 )
 from pinlanding_assets.encoder.embeddings import (
     embed_phrases_with_ray,
@@ -344,8 +344,9 @@ def attribute_assignments(
     table = AttributeTable.build(phrases["attribute_id"].to_list(), phrases["facet"].to_list(),
                                  np.asarray(phrases["embedding"].to_list(), np.float32),
                                  json.loads(encoder["thresholds"][0]))
-    quarantine = unscorable_products(product_embeddings, drop)
     paths = get_paths()
+    quarantine = unscorable_with_ray(paths.partition_path("product_embeddings", drop), drop, table.vectors.shape[1],
+                                     ASSIGNMENT_BLOCK_ROWS)
     options = ray_pool.model_stage_options(actors=1)
     context.log.info(f"scoring {drop} against {len(table.ids)} attributes of release {release} in blocks of "
                      f"{ASSIGNMENT_BLOCK_ROWS} products; {quarantine.height} unusable vector(s) quarantined")
@@ -362,7 +363,7 @@ def attribute_assignments(
         raise RuntimeError(f"{embedded - summary['products'] - quarantine.height} products of {drop} were neither "
                            "assigned nor quarantined")
     count = summary["rows"]
-    scores = rows.select("score").gather_every(max(1, count // 100_000)).collect()["score"]
+    scores = rows.select("score").head(100_000).collect()["score"]  # the first products' scores, for the plot
     yield dg.Output(staged, output_name="attribute_assignments", metadata={
         "dagster/row_count": count, "release": release, "model_version": version,
         "products": summary["products"], "quarantined": quarantine.height,

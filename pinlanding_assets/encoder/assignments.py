@@ -135,23 +135,38 @@ def _assigned(drop: str, product_ids: np.ndarray, scores: np.ndarray, table: Att
 QUARANTINE_SCHEMA = {"drop": pl.Utf8, "product_id": pl.Utf8, "reason": pl.Utf8}
 
 
-def unscorable_products(embeddings: pl.LazyFrame, drop: str) -> pl.DataFrame:
-    """Products whose vector cannot be scored, with the reason (a streaming scan: bounded memory)."""
-    values = pl.col("embedding").cast(pl.List(pl.Float32))
-    checked = embeddings.select(
-        "product_id", values.list.eval(pl.element().is_finite()).list.all().alias("finite"),
-        values.list.eval(pl.element() != 0).list.any().alias("nonzero"),
-    ).filter(~pl.col("finite") | ~pl.col("nonzero")).collect(engine="streaming")
-    return checked.select(
-        pl.lit(drop).alias("drop"), "product_id",
-        pl.when(~pl.col("finite")).then(pl.lit("embedding has non-finite values"))
-        .otherwise(pl.lit("embedding is all zeros")).alias("reason"),
-    ).sort("product_id").cast(QUARANTINE_SCHEMA)
+def _unscorable_rows(batch: pa.Table, width: int) -> pa.Table:
+    vectors = batch.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+    reasons = unusable_vectors(vectors)
+    bad = [i for i, reason in enumerate(reasons) if reason]
+    return pa.table({"product_id": pa.array(batch.column("product_id").take(pa.array(bad, pa.int64())).to_pylist(),
+                                            pa.string()),
+                     "reason": pa.array([reasons[i] for i in bad], pa.string())})
+
+
+def unscorable_with_ray(embeddings: Path, drop: str, width: int, block_rows: int = 4096) -> pl.DataFrame:
+    """Products whose vector cannot be scored, with the reason: Ray tasks check every block and only
+    the (few) bad rows come back to this process."""
+    import ray
+
+    files = _embedding_files(embeddings)
+    dataset = ray.data.read_parquet(files, columns=["product_id", "embedding"]).map_batches(
+        _unscorable_rows, fn_kwargs={"width": width}, batch_format="pyarrow", batch_size=block_rows)
+    rows = [pl.from_arrow(t) for t in ray.get(dataset.to_arrow_refs())]
+    bad = pl.concat(rows) if rows else pl.DataFrame(schema={"product_id": pl.Utf8, "reason": pl.Utf8})
+    return bad.select(pl.lit(drop).alias("drop"), "product_id", "reason").sort("product_id").cast(QUARANTINE_SCHEMA)
+
+
+def _embedding_files(embeddings: Path) -> list[str]:
+    files = [str(f) for f in sorted(embeddings.glob("*.parquet"))]
+    if not files:
+        raise FileNotFoundError(f"no embedding files under {embeddings}")
+    return files
 
 
 class BlockScorer:
     """Ray Data model stage: a block of product vectors -> its assignment rows (unusable vectors are
-    left out here; ``unscorable_products`` names them)."""
+    left out here; ``unscorable_with_ray`` names them)."""
 
     def __init__(self, table: AttributeTable, drop: str, release: str, version: str, threads: int = 1) -> None:
         import torch
@@ -186,10 +201,7 @@ def assign_with_ray(embeddings: Path, table: AttributeTable, drop: str, release:
     from resources.ray_pool import keep_row_order, write_ordered
 
     keep_row_order()
-    files = [str(f) for f in sorted(embeddings.glob("*.parquet"))]
-    if not files:
-        raise FileNotFoundError(f"no embedding files under {embeddings}")
-    dataset = ray.data.read_parquet(files, columns=["product_id", "embedding"])
+    dataset = ray.data.read_parquet(_embedding_files(embeddings), columns=["product_id", "embedding"])
     dataset = dataset.map_batches(BlockScorer, fn_constructor_kwargs={
         "table": table, "drop": drop, "release": release, "version": version, "threads": threads},
         batch_format="pyarrow", batch_size=block_rows, **stage_options)
