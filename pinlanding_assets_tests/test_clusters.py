@@ -67,7 +67,11 @@ def spark_standalone(tmp_path: Path) -> Iterator[str]:
         for process in (worker, master):
             if process is not None:
                 os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=30)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:  # a worker still stopping its executors
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=30)
 
 
 def test_main_command_runs_on_external_ray_and_spark(

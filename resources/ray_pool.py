@@ -16,29 +16,20 @@ from dagster_ray import LocalRay
 from pydantic import Field
 
 
-def keep_row_order() -> None:
-    """Ray Data may hand blocks on in any order; the jobs that write partitions keep input order, so
-    the files they write (named by task) hold the rows in input order and re-runs write the same
-    files. A block Ray retries after a worker died may land elsewhere: readers never rely on row order."""
-    import ray
-
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
-
-
 def arrow_dataset(table: pa.Table, batch_size: int, max_blocks: int = 64):
     """A Ray dataset over ``table`` in up to ``max_blocks`` blocks (one block would leave every stage
     with a single task), sliced here rather than repartitioned by Ray: no shuffle stage to wait for."""
     import ray
 
-    keep_row_order()
     blocks = max(1, min(table.num_rows // max(batch_size, 1), max_blocks))
     rows = -(-table.num_rows // blocks) if table.num_rows else 0
     return ray.data.from_arrow([table.slice(i * rows, rows) for i in range(blocks)] if rows else [table])
 
 
 def write_ordered(dataset, staging: Path, schema: pa.Schema, rows_per_file: int = 8192) -> int:
-    """Run ``dataset`` and write it as ``staging/part-NNNNNN.parquet`` in row order (the engine writes,
-    nothing passes through this process); returns the rows written. ``staging`` is replaced; an
+    """Run ``dataset`` and write it as ``staging/part-NNNNNN.parquet`` (the engine writes, nothing
+    passes through this process); returns the rows written. Row order is not kept (Ray hands blocks
+    on as they finish): a partition is a set of rows and readers that need an order sort. ``staging`` is replaced; an
     empty result still gets one file with the schema."""
     import pyarrow.parquet as pq
     from ray.data import SaveMode

@@ -16,8 +16,8 @@ PARTITION_DICT = "partition_dict"
 
 @dataclass(frozen=True)
 class StagedParquet:
-    """A partition an engine (Ray, Spark) has written as a directory of Parquet files, rows in order of
-    the file names. The asset returns this instead of a table, so the rows never pass through the
+    """A partition an engine (Ray, Spark) has written as a directory of Parquet files (a set of rows:
+    readers sort where order matters). The asset returns this instead of a table, so the rows never pass through the
     Dagster process; the IO manager swaps the directory in whole. Readers scan it lazily."""
 
     path: Path

@@ -7,6 +7,7 @@ validation products' pairs (the F1-best cut; the global cut where an attribute h
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def unusable_vectors(vectors: np.ndarray) -> list[str | None]:
 
 def assign_block(drop: str, product_ids: list[str], vectors: np.ndarray, table: AttributeTable) -> pl.DataFrame:
     """One block of products (in id order) scored against every attribute (one GEMM) and assigned;
-    rows sorted as ``assign`` sorts them, so blocks written in order make the same table as one block."""
+    rows sorted as ``assign`` sorts them: the same rows per product whatever block it falls in."""
     import torch
 
     # BLAS may take another code path for a few rows than for many, and round differently: padding every
@@ -172,7 +173,9 @@ class BlockScorer:
         import torch
 
         torch.set_num_threads(max(1, threads))
-        self.table, self.drop, self.release, self.version = table, drop, release, version
+        # arrays arrive read-only from Ray's object store; torch wants a writable buffer
+        self.table = dataclasses.replace(table, vectors=np.array(table.vectors))
+        self.drop, self.release, self.version = drop, release, version
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         ids = np.asarray(batch.column("product_id").to_pylist(), dtype=object)
@@ -193,14 +196,12 @@ ASSIGNMENT_ARROW_SCHEMA = pa.schema([
 
 def assign_with_ray(embeddings: Path, table: AttributeTable, drop: str, release: str, version: str,
                     stage_options: dict, staging: Path, block_rows: int = 4096, threads: int = 1) -> StagedParquet:
-    """Blocked scoring on Ray: the drop's embedding files are read by Ray in order, each block of
-    ``block_rows`` products is one GEMM against the attribute table, and Ray writes the rows in order
-    under ``staging``. Memory is bounded by the block; the result does not depend on its size."""
+    """Blocked scoring on Ray: Ray reads the drop's embedding files, each block of ``block_rows``
+    products is one GEMM against the attribute table, and Ray writes the rows under ``staging``. Memory is bounded by the block; the result does not depend on its size."""
     import ray
 
-    from resources.ray_pool import keep_row_order, write_ordered
+    from resources.ray_pool import write_ordered
 
-    keep_row_order()
     dataset = ray.data.read_parquet(_embedding_files(embeddings), columns=["product_id", "embedding"])
     dataset = dataset.map_batches(BlockScorer, fn_constructor_kwargs={
         "table": table, "drop": drop, "release": release, "version": version, "threads": threads},

@@ -84,7 +84,7 @@ def embed_products_with_ray(
     stage_options: dict[str, Any], staging: Path, threads: int = 1, batch_size: int = 8, decode_cpus: float = 0.5,
 ) -> StagedParquet:
     """Products (sorted by id) -> CPU decode tasks (torch-free) -> encoder actors -> Parquet under ``staging``,
-    written by Ray in product order. A failed job raises and leaves whatever ``staging`` holds unused.
+    written by Ray. A failed job raises and leaves whatever ``staging`` holds unused.
 
     Batches of 8: EfficientNet-Lite0 on CPU runs fastest per product at 8-16 images (larger batches
     fall out of cache: 20 ms a product at 32, 35 at 64, 11 at 8 with 2 threads; benchmarks/embeddings.py)."""
