@@ -26,7 +26,7 @@ def arrow_dataset(table: pa.Table, batch_size: int, max_blocks: int = 64):
     return ray.data.from_arrow([table.slice(i * rows, rows) for i in range(blocks)] if rows else [table])
 
 
-def write_ordered(dataset, staging: Path, schema: pa.Schema, rows_per_file: int = 8192) -> int:
+def write_parquet_parts(dataset, staging: Path, schema: pa.Schema, rows_per_file: int = 8192) -> int:
     """Run ``dataset`` and write it as ``staging/part-NNNNNN.parquet`` (the engine writes, nothing
     passes through this process); returns the rows written. Row order is not kept (Ray hands blocks
     on as they finish): a partition is a set of rows and readers that need an order sort. ``staging`` is replaced; an
@@ -35,13 +35,13 @@ def write_ordered(dataset, staging: Path, schema: pa.Schema, rows_per_file: int 
     from ray.data import SaveMode
     from ray.data.datasource import FilenameProvider
 
-    class OrderedParts(FilenameProvider):
+    class TaskParts(FilenameProvider):
         def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
             return f"part-{task_index:06d}.parquet"
 
     shutil.rmtree(staging, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)
-    dataset.write_parquet(str(staging), filename_provider=OrderedParts(), min_rows_per_file=rows_per_file,
+    dataset.write_parquet(str(staging), filename_provider=TaskParts(), min_rows_per_file=rows_per_file,
                           mode=SaveMode.OVERWRITE)
     files = sorted(staging.glob("*.parquet"))
     if not files:

@@ -329,11 +329,11 @@ def attribute_assignments(
     and written by Ray; memory is bounded by the block, not the drop. Unusable vectors are quarantined."""
     drop = context.partition_key
     made = product_embeddings.select(pl.col("release").unique(), pl.col("model_version").unique()).collect()
-    releases = set(made["release"]) if made.height else {None}
-    if len(releases) != 1 or next(iter(releases)) not in dual_encoder or next(iter(releases)) not in attribute_embeddings:
-        raise RuntimeError(f"product embeddings of {drop} were made by release(s) {sorted(map(str, releases))}, "
-                           "which is not one materialized release: re-materialize product_embeddings")
-    [release] = releases
+    releases = sorted(set(made["release"]), key=str)
+    release = releases[0] if len(releases) == 1 else None
+    if release not in dual_encoder or release not in attribute_embeddings:
+        raise RuntimeError(f"product embeddings of {drop} were made by release(s) {releases}, which is not one "
+                           "materialized release: re-materialize product_embeddings")
     encoder, phrases = dual_encoder[release], attribute_embeddings[release]
     version = encoder["version"][0]
     stale = (set(made["model_version"]) | set(phrases["model_version"])) - {version}
@@ -345,13 +345,13 @@ def attribute_assignments(
                                  np.asarray(phrases["embedding"].to_list(), np.float32),
                                  json.loads(encoder["thresholds"][0]))
     paths = get_paths()
-    quarantine = unscorable_with_ray(paths.partition_path("product_embeddings", drop), drop, table.vectors.shape[1],
-                                     ASSIGNMENT_BLOCK_ROWS)
+    embeddings = paths.partition_path("product_embeddings", drop)
+    quarantine = unscorable_with_ray(embeddings, drop, table.vectors.shape[1], ASSIGNMENT_BLOCK_ROWS)
     options = ray_pool.model_stage_options(actors=1)
     context.log.info(f"scoring {drop} against {len(table.ids)} attributes of release {release} in blocks of "
                      f"{ASSIGNMENT_BLOCK_ROWS} products; {quarantine.height} unusable vector(s) quarantined")
     started = time.perf_counter()
-    staged = assign_with_ray(paths.partition_path("product_embeddings", drop), table, drop, release, version,
+    staged = assign_with_ray(embeddings, table, drop, release, version,
                              options, paths.staging_path("attribute_assignments", drop),
                              block_rows=ASSIGNMENT_BLOCK_ROWS, threads=scoring_threads(ray_pool, options))
     seconds = time.perf_counter() - started

@@ -64,7 +64,7 @@ class AttributeTable:
     @classmethod
     def build(cls, attribute_ids: list[str], facets: list[str], vectors: np.ndarray,
               thresholds: dict[str, float]) -> "AttributeTable":
-        order = sorted(range(len(attribute_ids)), key=lambda j: (facets[j], attribute_ids[j]))
+        order = _facet_order(attribute_ids, facets)
         ids = np.asarray([attribute_ids[j] for j in order], dtype=object)
         facet_array = np.asarray([facets[j] for j in order], dtype=object)
         slices, start = [], 0
@@ -74,6 +74,11 @@ class AttributeTable:
             start = stop
         return cls(ids, facet_array, np.ascontiguousarray(np.asarray(vectors, np.float32)[order]),
                    np.asarray([thresholds.get(i, 1.0) for i in ids], np.float32), tuple(slices))
+
+
+def _facet_order(attribute_ids: list[str], facets: list[str]) -> list[int]:
+    """Attribute positions in (facet, attribute id) order: the table's column order."""
+    return sorted(range(len(attribute_ids)), key=lambda j: (facets[j], attribute_ids[j]))
 
 
 def unusable_vectors(vectors: np.ndarray) -> list[str | None]:
@@ -102,7 +107,7 @@ def assign(
     thresholds: dict[str, float],
 ) -> pl.DataFrame:
     """Attributes for products whose scores against ``attribute_ids`` are given (products x attributes)."""
-    order = sorted(range(len(attribute_ids)), key=lambda j: (facets[j], attribute_ids[j]))
+    order = _facet_order(attribute_ids, facets)
     table = AttributeTable.build(attribute_ids, facets, np.zeros((len(attribute_ids), 0), np.float32), thresholds)
     return _assigned(drop, np.asarray(product_ids, dtype=object), np.asarray(scores)[:, order], table)
 
@@ -200,11 +205,11 @@ def assign_with_ray(embeddings: Path, table: AttributeTable, drop: str, release:
     products is one GEMM against the attribute table, and Ray writes the rows under ``staging``. Memory is bounded by the block; the result does not depend on its size."""
     import ray
 
-    from resources.ray_pool import write_ordered
+    from resources.ray_pool import write_parquet_parts
 
     dataset = ray.data.read_parquet(_embedding_files(embeddings), columns=["product_id", "embedding"])
     dataset = dataset.map_batches(BlockScorer, fn_constructor_kwargs={
         "table": table, "drop": drop, "release": release, "version": version, "threads": threads},
         batch_format="pyarrow", batch_size=block_rows, **stage_options)
-    write_ordered(dataset, staging, ASSIGNMENT_ARROW_SCHEMA, rows_per_file=16 * block_rows)
+    write_parquet_parts(dataset, staging, ASSIGNMENT_ARROW_SCHEMA, rows_per_file=16 * block_rows)
     return StagedParquet(staging)

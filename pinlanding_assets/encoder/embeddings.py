@@ -88,7 +88,7 @@ def embed_products_with_ray(
 
     Batches of 8: EfficientNet-Lite0 on CPU runs fastest per product at 8-16 images (larger batches
     fall out of cache: 20 ms a product at 32, 35 at 64, 11 at 8 with 2 threads; benchmarks/embeddings.py)."""
-    from resources.ray_pool import arrow_dataset, write_ordered
+    from resources.ray_pool import arrow_dataset, write_parquet_parts
 
     dataset = (
         arrow_dataset(products.sort_by("product_id"), batch_size)
@@ -99,7 +99,7 @@ def embed_products_with_ray(
             "threads": threads},
             batch_format="numpy", batch_size=batch_size, **stage_options)
     )
-    write_ordered(dataset, staging, PRODUCT_SCHEMA)
+    write_parquet_parts(dataset, staging, PRODUCT_SCHEMA)
     return StagedParquet(staging)
 
 

@@ -191,12 +191,11 @@ class SiteSummary:
 PARALLEL_FROM = 500  # collection pages; fewer are rendered in this process
 
 
-def _write_pages(pages: list[tuple[str, dict]], staging: str) -> int:
+def _write_pages(pages: list[tuple[str, dict]], staging: str) -> None:
     """Render and write collection pages (one worker's share when the site is large)."""
     template = environment().get_template("collection")
     for relative, values in pages:
         safe_path(Path(staging), relative).write_text(template.render(**values), encoding="utf-8")
-    return len(pages)
 
 
 def _write_in_parallel(pages: list[tuple[str, dict]], staging: Path, workers: int) -> None:
@@ -208,9 +207,7 @@ def _write_in_parallel(pages: list[tuple[str, dict]], staging: Path, workers: in
 
     shares = [pages[i::workers] for i in range(workers)]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        written = sum(pool.map(_write_pages, shares, [str(staging)] * workers))
-    if written != len(pages):
-        raise SiteError(f"{len(pages) - written} collection pages were not written")
+        list(pool.map(_write_pages, shares, [str(staging)] * workers))  # a worker's error is raised here
 
 
 def build_site(collections: pl.DataFrame, feeds: pl.DataFrame, products: pl.DataFrame, target: Path,
