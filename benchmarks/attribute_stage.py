@@ -83,7 +83,6 @@ def main() -> None:
     import ray
     from ray.data import ActorPoolStrategy
 
-    from pinlanding_assets.attributes.llm import LocalLLM
     from pinlanding_assets.attributes.raw_attributes import extract_with_ray, sample_products
     from pinlanding_assets.attributes.vlm import OfflineLLMBackend, ProductEvidence, parse_attributes
     from pinlanding_assets.attributes.vocabulary import judge_messages
@@ -91,6 +90,7 @@ def main() -> None:
     from pinlanding_assets.catalog.image_features import describe_batch
     from pinlanding_assets.catalog.products import validate_catalog
     from pinlanding_assets.settings import get_paths
+    from resources.llm import LocalLLM
     from resources.models import gguf_path
 
     landing = Path(tempfile.mkdtemp(prefix="pinlanding-bench-"))
@@ -99,7 +99,7 @@ def main() -> None:
     colours = pl.from_arrow(describe_batch(products.select("product_id", "image_path").to_arrow()))
     inputs = products.join(colours.select("product_id", pl.col("dominant_colours").alias("image_colours")),
                            on="product_id").select("product_id", "title", "description", "image_path", "image_colours")
-    model = gguf_path(args.llm)
+    model = gguf_path(args.llm, get_paths().model_cache_dir)
     n = inputs.height
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
@@ -127,7 +127,7 @@ def main() -> None:
 
     baseline(evidence[0])
     baseline_s = timed(lambda items: [baseline(p) for p in items], evidence)
-    del llm
+    llm = None  # frees the model before the next one loads
     results = {"baseline: JSON answer, 1 slot": n / baseline_s}
     print(f"baseline (JSON answer, 1 slot): {n / baseline_s:.3f} products/s")
 
@@ -141,7 +141,8 @@ def main() -> None:
         backend = OfflineLLMBackend(llm)
         backend.map(backend.extract, evidence[:slots])  # every slot caches the instruction prefix
         out: list = []
-        seconds = timed(lambda items: out.extend(backend.map(backend.extract, items)), evidence)
+        seconds = timed(lambda items, backend=backend, out=out: out.extend(backend.map(backend.extract, items)),
+                        evidence)
         parsed[slots] = sum(r.error is None for r in out)
         results[f"line answer, {slots} slot(s)"] = n / seconds
         llm.yes_probabilities(questions[:slots])
@@ -149,7 +150,7 @@ def main() -> None:
         judge_rates[str(slots)] = round(len(questions) / judge_s, 3)
         print(f"line answer, {slots} slot(s): {n / seconds:.3f} products/s ({parsed[slots]}/{n} parsed); "
               f"judge {judge_rates[str(slots)]:.2f} calls/s")
-        del backend, llm
+        backend = llm = None
 
     best = max((k for k in results if k.startswith("line")), key=results.get)
     summary = {

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-
 COLD_LOOP = """
 import sys, time
 started = time.perf_counter()

@@ -15,7 +15,8 @@ whether a drop's VLM labelling may run now (after the drop is published, so it n
 | product_embeddings, attribute_assignments | drop | the drop's catalog changed, or a release came into service |
 | query_intents (+ quarantine) | week | the week's log files changed (search_log_sensor) |
 | demand_window | week | eager, latest week only |
-| demand_intents, collections, feeds, baseline, comparison, pages | release | anything upstream changed, only for the release in service and once every drop is settled for it |
+| demand_intents, collections, feeds, baseline, comparison, pages | release | anything upstream changed, only for
+  the release in service and once every drop is settled for it |
 """
 
 from __future__ import annotations

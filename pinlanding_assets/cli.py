@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from pinlanding_assets.settings import get_paths
+from pinlanding_assets.settings import get_paths, load_settings
 from pinlanding_assets.stages import STAGE_NAMES, stage, stage_of
 
 
@@ -87,15 +87,13 @@ class Runner:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Intake every ready drop, cut a release when one is due, score, refresh demand, publish."""
     from pinlanding_assets.catalog.drops import ready_drops
 
     _demo_inputs(args.drops)
     from pinlanding_assets.instance import ensure_dagster_home, register_drops
 
     home = ensure_dagster_home()
-    from pinlanding_assets.releases import current_release, cut_release, drop_states, publishable_release, release_due
-    from pinlanding_assets.settings import get_refresh_settings
-
     paths = get_paths()
     drops = ready_drops(paths.landing_dir)
     if args.only:
@@ -111,19 +109,35 @@ def _run(args: argparse.Namespace) -> int:
     failed = []
     if "intake" in stages:
         failed = [drop for drop in drops if not runner.run("intake", drop)]
-    if "release" in stages and args.only and current_release(runner.instance) is not None:
-        print("release: not considered with --only (a release re-scores every drop: `pinlanding release`)")
-    elif "release" in stages:
-        settings = get_refresh_settings()
-        decision = release_due(runner.instance, settings.release_new_label_share, settings.release_max_age_days)
-        print(f"release: {'cut' if decision.due else 'kept'} ({decision.reason})")
-        if decision.due:
-            if not runner.run("release", cut_release(runner.instance)):
-                print("the release failed to build: the release in service stays", file=sys.stderr)
+    if "release" in stages:
+        _release_if_due(runner, bool(args.only))
     if "scoring" in stages:
         failed += [drop for drop in drops if not runner.run("scoring", drop)]
     if "demand" in stages and not runner.demand():
         return 1
+    published = _publish(runner)
+    if failed:
+        print(f"failed drops (left out of the pages): {', '.join(sorted(set(failed)))}", file=sys.stderr)
+    return 0 if published and not failed else 1
+
+
+def _release_if_due(runner: Runner, only_some_drops: bool) -> None:
+    from pinlanding_assets.releases import current_release, cut_release, release_due
+
+    if only_some_drops and current_release(runner.instance) is not None:
+        print("release: not considered with --only (a release re-scores every drop: `pinlanding release`)")
+        return
+    settings = load_settings().refresh
+    decision = release_due(runner.instance, settings.release_new_label_share, settings.release_max_age_days)
+    print(f"release: {'cut' if decision.due else 'kept'} ({decision.reason})")
+    if decision.due and not runner.run("release", cut_release(runner.instance)):
+        print("the release failed to build: the release in service stays", file=sys.stderr)
+
+
+def _publish(runner: Runner) -> bool:
+    """Publish the release every drop is settled for; say what waits when there is none."""
+    from pinlanding_assets.releases import current_release, drop_states, publishable_release
+
     release = publishable_release(runner.instance)
     if release is None:
         current = current_release(runner.instance)
@@ -131,11 +145,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"nothing published: {'no release in service' if current is None else f'release {current} waits for'} "
               + ", ".join(f"{s.drop} ({f'scored with {s.release}' if s.release else 'not scored'})" for s in waiting)
               + "; the published site stays as it is", file=sys.stderr)
-        return 1
-    published = runner.run("publish", release)
-    if failed:
-        print(f"failed drops (left out of the pages): {', '.join(sorted(set(failed)))}", file=sys.stderr)
-    return 0 if published and not failed else 1
+        return False
+    return runner.run("publish", release)
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -171,9 +182,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pinlanding_assets.catalog.products import validate_catalog
     from pinlanding_assets.encoder.evaluation import evaluate_encoders
     from pinlanding_assets.encoder.model import DualEncoder, spec_from_record
-    from resources.models import open_clip_cache
-
-    warehouse = get_paths().warehouse_dir
+    paths = get_paths()
+    warehouse = paths.warehouse_dir
     release = args.release or _latest_release_file(warehouse / "model_release")
     if release is None:
         print("no model release found: run `pinlanding run` first", file=sys.stderr)
@@ -186,6 +196,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             return 2
     row = pl.read_parquet(encoder_table).row(0, named=True)
     spec = spec_from_record(row)
+    if not Path(args.catalog).is_dir():
+        print(f"{args.catalog} is not a directory: pass a catalog drop directory to --catalog", file=sys.stderr)
+        return 2
     catalog = validate_catalog("evaluate", Path(args.catalog))
     if catalog.labels.width <= 1:
         print(f"{args.catalog} has no label columns to evaluate against", file=sys.stderr)
@@ -193,7 +206,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     products = catalog.products.sort("product_id")
     if args.limit:
         products = products.head(args.limit)
-    encoder = DualEncoder(spec, open_clip_cache())
+    encoder = DualEncoder(spec, paths.open_clip_cache)
     metrics = evaluate_encoders(encoder, products, catalog.labels, pl.read_parquet(vocabulary_table),
                                 json.loads(row["thresholds"]))
     metrics["model_version"] = row["version"]
@@ -226,9 +239,7 @@ def make_server(directory: Path, host: str, port: int):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pinlanding_assets.site.assets import site_dir
-
-    directory = Path(args.dir) if args.dir else site_dir()
+    directory = Path(args.dir) if args.dir else get_paths().site_dir
     if not (directory / "index.html").is_file():
         print(f"no site at {directory}: run `pinlanding run` (or materialize landing_pages) first", file=sys.stderr)
         return 2
@@ -270,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate the trained dual encoder on a labelled catalog directory")
     evaluate.add_argument("--catalog", required=True, help="a catalog drop directory (Fashion or generic layout)")
     evaluate.add_argument("--json", action="store_true", help="print only the JSON object")
-    evaluate.add_argument("--limit", type=int, help="evaluate on the first N products (by id)")
+    evaluate.add_argument("--limit", type=positive_int, help="evaluate on the first N products (by id)")
     evaluate.add_argument("--release", help="the release to evaluate (default: the newest built)")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -283,7 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -291,14 +305,17 @@ def positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run a command; the project's own errors about its inputs end as one line on stderr, exit 2."""
+    from pinlanding_assets.catalog.drops import DropError
     from pinlanding_assets.catalog.products import CatalogTableError
     from pinlanding_assets.demand.intents import SearchLogError
+    from pinlanding_assets.settings import SettingError, export_library_environment
     from resources.models import ModelFileError
 
     args = build_parser().parse_args(argv)
     try:
+        export_library_environment(load_settings().dagster_home)
         return args.handler(args)
-    except (CatalogTableError, SearchLogError, ModelFileError) as exc:
+    except (CatalogTableError, SearchLogError, ModelFileError, SettingError, DropError) as exc:
         print(f"pinlanding {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -8,11 +8,14 @@ from pinlanding_assets.catalog import assets as catalog_assets
 from pinlanding_assets.catalog import checks as catalog_checks
 from pinlanding_assets.collections import assets as collection_assets
 from pinlanding_assets.demand import assets as demand_assets
+from pinlanding_assets.deployment import resources_for
 from pinlanding_assets.encoder import assets as encoder_assets
 from pinlanding_assets.jobs import jobs_for
 from pinlanding_assets.sensors import catalog_drop_sensor, release_sensor, search_log_sensor
+from pinlanding_assets.settings import export_library_environment
 from pinlanding_assets.site import assets as site_assets
-from resources import build_resources
+
+export_library_environment()
 
 ASSET_MODULES = [catalog_assets, attribute_assets, encoder_assets, demand_assets, collection_assets, site_assets]
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
@@ -24,7 +27,7 @@ defs = dg.Definitions(
     asset_checks=all_checks,
     jobs=all_jobs,
     sensors=[catalog_drop_sensor, search_log_sensor, release_sensor, automation_sensor],
-    resources=build_resources(),
+    resources=resources_for(),
     # One process per run: Ray starts once per run, not once per step.
     executor=dg.in_process_executor,
 )

@@ -1,32 +1,42 @@
-"""The project-local Dagster instance: sqlite storage under DAGSTER_HOME, telemetry off, and runs
-launched by the daemon one at a time (each run starts its own Ray and models: two at once on 2 cores
-only thrash)."""
+"""The project-local Dagster instance: sqlite storage under DAGSTER_HOME, configured by the checked-in
+``dagster.yaml`` (telemetry off, runs launched by the daemon one at a time)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from pinlanding_assets.partitions import catalog_drops
-from pinlanding_assets.settings import export_default, setting
+from pinlanding_assets.settings import PROJECT_ROOT, export_library_environment, load_settings
 
-DAGSTER_YAML = """\
-telemetry:
-  enabled: false
-concurrency:
-  runs:
-    max_concurrent_runs: 1
-"""
+PROJECT_DAGSTER_YAML = PROJECT_ROOT / "dagster.yaml"
+
+
+def merged_instance_config(project: dict, existing: dict) -> dict:
+    """``existing`` with every project key it lacks added (nested mappings merged; set values kept)."""
+    merged = dict(existing)
+    for key, value in project.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merged_instance_config(value, merged[key])
+        elif key not in merged:
+            merged[key] = value
+    return merged
 
 
 def ensure_dagster_home() -> Path:
-    """Use DAGSTER_HOME if set, else ``.dagster_home`` in the project; write its dagster.yaml once."""
-    home = Path(export_default("DAGSTER_HOME", setting("DAGSTER_HOME"))).resolve()
+    """The settings' DAGSTER_HOME (``.dagster_home`` in the project by default), with the project's
+    ``dagster.yaml`` copied in, or merged into the one there; exported for Dagster and child processes."""
+    home = load_settings().dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    project = yaml.safe_load(PROJECT_DAGSTER_YAML.read_text()) or {}
+    existing = (yaml.safe_load(config.read_text()) or {}) if config.is_file() else {}
+    merged = merged_instance_config(project, existing)
+    if merged != existing or not config.is_file():
+        config.write_text(yaml.safe_dump(merged, sort_keys=False))
+    export_library_environment(home)
     return home
 
 

@@ -13,7 +13,7 @@ import dagster as dg
 from pinlanding_assets.catalog.drops import ready_drops
 from pinlanding_assets.partitions import catalog_drops, log_weeks, model_releases, next_release_key, search_weeks, week_key
 from pinlanding_assets.releases import release_due
-from pinlanding_assets.settings import get_paths, get_refresh_settings
+from pinlanding_assets.settings import get_paths, load_settings
 
 SEARCH_LOG = dg.AssetKey("search_log")
 
@@ -106,7 +106,7 @@ def search_log_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | 
                 "PINLANDING_RELEASE_MAX_AGE_DAYS; automation then builds it.",
 )
 def release_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    settings = get_refresh_settings()
+    settings = load_settings().refresh
     decision = release_due(context.instance, settings.release_new_label_share, settings.release_max_age_days)
     if not decision.due:
         return dg.SkipReason(decision.reason)

@@ -1,19 +1,32 @@
 """Every PinLanding setting, read from the environment here and nowhere else (the README's
-Configuration table lists them). Values are read when asked for, not at import, so tests can point
-them elsewhere; ``export_default`` sets what child processes (Spark workers, llama.cpp, the HF hub)
-read themselves.
+Configuration table lists them).
+
+``load_settings()`` resolves them into one typed, frozen ``Settings`` when asked (not at import, so
+tests can point them elsewhere); the code location hands its parts to the resources
+(``deployment()``), to run-config defaults and to the asset checks (``QualityGates``).
+``export_library_environment()`` is the one place the process environment is written: the variables
+third-party libraries read themselves (PySpark's worker interpreter, llama.cpp's log level, the HF hub).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from resources.models import DEFAULT_LLM
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CPUS = str(os.cpu_count() or 2)
+DEPLOYMENTS = ("local", "cluster")
 
-# name -> default (None: unset unless given); paths under the data dir are resolved in get_paths()
+# name -> default (None: unset unless given); paths under the data dir are resolved in load_settings()
 DEFAULTS: dict[str, str | None] = {
     "PINLANDING_DATA_DIR": str(PROJECT_ROOT / "data"),
     "PINLANDING_LANDING_DIR": None,
@@ -31,7 +44,7 @@ DEFAULTS: dict[str, str | None] = {
     "PINLANDING_ATTRIBUTE_PRODUCTS_PER_S": "0.66",
     "PINLANDING_ATTRIBUTE_ACTORS": "1",
     "PINLANDING_ATTRIBUTE_BACKEND": "offline",
-    "PINLANDING_LLM": None,
+    "PINLANDING_LLM": DEFAULT_LLM,
     "PINLANDING_JUDGE_LLM": None,
     "PINLANDING_LLM_THREADS": CPUS,
     "PINLANDING_LLM_SLOTS": "1",
@@ -59,29 +72,13 @@ DEFAULTS: dict[str, str | None] = {
 }
 
 
-def setting(name: str) -> str | None:
-    """The value of a declared setting, or its default."""
-    if name not in DEFAULTS:
-        raise KeyError(f"{name} is not a PinLanding setting: declare it in settings.DEFAULTS")
-    return os.environ.get(name, DEFAULTS[name])
-
-
-def setting_int(name: str) -> int:
-    return int(setting(name))
-
-
-def setting_float(name: str) -> float:
-    return float(setting(name))
-
-
-def export_default(name: str, value: str) -> str:
-    """Set an environment variable for this process and its children unless it is set already."""
-    return os.environ.setdefault(name, value)
+class SettingError(ValueError):
+    """A setting has a value the pipeline cannot use (the message names the variable)."""
 
 
 @dataclass(frozen=True)
 class Paths:
-    """Directories the pipeline reads from and writes to."""
+    """Directories the pipeline reads from and writes to, and the paths derived from them."""
 
     data_dir: Path
     landing_dir: Path
@@ -94,6 +91,38 @@ class Paths:
     def fashion_catalog_dir(self) -> Path:
         return self.shared_data_dir / "fashion-product-images"
 
+    @property
+    def shared_search_log(self) -> Path:
+        """The demo's per-search log (user_id, query, searched_at), split into week files by make-drops."""
+        return self.shared_data_dir / "aol-fashion-queries" / "aol_fashion_searches.tsv"
+
+    @property
+    def shared_query_counts(self) -> Path:
+        """The demo's aggregated search log (query, count)."""
+        return self.shared_data_dir / "aol-fashion-queries" / "aol_fashion_query_counts.tsv"
+
+    @property
+    def open_clip_cache(self) -> Path:
+        """Where the dual encoder's open_clip model config is registered."""
+        return self.model_cache_dir / "open_clip"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Dual-encoder checkpoints, one file per release (beside the warehouse's tables)."""
+        return self.warehouse_dir / "models" / "dual_encoder"
+
+    def feed_rows_dir(self, release: str) -> Path:
+        """A release's feed rows: Parquet written by Spark, partitioned by anchor (category)."""
+        return self.warehouse_dir / "published_feeds" / release
+
+    @property
+    def title_cache(self) -> Path:
+        return self.warehouse_dir / "cache" / "collection_titles.parquet"
+
+    @property
+    def site_dir(self) -> Path:
+        return self.data_dir / "site"
+
     def partition_path(self, asset: str, partition: str) -> Path:
         """Where the warehouse keeps one partition of an asset (what the IO manager reads and writes)."""
         return self.warehouse_dir / asset / f"{partition}.parquet"
@@ -102,23 +131,40 @@ class Paths:
         """Where an engine writes a partition before it is swapped in (same file system as the warehouse)."""
         return self.warehouse_dir / ".staging" / asset / partition
 
-    @property
-    def shared_search_log(self) -> Path:
-        """The demo's per-search log (user_id, query, searched_at), split into week files by make-drops."""
-        return self.shared_data_dir / "aol-fashion-queries" / "aol_fashion_searches.tsv"
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which models the attribute stage and the judge use (handed to the ``ModelBackends`` resource)."""
+
+    attribute_backend: str
+    llm: str
+    judge_llm: str
+    llm_threads: int
+    llm_slots: int
+    judge_slots: int
+    vllm_url: str | None
+    vllm_model: str | None
+    vllm_api_key: str
+    vlm_checkpoint: str | None
 
 
-def get_paths() -> Paths:
-    """Resolve paths now (not at import) so tests can point them at temporary directories."""
-    data_dir = Path(setting("PINLANDING_DATA_DIR")).resolve()
-    return Paths(
-        data_dir=data_dir,
-        landing_dir=Path(setting("PINLANDING_LANDING_DIR") or data_dir / "landing").resolve(),
-        warehouse_dir=Path(setting("PINLANDING_WAREHOUSE_DIR") or data_dir / "warehouse").resolve(),
-        shared_data_dir=Path(setting("PINLANDING_SHARED_DATA")).resolve(),
-        search_log_dir=Path(setting("PINLANDING_SEARCH_LOG_DIR") or data_dir / "search_log").resolve(),
-        model_cache_dir=Path(setting("PINLANDING_MODEL_CACHE") or data_dir / "models"),
-    )
+@dataclass(frozen=True)
+class AttributeSettings:
+    """The VLM stage's sample and vocabulary curation (run-config defaults)."""
+
+    sample: str
+    budget_s: float
+    products_per_s: float
+    actors: int
+    min_support: int
+    judge_threshold: float
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    model_name: str
+    max_products: int
+    unfreeze_image_blocks: int
 
 
 @dataclass(frozen=True)
@@ -130,9 +176,140 @@ class RefreshSettings:
     release_max_age_days: float  # or once the current release is this old and anything is new
 
 
-def get_refresh_settings() -> RefreshSettings:
-    return RefreshSettings(
-        demand_weeks=setting_int("PINLANDING_DEMAND_WEEKS"),
-        release_new_label_share=setting_float("PINLANDING_RELEASE_NEW_LABEL_SHARE"),
-        release_max_age_days=setting_float("PINLANDING_RELEASE_MAX_AGE_DAYS"),
+class QualityGates(dg.ConfigurableResource):
+    """The bounds the asset checks hold the graph to, shared by the assets that build to them and the
+    checks that verify them (a check never reads its bounds back from a run's metadata)."""
+
+    max_quarantine_rate: float = Field(description="Most rows a drop may quarantine before intake is blocked.")
+    min_fused_recall: float = Field(description="Dual encoder's holdout Recall@10 floor, relative to the text-only baseline.")
+    min_image_recall: float = Field(description="Image-only Recall@10 floor, relative to the fused encoder.")
+    min_feed_size: int = Field(description="Fewest products a published feed may hold.")
+    max_feed_size: int = Field(description="Most products a feed holds.")
+    min_precision_at_10: float = Field(description="Floor of the content-first collections' precision@10.")
+
+
+@dataclass(frozen=True)
+class Settings:
+    paths: Paths
+    dagster_home: Path
+    deployment: str  # local | cluster
+    ray_address: str | None
+    spark_master: str | None
+    ray_cpus: int
+    models: ModelSettings
+    attributes: AttributeSettings
+    encoder: EncoderSettings
+    max_collections: int
+    site_url: str
+    refresh: RefreshSettings
+    gates: dict[str, Any]  # QualityGates fields
+
+    def quality_gates(self) -> QualityGates:
+        return QualityGates(**self.gates)
+
+
+def _reader(environ: Mapping[str, str]):
+    def value(name: str) -> str | None:
+        if name not in DEFAULTS:
+            raise KeyError(f"{name} is not a PinLanding setting: declare it in settings.DEFAULTS")
+        return environ.get(name) or DEFAULTS[name]
+
+    def number(name: str, kind: type):
+        raw = value(name)
+        try:
+            return kind(raw)
+        except (TypeError, ValueError):
+            raise SettingError(f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}") from None
+
+    return value, number
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every setting from ``environ`` (the process environment by default)."""
+    value, number = _reader(os.environ if environ is None else environ)
+    data_dir = Path(value("PINLANDING_DATA_DIR")).resolve()
+    paths = Paths(
+        data_dir=data_dir,
+        landing_dir=Path(value("PINLANDING_LANDING_DIR") or data_dir / "landing").resolve(),
+        warehouse_dir=Path(value("PINLANDING_WAREHOUSE_DIR") or data_dir / "warehouse").resolve(),
+        shared_data_dir=Path(value("PINLANDING_SHARED_DATA")).resolve(),
+        search_log_dir=Path(value("PINLANDING_SEARCH_LOG_DIR") or data_dir / "search_log").resolve(),
+        model_cache_dir=Path(value("PINLANDING_MODEL_CACHE") or data_dir / "models").resolve(),
     )
+    deployment = value("PINLANDING_DEPLOYMENT")
+    if deployment and deployment not in DEPLOYMENTS:
+        raise SettingError(f"PINLANDING_DEPLOYMENT={deployment!r}: expected one of {DEPLOYMENTS}")
+    if not deployment:
+        deployment = "cluster" if value("RAY_ADDRESS") or value("PINLANDING_SPARK_MASTER") else "local"
+    llm = value("PINLANDING_LLM")
+    return Settings(
+        paths=paths,
+        dagster_home=Path(value("DAGSTER_HOME")).resolve(),
+        deployment=deployment,
+        ray_address=value("RAY_ADDRESS"),
+        spark_master=value("PINLANDING_SPARK_MASTER"),
+        ray_cpus=number("PINLANDING_RAY_CPUS", int),
+        models=ModelSettings(
+            attribute_backend=value("PINLANDING_ATTRIBUTE_BACKEND"),
+            llm=llm,
+            judge_llm=value("PINLANDING_JUDGE_LLM") or llm,
+            llm_threads=number("PINLANDING_LLM_THREADS", int),
+            llm_slots=number("PINLANDING_LLM_SLOTS", int),
+            judge_slots=number("PINLANDING_JUDGE_SLOTS", int),
+            vllm_url=value("PINLANDING_VLLM_URL"),
+            vllm_model=value("PINLANDING_VLLM_MODEL"),
+            vllm_api_key=value("PINLANDING_VLLM_API_KEY"),
+            vlm_checkpoint=value("PINLANDING_VLM_CHECKPOINT"),
+        ),
+        attributes=AttributeSettings(
+            sample=value("PINLANDING_ATTRIBUTE_SAMPLE"),
+            budget_s=number("PINLANDING_ATTRIBUTE_BUDGET_S", float),
+            products_per_s=number("PINLANDING_ATTRIBUTE_PRODUCTS_PER_S", float),
+            actors=number("PINLANDING_ATTRIBUTE_ACTORS", int),
+            min_support=number("PINLANDING_MIN_SUPPORT", int),
+            judge_threshold=number("PINLANDING_JUDGE_THRESHOLD", float),
+        ),
+        encoder=EncoderSettings(
+            model_name=value("PINLANDING_ENCODER"),
+            max_products=number("PINLANDING_ENCODER_PRODUCTS", int),
+            unfreeze_image_blocks=number("PINLANDING_UNFREEZE_IMAGE_BLOCKS", int),
+        ),
+        max_collections=number("PINLANDING_MAX_COLLECTIONS", int),
+        site_url=value("PINLANDING_SITE_URL"),
+        refresh=RefreshSettings(
+            demand_weeks=number("PINLANDING_DEMAND_WEEKS", int),
+            release_new_label_share=number("PINLANDING_RELEASE_NEW_LABEL_SHARE", float),
+            release_max_age_days=number("PINLANDING_RELEASE_MAX_AGE_DAYS", float),
+        ),
+        gates={
+            "max_quarantine_rate": number("PINLANDING_MAX_QUARANTINE_RATE", float),
+            "min_fused_recall": number("PINLANDING_MIN_FUSED_RECALL", float),
+            "min_image_recall": number("PINLANDING_MIN_IMAGE_RECALL", float),
+            "min_feed_size": number("PINLANDING_MIN_FEED_SIZE", int),
+            "max_feed_size": number("PINLANDING_MAX_FEED_SIZE", int),
+            "min_precision_at_10": number("PINLANDING_MIN_PRECISION_AT_10", float),
+        },
+    )
+
+
+def get_paths() -> Paths:
+    """The paths part of the settings (resolved now, so tests can point them at temporary directories)."""
+    return load_settings().paths
+
+
+# What third-party libraries read from the process environment, set (unless already set) before
+# they start: Spark's Python workers run this interpreter, the HF hub never goes online, llama.cpp is quiet.
+LIBRARY_ENVIRONMENT = {
+    "PYSPARK_PYTHON": sys.executable,
+    "HF_HUB_OFFLINE": "1",
+    "LLAMA_LOG_VERBOSITY": "0",
+}
+
+
+def export_library_environment(dagster_home: Path | None = None) -> None:
+    """Set the variables libraries and child processes (Spark, Ray workers, llama.cpp, the Dagster
+    CLI) read themselves. Called once by each entry point (the code location, the CLI)."""
+    for name, default in LIBRARY_ENVIRONMENT.items():
+        os.environ.setdefault(name, default)
+    if dagster_home is not None:
+        os.environ["DAGSTER_HOME"] = str(dagster_home)

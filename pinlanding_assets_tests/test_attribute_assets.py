@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 
 from pinlanding_assets.definitions import all_assets, all_checks, all_jobs
+from pinlanding_assets.deployment import resources_for
 from pinlanding_assets.partitions import catalog_drops, model_releases
-from resources import build_resources
 
 
 def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,7 +24,7 @@ def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Pat
     monkeypatch.setenv("PINLANDING_MIN_SUPPORT", "2")
     monkeypatch.setenv("PINLANDING_MODEL_CACHE", str(project_dirs.parent / "models"))
     defs = dg.Definitions(assets=all_assets, asset_checks=all_checks, jobs=all_jobs,
-                          resources=build_resources("local"), executor=dg.in_process_executor)
+                          resources=resources_for(), executor=dg.in_process_executor)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-broken"])
         instance.add_dynamic_partitions(model_releases.name, ["r001"])

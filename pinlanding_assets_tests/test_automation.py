@@ -26,7 +26,7 @@ import pytest
 from pinlanding_assets.catalog.drops import write_fashion_drop
 from pinlanding_assets.collections.feeds import read_feeds
 from pinlanding_assets.demand.intents import split_search_log
-from pinlanding_assets.instance import DAGSTER_YAML
+from pinlanding_assets.instance import PROJECT_DAGSTER_YAML
 from pinlanding_assets.refresh_audit import DaemonProcess, latest, materialized_since
 from pinlanding_assets.settings import get_paths
 
@@ -45,7 +45,7 @@ WEEKLY = {"query_intents", "search_log_quarantine", "demand_window"}
 @pytest.mark.timeout(2400)
 def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, tmp_path: Path) -> None:
     home = Path(os.environ["DAGSTER_HOME"])
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    (home / "dagster.yaml").write_text(PROJECT_DAGSTER_YAML.read_text())
     landing, log_dir = project_dirs / "landing", project_dirs / "search_log"
     all_weeks = sorted(split_search_log(get_paths().shared_search_log, tmp_path / "weeks"))
     log_dir.mkdir(parents=True)

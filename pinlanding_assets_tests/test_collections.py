@@ -39,7 +39,8 @@ from pinlanding_assets.settings import get_paths
 from pinlanding_assets_tests.vocabularies import fashion_vocabulary
 from resources.model_backends import ModelBackends
 from resources.models import FAST_LLM, minilm_encoder
-from resources.spark import spark_session, spark_table
+from resources.spark import spark_session
+from resources.tables import spark_table
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def intents(vocabulary: pl.DataFrame) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def chat():
-    return ModelBackends(judge_llm=FAST_LLM, llm_threads=2).judge().chat
+    return ModelBackends(model_cache_dir=str(get_paths().model_cache_dir), judge_llm=FAST_LLM, llm_threads=2).judge().chat
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +226,7 @@ def test_partitioned_join_equals_the_naive_cross_join(spark, assignments, vocabu
     fast = pl.from_pandas(partitioned_feeds(sdf, members, config).toPandas()).sort(["collection_id", "rank"])
     slow = pl.from_pandas(naive_feeds(sdf, members, config).toPandas()).sort(["collection_id", "rank"])
     assert fast.height > 1000 and fast.equals(slow)
-    for (collection_id,), feed in fast.group_by(["collection_id"]):
+    for _, feed in fast.group_by(["collection_id"]):
         relevance = feed.sort("rank")["relevance"].to_list()
         assert relevance == sorted(relevance, reverse=True) and feed.height <= 50
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pinlanding_assets.catalog.drops import READY_MARKER, drop_dir, ready_drops, split_fashion_catalog
+from pinlanding_assets.catalog.drops import READY_MARKER, DropError, drop_dir, ready_drops, split_fashion_catalog
 
 
 def test_split_links_images_and_marks_ready(tmp_path: Path, fashion_dir: Path) -> None:
@@ -33,11 +33,11 @@ def test_split_is_idempotent_and_rebuilds_half_written_drops(tmp_path: Path, fas
 def test_unready_and_unknown_drops_are_refused(tmp_path: Path) -> None:
     (tmp_path / "drop-x").mkdir()
     assert ready_drops(tmp_path) == []
-    with pytest.raises(RuntimeError, match="not ready"):
+    with pytest.raises(DropError, match="not ready"):
         drop_dir(tmp_path, "drop-x")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DropError, match="not found"):
         drop_dir(tmp_path, "drop-y")
-    with pytest.raises(ValueError, match="invalid drop name"):
+    with pytest.raises(DropError, match="invalid drop name"):
         drop_dir(tmp_path, "../etc")
 
 

@@ -56,7 +56,9 @@ def test_towers_carry_the_offline_weights(tmp_path: Path, fashion_dir: Path) -> 
     ours = encoder.text_trunk_features(["black leather ankle boots"])[0].numpy()
     reference = minilm.encode(["black leather ankle boots"], normalize_embeddings=False)[0]
     assert np.dot(ours, reference) / (np.linalg.norm(ours) * np.linalg.norm(reference)) > 0.999
-    pixels = encoder.preprocess(__import__("PIL.Image", fromlist=["Image"]).open(fashion_dir / "images" / "1855.jpg").convert("RGB"))
+    from PIL import Image
+
+    pixels = encoder.preprocess(Image.open(fashion_dir / "images" / "1855.jpg").convert("RGB"))
     with torch.no_grad():
         expected = load_efficientnet_lite0().forward_head(
             load_efficientnet_lite0().forward_features(pixels.unsqueeze(0)), pre_logits=True)

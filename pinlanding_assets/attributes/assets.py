@@ -8,7 +8,6 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from pinlanding_assets.automation import LABELLING, RELEASE_CUT
 from pinlanding_assets.attributes.brands import find_brands
 from pinlanding_assets.attributes.quality import raw_accuracy, vocabulary_coverage
 from pinlanding_assets.attributes.raw_attributes import (
@@ -20,9 +19,10 @@ from pinlanding_assets.attributes.raw_attributes import (
 )
 from pinlanding_assets.attributes.vocabulary import CurationConfig, curate
 from pinlanding_assets.attributes.vocabulary_map import vocabulary_map
+from pinlanding_assets.automation import LABELLING, RELEASE_CUT
 from pinlanding_assets.metadata import figure_markdown, table_preview
 from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, model_releases
-from pinlanding_assets.settings import setting, setting_float, setting_int
+from pinlanding_assets.settings import load_settings
 from resources.model_backends import ModelBackends
 from resources.models import minilm_encoder
 from resources.ray_pool import RayPool
@@ -32,18 +32,19 @@ OWNERS = ["team:attributes"]
 
 class AttributeSampleConfig(dg.Config):
     sample: str = Field(
-        default_factory=lambda: setting("PINLANDING_ATTRIBUTE_SAMPLE"),
+        default_factory=lambda: load_settings().attributes.sample,
         description="Products per drop sent to the VLM stage: 'budget' (what the time budget allows), a number, or 'all'.",
     )
     budget_seconds: float = Field(
-        default_factory=lambda: setting_float("PINLANDING_ATTRIBUTE_BUDGET_S"),
+        default_factory=lambda: load_settings().attributes.budget_s,
         description="Time the VLM stage may spend on one drop when sample='budget'.",
     )
     products_per_second: float = Field(
-        default_factory=lambda: setting_float("PINLANDING_ATTRIBUTE_PRODUCTS_PER_S"),
-        description="Expected VLM-stage rate (benchmarks/attribute_stage.py measures it); fixed so a re-run picks the same sample.",
+        default_factory=lambda: load_settings().attributes.products_per_s,
+        description="Expected VLM-stage rate (benchmarks/attribute_stage.py measures it); fixed so a re-run picks "
+                    "the same sample.",
     )
-    actors: int = Field(default_factory=lambda: setting_int("PINLANDING_ATTRIBUTE_ACTORS"))
+    actors: int = Field(default_factory=lambda: load_settings().attributes.actors)
     batch_size: int = 4
     seed: int = 0
 
@@ -61,9 +62,9 @@ def sample_size_for(config: AttributeSampleConfig, available: int) -> int | None
 
 
 class CurationRunConfig(dg.Config):
-    min_support: int = Field(default_factory=lambda: setting_int("PINLANDING_MIN_SUPPORT"))
+    min_support: int = Field(default_factory=lambda: load_settings().attributes.min_support)
     merge_distance: float = 0.13
-    judge_threshold: float = Field(default_factory=lambda: setting_float("PINLANDING_JUDGE_THRESHOLD"))
+    judge_threshold: float = Field(default_factory=lambda: load_settings().attributes.judge_threshold)
 
 
 @dg.multi_asset(

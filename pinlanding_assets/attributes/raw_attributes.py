@@ -109,7 +109,7 @@ def build_backend(spec: dict[str, Any]):
     if spec["backend"] == "offline":
         from pathlib import Path
 
-        from pinlanding_assets.attributes.llm import LocalLLM
+        from resources.llm import LocalLLM
 
         return vlm.OfflineLLMBackend(LocalLLM(Path(spec["gguf"]), threads=spec["threads"], slots=spec.get("slots", 1)))
     if spec["backend"] == "vllm":
@@ -183,7 +183,7 @@ class AttributeExtractor:
 
 def extract_with_ray(inputs: pa.Table, spec: dict[str, Any], stage_options: dict[str, Any], batch_size: int = 4) -> pa.Table:
     """Run the job; rows come back sorted by product id whatever order the actors finished in."""
-    from resources.ray_pool import arrow_dataset, collect_sorted
+    from resources.tables import arrow_dataset, collect_sorted
 
     if inputs.num_rows == 0:
         return RESULT_SCHEMA.empty_table()

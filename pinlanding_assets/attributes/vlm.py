@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from pinlanding_assets.attributes.llm import map_concurrently
+from resources.llm import map_concurrently
 
 FACETS = ("category", "colour", "material", "pattern", "style", "occasion", "gender")  # also the answer's field order
 MULTI_VALUED = {"colour"}

@@ -13,7 +13,6 @@ Every candidate phrase leaves with a decision and a reason, whichever step dropp
 from __future__ import annotations
 
 import json
-
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +36,8 @@ SYNONYMS = {
     "casual shoe": "casual shoes", "sports shoe": "sports shoes", "running shoe": "sports shoes",
     "check": "checked", "checks": "checked", "stripes": "striped", "stripe": "striped", "print": "printed",
     "wristwatch": "watch", "hand bag": "handbag", "jean": "jeans", "kurtis": "kurti", "trunk": "trunks",
-    "scarves": "scarf", "scarve": "scarf", "short": "shorts", "legging": "leggings", "sunglass": "sunglasses", "heel": "heels", "flat": "flats",
+    "scarves": "scarf", "scarve": "scarf", "short": "shorts", "legging": "leggings", "sunglass": "sunglasses",
+    "heel": "heels", "flat": "flats",
 }
 SINGULARISE_FACETS = {"category", "material", "pattern"}
 FACET_FOR_JUDGE = {"category": "product type", "colour": "colour", "gender": "gender or age group"}

@@ -15,7 +15,7 @@ from pinlanding_assets.catalog.products import validate_catalog
 from pinlanding_assets.catalog.profile import profile_inputs, profile_with_spark
 from pinlanding_assets.metadata import table_preview
 from pinlanding_assets.partitions import catalog_drops
-from pinlanding_assets.settings import get_paths
+from pinlanding_assets.settings import load_settings
 from resources.ray_pool import RayPool
 
 OWNERS = ["team:catalog"]
@@ -43,7 +43,7 @@ def catalog_products(context: dg.AssetExecutionContext):
     """Read the drop's product table (Fashion or generic layout) and validate every row and image."""
     drop = context.partition_key
     started = time.perf_counter()
-    tables = validate_catalog(drop, drop_dir(get_paths().landing_dir, drop))
+    tables = validate_catalog(drop, drop_dir(load_settings().paths.landing_dir, drop))
     total = tables.products.height + tables.quarantine.height
     reasons = (
         tables.quarantine.with_columns(pl.col("reason").str.split(":").list.first().alias("kind"))

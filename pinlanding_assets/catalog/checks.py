@@ -5,9 +5,7 @@ import dagster as dg
 import polars as pl
 
 from pinlanding_assets.partitions import catalog_drops
-from pinlanding_assets.settings import setting_float
-
-MAX_QUARANTINE_RATE = setting_float("PINLANDING_MAX_QUARANTINE_RATE")
+from pinlanding_assets.settings import QualityGates
 
 
 @dg.asset_check(
@@ -16,11 +14,13 @@ MAX_QUARANTINE_RATE = setting_float("PINLANDING_MAX_QUARANTINE_RATE")
     partitions_def=catalog_drops,
     blocking=True,
 )
-def quarantine_rate_within_bounds(catalog_products: pl.DataFrame, catalog_quarantine: pl.DataFrame) -> dg.AssetCheckResult:
-    """Fails (and blocks downstream) when more than PINLANDING_MAX_QUARANTINE_RATE of rows were quarantined."""
+def quarantine_rate_within_bounds(quality_gates: QualityGates, catalog_products: pl.DataFrame,
+                                  catalog_quarantine: pl.DataFrame) -> dg.AssetCheckResult:
+    """Fails (and blocks downstream) when more than the gate's share of rows (PINLANDING_MAX_QUARANTINE_RATE)
+    were quarantined."""
     total = catalog_products.height + catalog_quarantine.height
     rate = catalog_quarantine.height / total if total else 1.0
     return dg.AssetCheckResult(
-        passed=bool(total) and rate <= MAX_QUARANTINE_RATE,
-        metadata={"quarantine_rate": round(rate, 4), "threshold": MAX_QUARANTINE_RATE, "rows": total},
+        passed=bool(total) and rate <= quality_gates.max_quarantine_rate,
+        metadata={"quarantine_rate": round(rate, 4), "threshold": quality_gates.max_quarantine_rate, "rows": total},
     )

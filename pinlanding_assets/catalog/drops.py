@@ -32,15 +32,19 @@ def ready_drops(landing_dir: Path) -> list[str]:
     )
 
 
+class DropError(ValueError):
+    """A drop cannot be used or made (bad name, not there, not ready, empty source)."""
+
+
 def drop_dir(landing_dir: Path, drop: str) -> Path:
     """The directory of a ready drop, with a clear error when it is unknown or still being written."""
     if not is_valid_drop_name(drop):
-        raise ValueError(f"invalid drop name {drop!r}: use letters, digits, '.', '_' or '-'")
+        raise DropError(f"invalid drop name {drop!r}: use letters, digits, '.', '_' or '-'")
     path = landing_dir / drop
     if not path.is_dir():
-        raise FileNotFoundError(f"catalog drop {drop!r} not found under {landing_dir}")
+        raise DropError(f"catalog drop {drop!r} not found under {landing_dir}")
     if not (path / READY_MARKER).is_file():
-        raise RuntimeError(f"catalog drop {drop!r} at {path} has no {READY_MARKER} marker: it is not ready")
+        raise DropError(f"catalog drop {drop!r} at {path} has no {READY_MARKER} marker: it is not ready")
     return path
 
 
@@ -62,10 +66,11 @@ class DemoDrop:
 def _catalog_lines(source_dir: Path) -> tuple[bytes, list[bytes]]:
     table = source_dir / "catalog.csv"
     if not table.is_file():
-        raise FileNotFoundError(f"no catalog.csv in {source_dir}")
+        raise DropError(f"no catalog.csv in {source_dir}: point --source at a Fashion Product Images folder "
+                        "(or PINLANDING_SHARED_DATA at the shared data)")
     header, *rows = [line for line in table.read_bytes().splitlines(keepends=True) if line.strip()]
     if not rows:
-        raise ValueError(f"{table} has no product rows")
+        raise DropError(f"{table} has no product rows")
     return header, rows
 
 
@@ -94,7 +99,7 @@ def split_fashion_catalog(source_dir: Path, landing_dir: Path, n_drops: int = 4,
     """Split a Fashion Product Images folder into ``n_drops`` drops of consecutive ids. Existing ready
     drops are left alone."""
     if n_drops < 1:
-        raise ValueError("n_drops must be at least 1")
+        raise DropError("n_drops must be at least 1")
     header, rows = _catalog_lines(source_dir)
     landing_dir.mkdir(parents=True, exist_ok=True)
     chunk = -(-len(rows) // n_drops)
@@ -115,6 +120,6 @@ def write_fashion_drop(source_dir: Path, landing_dir: Path, name: str, first: in
     header, rows = _catalog_lines(source_dir)
     part = rows[first:first + count]
     if not part:
-        raise ValueError(f"no catalog lines from {first} in {source_dir}")
+        raise DropError(f"no catalog lines from {first} in {source_dir}")
     landing_dir.mkdir(parents=True, exist_ok=True)
     return _write_drop(source_dir, landing_dir, name, header, part)

@@ -146,7 +146,7 @@ def image_features_with_ray(products: pa.Table, batch_size: int = 128, cpus_per_
     Stateless tasks may take whole CPUs (only actors holding CPUs deadlock a 2-core pool); on 2 cores
     128-image batches at 1 CPU ran 1.5x the sequential loop, 64 at 0.5 CPU no faster than it.
     """
-    from resources.ray_pool import arrow_dataset, collect_sorted
+    from resources.tables import arrow_dataset, collect_sorted
 
     if products.num_rows == 0:
         return FEATURE_SCHEMA.empty_table()

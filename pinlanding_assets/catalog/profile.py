@@ -7,7 +7,7 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from resources.spark import spark_table
+from resources.tables import spark_table
 
 PROFILE_SCHEMA = {
     "category": pl.Utf8, "products": pl.Int64, "mean_title_words": pl.Float64, "median_image_side": pl.Float64,

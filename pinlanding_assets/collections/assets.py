@@ -10,15 +10,10 @@ import polars as pl
 from dagster_pyspark import PySparkResource
 from pydantic import Field
 
-from pinlanding_assets.collections.baseline import BaselineConfig, baseline_queries, nearest_products
-from pinlanding_assets.collections.comparison import (
-    demand_covered,
-    evaluable_targets,
-    precision_at_k,
-    system_figures,
-)
 from pinlanding_assets.attributes.vocabulary import release_drops
 from pinlanding_assets.automation import PUBLISH
+from pinlanding_assets.collections.baseline import BaselineConfig, baseline_queries, nearest_products
+from pinlanding_assets.collections.comparison import compare_systems
 from pinlanding_assets.collections.feeds import FeedConfig, build_feeds, collection_members, read_feeds
 from pinlanding_assets.collections.publish_scope import of_release, require_settled
 from pinlanding_assets.collections.title_cache import CachedChat
@@ -28,23 +23,11 @@ from pinlanding_assets.encoder.model import DualEncoder, spec_from_record
 from pinlanding_assets.metadata import histogram_markdown, table_preview
 from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, model_releases
 from pinlanding_assets.releases import drop_states
-from pinlanding_assets.settings import get_paths, setting_float, setting_int
+from pinlanding_assets.settings import QualityGates, load_settings
 from resources.model_backends import ModelBackends
-from resources.models import minilm_encoder, open_clip_cache
+from resources.models import minilm_encoder
 
 OWNERS = ["team:merchandising"]
-MIN_FEED_SIZE = setting_int("PINLANDING_MIN_FEED_SIZE")
-MAX_FEED_SIZE = setting_int("PINLANDING_MAX_FEED_SIZE")
-MIN_PRECISION = setting_float("PINLANDING_MIN_PRECISION_AT_10")
-
-
-def feed_rows_path(release: str):
-    """A release's feed rows: Parquet written by Spark, partitioned by anchor (category)."""
-    return get_paths().warehouse_dir / "published_feeds" / release
-
-
-def title_cache_path():
-    return get_paths().warehouse_dir / "cache" / "collection_titles.parquet"
 
 
 def registered_drops(context) -> list[str]:
@@ -52,16 +35,13 @@ def registered_drops(context) -> list[str]:
 
 
 class CollectionsConfig(dg.Config):
-    max_collections: int = Field(default_factory=lambda: setting_int("PINLANDING_MAX_COLLECTIONS"))
-    min_products: int = MIN_FEED_SIZE
+    max_collections: int = Field(default_factory=lambda: load_settings().max_collections)
     max_attributes: int = 3
     duplicate_jaccard: float = 0.9
     max_over_assignment: float = 10.0
 
 
 class FeedsConfig(dg.Config):
-    min_feed_size: int = MIN_FEED_SIZE
-    max_feed_size: int = MAX_FEED_SIZE
     attribute_partitions: int = 8
 
 
@@ -81,6 +61,7 @@ class FeedsConfig(dg.Config):
     partitions_def=model_releases, group_name="collections",
 )
 def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, models: ModelBackends,
+                quality_gates: QualityGates,
                 attribute_assignments: dict[str, pl.LazyFrame], curated_vocabulary: pl.DataFrame,
                 demand_intents: pl.DataFrame, raw_vlm_attributes: dict[str, pl.DataFrame]):
     """Content-first topics: what the catalog can fill, ordered by what people search for. Titles of
@@ -94,10 +75,10 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
                             + "; ".join(f"{d}: {r}" for d, r in excluded_drops.iter_rows()))
     labelled = release_drops(curated_vocabulary)
     sampled = concat_partitions({d: f for d, f in raw_vlm_attributes.items() if d in labelled})["product_id"].n_unique()
-    chat = CachedChat(title_cache_path(), models.judge_llm, models.judge)
+    chat = CachedChat(load_settings().paths.title_cache, models.judge_llm, models.judge)
     started = time.perf_counter()
     plan = plan_collections(assignments, curated_vocabulary, demand_intents, sampled, chat, TopicConfig(
-        min_products=config.min_products, max_attributes=config.max_attributes,
+        min_products=quality_gates.min_feed_size, max_attributes=config.max_attributes,
         max_collections=config.max_collections, duplicate_jaccard=config.duplicate_jaccard,
         max_over_assignment=config.max_over_assignment))
     chat.save()
@@ -136,30 +117,31 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
     automation_condition=PUBLISH,
 )
 def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pyspark: PySparkResource,
-                     collections: pl.DataFrame, attribute_assignments: dict[str, pl.LazyFrame]) -> dg.Output[pl.DataFrame]:
+                     quality_gates: QualityGates, collections: pl.DataFrame,
+                     attribute_assignments: dict[str, pl.LazyFrame]) -> dg.Output[pl.DataFrame]:
     """Ranked product feeds (Spark: rarest-attribute candidate join, never a cross join). The rows go to
     Parquet partitioned by anchor, one folder per release; this table says, per collection, whether it
     was published and why not."""
     spark = pyspark.spark_session
     release = context.partition_key
-    settings = FeedConfig(min_feed_size=config.min_feed_size, max_feed_size=config.max_feed_size)
+    settings = FeedConfig(min_feed_size=quality_gates.min_feed_size, max_feed_size=quality_gates.max_feed_size)
     _, excluded = of_release(attribute_assignments, release, registered_drops(context))
     drops = sorted(set(attribute_assignments) - set(excluded["drop"]))
-    paths = [str(get_paths().partition_path("attribute_assignments", d)) for d in drops]
+    paths = [str(load_settings().paths.partition_path("attribute_assignments", d)) for d in drops]
     context.log.info(f"Spark reads the assignments of {len(drops)} drop(s) scored with {release}")
     started = time.perf_counter()
     status = build_feeds(spark.read.parquet(*paths).select("product_id", "attribute_id", "score"), collections,
-                         settings, feed_rows_path(release), config.attribute_partitions)
+                         settings, load_settings().paths.feed_rows_dir(release), config.attribute_partitions)
     seconds = time.perf_counter() - started
     published = status.filter(pl.col("status") == "published")
     context.log.info(f"{published.height} feeds published in {seconds:.0f}s")
-    rows = read_feeds(feed_rows_path(release))
+    rows = read_feeds(load_settings().paths.feed_rows_dir(release))
     return dg.Output(status, metadata={
         "dagster/row_count": status.height,
         "published": published.height, "dropped": status.height - published.height,
         "feed_rows": rows.height,
         "anchors": rows["anchor"].n_unique(),
-        "feeds_path": dg.MetadataValue.path(str(feed_rows_path(release))),
+        "feeds_path": dg.MetadataValue.path(str(load_settings().paths.feed_rows_dir(release))),
         "spark_master": spark.sparkContext.master,
         "seconds": round(seconds, 1),
         "min_feed_size": settings.min_feed_size, "max_feed_size": settings.max_feed_size,
@@ -171,16 +153,12 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
 
 @dg.asset_check(asset="collection_feeds", partitions_def=model_releases,
                 description="Every published feed is within the size bounds.")
-def feed_sizes_within_bounds(context: dg.AssetCheckExecutionContext,
+def feed_sizes_within_bounds(context: dg.AssetCheckExecutionContext, quality_gates: QualityGates,
                              collection_feeds: pl.DataFrame) -> dg.AssetCheckResult:
-    """The bounds are the ones the feeds were built with (their run config, kept in the metadata)."""
+    """The bounds are the quality gates the feeds were built to (the same resource)."""
     release = context.partition_key
-    records = context.instance.fetch_materializations(dg.AssetRecordsFilter(
-        asset_key=dg.AssetKey("collection_feeds"), asset_partitions=[release]), limit=1).records
-    built = records[0].asset_materialization.metadata if records else {}
-    low = built["min_feed_size"].value if "min_feed_size" in built else MIN_FEED_SIZE
-    high = built["max_feed_size"].value if "max_feed_size" in built else MAX_FEED_SIZE
-    sizes = read_feeds(feed_rows_path(release)).group_by("collection_id").len()
+    low, high = quality_gates.min_feed_size, quality_gates.max_feed_size
+    sizes = read_feeds(load_settings().paths.feed_rows_dir(release)).group_by("collection_id").len()
     published = collection_feeds.filter(pl.col("status") == "published")
     outside = sizes.filter((pl.col("len") < low) | (pl.col("len") > high))
     return dg.AssetCheckResult(
@@ -196,15 +174,15 @@ def feed_sizes_within_bounds(context: dg.AssetCheckExecutionContext,
     partitions_def=model_releases, group_name="collections", kinds={"pytorch", "parquet"}, owners=OWNERS,
     automation_condition=PUBLISH,
 )
-def search_baseline(context: dg.AssetExecutionContext, demand_intents: pl.DataFrame,
+def search_baseline(context: dg.AssetExecutionContext, quality_gates: QualityGates, demand_intents: pl.DataFrame,
                     product_embeddings: dict[str, pl.LazyFrame], dual_encoder: pl.DataFrame,
                     collection_feeds: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """The search-log way: as many collections as PinLanding published, taken from the top queries,
     each feed the products nearest to the query's embedding (same release's encoder and products)."""
     record = dual_encoder.row(0, named=True)
-    encoder = DualEncoder(spec_from_record(record), open_clip_cache())
+    encoder = DualEncoder(spec_from_record(record), load_settings().paths.open_clip_cache)
     queries = baseline_queries(demand_intents, collection_feeds)
-    settings = BaselineConfig(collections=queries.height, max_feed_size=MAX_FEED_SIZE)
+    settings = BaselineConfig(collections=queries.height, max_feed_size=quality_gates.max_feed_size)
     products, _ = of_release(product_embeddings, context.partition_key, registered_drops(context))
     products = products.select("product_id", "embedding").sort("product_id").collect()
     floor = float(np.mean(list(json.loads(record["thresholds"]).values())))
@@ -214,7 +192,7 @@ def search_baseline(context: dg.AssetExecutionContext, demand_intents: pl.DataFr
     sizes = feeds.group_by("collection_id").len()
     return dg.Output(feeds, metadata={
         "dagster/row_count": feeds.height, "queries": queries.height, "similarity_floor": round(floor, 4),
-        "queries_with_min_products": int((sizes["len"] >= MIN_FEED_SIZE).sum()),
+        "queries_with_min_products": int((sizes["len"] >= quality_gates.min_feed_size).sum()),
         "preview": table_preview(feeds.filter(pl.col("rank") <= 3), rows=30),
     })
 
@@ -225,35 +203,20 @@ def search_baseline(context: dg.AssetExecutionContext, demand_intents: pl.DataFr
     partitions_def=model_releases, group_name="collections", kinds={"polars", "parquet"}, owners=OWNERS,
     automation_condition=PUBLISH,
 )
-def collection_comparison(context: dg.AssetExecutionContext, collections: pl.DataFrame,
+def collection_comparison(context: dg.AssetExecutionContext, quality_gates: QualityGates, collections: pl.DataFrame,
                           collection_feeds: pl.DataFrame, search_baseline: pl.DataFrame,
                           demand_intents: pl.DataFrame, catalog_labels: dict[str, pl.DataFrame],
                           curated_vocabulary: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """PinLanding's claim, measured: content-first collections vs the search-log baseline on the same data."""
     truth = ground_truth_attributes(concat_partitions(catalog_labels), curated_vocabulary, minilm_encoder())
-    feeds = read_feeds(feed_rows_path(context.partition_key))
+    feeds = read_feeds(load_settings().paths.feed_rows_dir(context.partition_key))
     members = collection_members(collections)
-    content_precision = precision_at_k(feeds, evaluable_targets(members, truth), truth)
-    published = collections.join(collection_feeds.filter(pl.col("status") == "published").select("collection_id"),
-                                 on="collection_id")
-    served_sets = {frozenset(a) for a in published["attribute_ids"]} | {
-        frozenset(topic.split("+")) for merged in published["merged_topics"] for topic in merged}
-    content_covered = pl.Series([full and frozenset(a) in served_sets for full, a in
-                                 zip(demand_intents["fully_parsed"], demand_intents["attribute_ids"])])
-    content = system_figures(collection_feeds.select("collection_id", "products"), content_precision,
-                             demand_covered(demand_intents, content_covered), MIN_FEED_SIZE)
-
-    queries = baseline_queries(demand_intents, collection_feeds)
-    baseline_sizes = queries.select("collection_id").join(search_baseline.group_by("collection_id").agg(
-        pl.len().alias("products")), on="collection_id", how="left").with_columns(pl.col("products").fill_null(0))
-    baseline_members = queries.select("collection_id", "attribute_ids").explode("attribute_ids").rename(
-        {"attribute_ids": "attribute_id"}).drop_nulls()
-    baseline_precision = precision_at_k(search_baseline, evaluable_targets(baseline_members, truth), truth)
-    served = set(baseline_sizes.filter(pl.col("products") >= MIN_FEED_SIZE).join(queries, on="collection_id")["group_key"])
-    baseline = system_figures(baseline_sizes, baseline_precision,
-                              demand_covered(demand_intents, demand_intents["group_key"].is_in(list(served))),
-                              MIN_FEED_SIZE)
-    table = pl.DataFrame([{"system": "content_first", **content}, {"system": "search_log_baseline", **baseline}])
+    table = compare_systems(collections, collection_feeds, feeds, search_baseline,
+                            baseline_queries(demand_intents, collection_feeds), members, demand_intents, truth,
+                            quality_gates.min_feed_size)
+    content, baseline = (table.row(i, named=True) for i in range(2))
+    content.pop("system")
+    baseline.pop("system")
     return dg.Output(table, metadata={
         "dagster/row_count": table.height,
         "side_by_side": table_preview(table),
@@ -270,11 +233,12 @@ def collection_comparison(context: dg.AssetExecutionContext, collections: pl.Dat
 
 @dg.asset_check(asset="collection_comparison", partitions_def=model_releases,
                 description="Content-first precision@10 meets the floor and is not below the search-log baseline.")
-def content_first_precision(collection_comparison: pl.DataFrame) -> dg.AssetCheckResult:
+def content_first_precision(quality_gates: QualityGates, collection_comparison: pl.DataFrame) -> dg.AssetCheckResult:
     figures = {r["system"]: r for r in collection_comparison.iter_rows(named=True)}
     content, baseline = figures["content_first"]["precision_at_10"], figures["search_log_baseline"]["precision_at_10"]
     return dg.AssetCheckResult(
-        passed=content is not None and content >= MIN_PRECISION and (baseline is None or content >= baseline),
+        passed=content is not None and content >= quality_gates.min_precision_at_10
+        and (baseline is None or content >= baseline),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"content_first": content, "baseline": baseline, "floor": MIN_PRECISION},
+        metadata={"content_first": content, "baseline": baseline, "floor": quality_gates.min_precision_at_10},
     )

@@ -52,3 +52,33 @@ def system_figures(sizes: pl.DataFrame, precision: pl.DataFrame, demand_share: f
         "collections_evaluated": evaluated.height,
         "demand_covered": demand_share,
     }
+
+
+def compare_systems(collections: pl.DataFrame, feed_status: pl.DataFrame, feeds: pl.DataFrame,
+                    baseline_feeds: pl.DataFrame, baseline: pl.DataFrame, members: pl.DataFrame,
+                    intents: pl.DataFrame, truth: pl.DataFrame, min_feed_size: int) -> pl.DataFrame:
+    """One row per system (content_first, search_log_baseline) with ``system_figures``.
+
+    collections: collection_id, attribute_ids, merged_topics; feed_status: collection_id, status,
+    products; feeds / baseline_feeds: collection_id, rank, product_id; baseline: the baseline's
+    queries (collection_id, attribute_ids, group_key); members: collection_id, attribute_id;
+    intents: demand, fully_parsed, attribute_ids, group_key; truth: product_id, attribute_id."""
+    content_precision = precision_at_k(feeds, evaluable_targets(members, truth), truth)
+    published = collections.join(feed_status.filter(pl.col("status") == "published").select("collection_id"),
+                                 on="collection_id")
+    served_sets = {frozenset(a) for a in published["attribute_ids"]} | {
+        frozenset(topic.split("+")) for merged in published["merged_topics"] for topic in merged}
+    content_covered = pl.Series([full and frozenset(a) in served_sets for full, a in
+                                 zip(intents["fully_parsed"], intents["attribute_ids"])])
+    content = system_figures(feed_status.select("collection_id", "products"), content_precision,
+                             demand_covered(intents, content_covered), min_feed_size)
+
+    baseline_sizes = baseline.select("collection_id").join(baseline_feeds.group_by("collection_id").agg(
+        pl.len().alias("products")), on="collection_id", how="left").with_columns(pl.col("products").fill_null(0))
+    baseline_members = baseline.select("collection_id", "attribute_ids").explode("attribute_ids").rename(
+        {"attribute_ids": "attribute_id"}).drop_nulls()
+    baseline_precision = precision_at_k(baseline_feeds, evaluable_targets(baseline_members, truth), truth)
+    served = set(baseline_sizes.filter(pl.col("products") >= min_feed_size).join(baseline, on="collection_id")["group_key"])
+    search = system_figures(baseline_sizes, baseline_precision,
+                            demand_covered(intents, intents["group_key"].is_in(list(served))), min_feed_size)
+    return pl.DataFrame([{"system": "content_first", **content}, {"system": "search_log_baseline", **search}])

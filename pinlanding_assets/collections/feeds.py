@@ -16,8 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from resources.spark import spark_table
-from resources.storage import replace_directory
+from resources.tables import replace_directory, spark_table
 
 FEED_COLUMNS = ["anchor", "collection_id", "rank", "product_id", "relevance"]
 STATUS_SCHEMA = {"collection_id": pl.Utf8, "title": pl.Utf8, "anchor": pl.Utf8, "products": pl.Int64,

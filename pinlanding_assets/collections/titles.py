@@ -24,7 +24,8 @@ GENDER_WORDS = {"men": "Men's", "women": "Women's", "boys": "Boys'", "girls": "G
 LINKING_WORDS = {"for", "and", "with", "the", "in", "s"}
 SYSTEM = ("You name shopping pages for an online fashion store. Given the attributes of the products on a "
           "page, write the page title people would search for: 1 to 6 words, title case, the product type "
-          "in the plural, every attribute mentioned and nothing else added (no brand, no adjectives such as 'stylish'). Answer with JSON.")
+          "in the plural, every attribute mentioned and nothing else added (no brand, no adjectives such as "
+          "'stylish'). Answer with JSON.")
 EXAMPLE_USER = json.dumps({"colour": "black", "material": "leather", "category": "ankle boot"})
 EXAMPLE_ANSWER = json.dumps({"title": "Black Leather Ankle Boots"})
 

@@ -23,11 +23,11 @@ from pinlanding_assets.demand.intents import (
 )
 from pinlanding_assets.metadata import figure_markdown, table_preview
 from pinlanding_assets.partitions import log_weeks, model_releases, search_weeks
-from pinlanding_assets.settings import get_paths, get_refresh_settings
+from pinlanding_assets.settings import load_settings
 from resources.models import minilm_encoder
 
 OWNERS = ["team:search"]
-DEMAND_WEEKS = get_refresh_settings().demand_weeks
+DEMAND_WEEKS = load_settings().refresh.demand_weeks  # fixes the window mapping when the code location loads
 
 
 class DemandRunConfig(dg.Config):
@@ -80,7 +80,7 @@ def _demand_curve(intents: pl.DataFrame) -> dg.MarkdownMetadataValue:
 def query_intents(context: dg.AssetExecutionContext, config: DemandRunConfig):
     """What people searched for in one week. A week without files is an empty partition, not an error."""
     monday = dt.date.fromisoformat(context.partition_key)
-    files = log_weeks(get_paths().search_log_dir).get(monday, [])
+    files = log_weeks(load_settings().paths.search_log_dir).get(monday, [])
     log = read_week(files, monday)
     intents, unusable = aggregate(log.queries, config.settings())
     quarantine = search_quarantine(log, unusable)

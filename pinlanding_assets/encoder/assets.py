@@ -11,28 +11,16 @@ import polars as pl
 from pydantic import Field
 
 from pinlanding_assets.attributes.vocabulary import release_drops
-from pinlanding_assets.encoder.assignments import (
-    AttributeTable,
-    assign_with_ray,
-    calibrate_thresholds,
-    unscorable_with_ray,
-)
+from pinlanding_assets.automation import ASSIGNING, IN_RELEASE, SCORING
+from pinlanding_assets.encoder.assignments import AttributeTable, assign_with_ray, unscorable_with_ray
 from pinlanding_assets.encoder.embeddings import (
     embed_phrases_with_ray,
     embed_products_with_ray,
     phrase_rejection,
 )
 from pinlanding_assets.encoder.evaluation import evaluate_encoders
-from pinlanding_assets.encoder.model import DualEncoder, EncoderSpec, save_checkpoint, spec_from_record
-from pinlanding_assets.encoder.training import (
-    TrainingConfig,
-    build_feature_cache,
-    split_of,
-    title_matches,
-    train_heads,
-    vlm_pairs,
-)
-from pinlanding_assets.automation import ASSIGNING, IN_RELEASE, SCORING
+from pinlanding_assets.encoder.model import EncoderSpec, spec_from_record, write_checkpoint
+from pinlanding_assets.encoder.training import TrainingConfig, holdout_products, train_dual_encoder
 from pinlanding_assets.metadata import figure_markdown, histogram_markdown, table_preview
 from pinlanding_assets.partitions import (
     all_drops_in,
@@ -42,26 +30,23 @@ from pinlanding_assets.partitions import (
     model_releases,
     release_order,
 )
-from pinlanding_assets.settings import get_paths, setting, setting_float, setting_int
-from resources.models import open_clip_cache
+from pinlanding_assets.settings import QualityGates, load_settings
 from resources.ray_pool import RayPool
 from resources.storage import StagedParquet
 
 OWNERS = ["team:relevance"]
 ASSIGNMENT_BLOCK_ROWS = 4096
 ANCHOR_FACET = "category"  # exclusive: every scored product has exactly one, which is how they are counted
-MIN_FUSED_RECALL = setting_float("PINLANDING_MIN_FUSED_RECALL")
-MIN_IMAGE_RECALL = setting_float("PINLANDING_MIN_IMAGE_RECALL")
 
 
 class DualEncoderConfig(dg.Config):
-    model_name: str = Field(default_factory=lambda: setting("PINLANDING_ENCODER"))
-    max_products: int = Field(default_factory=lambda: setting_int("PINLANDING_ENCODER_PRODUCTS"))
+    model_name: str = Field(default_factory=lambda: load_settings().encoder.model_name)
+    max_products: int = Field(default_factory=lambda: load_settings().encoder.max_products)
     epochs: int = 80
     seed: int = 0
     image_weight: float = 0.5
     unfreeze_image_blocks: int = Field(
-        default_factory=lambda: setting_int("PINLANDING_UNFREEZE_IMAGE_BLOCKS"),
+        default_factory=lambda: load_settings().encoder.unfreeze_image_blocks,
         description="also train the last N stages of the image trunk (0: heads only, on cached features)")
 
 
@@ -112,38 +97,17 @@ def dual_encoder(
     products = of_release(catalog_products).join(
         of_release(catalog_image_features).select("product_id", "is_blank"), on="product_id", how="left")
     context.log.info(f"release {context.partition_key}: training on {products.height} products of {len(drops)} drops")
-    raw = of_release(raw_vlm_attributes)
-    pairs = pl.concat([vlm_pairs(raw, curated_vocabulary),
-                       title_matches(products, curated_vocabulary)]).unique().sort(["product_id", "attribute_id"])
     spec = EncoderSpec(model_name=config.model_name, image_weight=config.image_weight, seed=config.seed)
     training = TrainingConfig(seed=config.seed, max_products=config.max_products, epochs=config.epochs,
                               unfreeze_image_blocks=config.unfreeze_image_blocks)
-    encoder = DualEncoder(spec, open_clip_cache())
-    cache = build_feature_cache(encoder, products, pairs, curated_vocabulary, training,
-                                fully_labelled=set(raw["product_id"].to_list()))
-    report = train_heads(encoder, cache, training)
-
-    import torch
-
-    valid = torch.tensor([s == "validation" for s in cache.splits])
-    with torch.no_grad():
-        index = valid.nonzero().squeeze(-1)
-        scores = (encoder.fuse(cache.image_vectors(encoder, index), encoder.text_head(cache.title[index]),
-                               cache.has_image[index]) @ encoder.text_head(cache.phrases).T).numpy()
-    thresholds = calibrate_thresholds(scores, cache.positives[index].numpy(), cache.attribute_ids)
-
-    import open_clip
-
-    preprocess_cfg = open_clip.get_model_preprocess_cfg(encoder.model)
-    checkpoint_dir = get_paths().warehouse_dir / "models" / "dual_encoder"
-    staging = checkpoint_dir / "latest.pt"
-    version = save_checkpoint(encoder.model, spec, staging, {"thresholds": thresholds, "preprocess_cfg": preprocess_cfg})
-    checkpoint = checkpoint_dir / f"{version}.pt"
-    staging.replace(checkpoint)
-
-    holdout = products.filter(pl.col("product_id").map_elements(
-        lambda pid: split_of(pid, training.seed, training.holdout_share, training.validation_share) == "holdout",
-        return_dtype=pl.Boolean)).sort("product_id")
+    paths = load_settings().paths
+    trained = train_dual_encoder(products, of_release(raw_vlm_attributes), curated_vocabulary, spec, training,
+                                 paths.open_clip_cache, progress=context.log.info)
+    encoder, report, thresholds, preprocess_cfg = (trained.encoder, trained.report, trained.thresholds,
+                                                   trained.preprocess_cfg)
+    version, checkpoint = write_checkpoint(encoder.model, spec, paths.checkpoint_dir,
+                                           {"thresholds": thresholds, "preprocess_cfg": preprocess_cfg})
+    holdout = holdout_products(products, training)
     context.log.info(f"trained {report.epochs_run} epochs; evaluating on {holdout.height} holdout products")
     metrics = evaluate_encoders(encoder, holdout, of_release(catalog_labels), curated_vocabulary, thresholds)
     summary = pl.DataFrame([{
@@ -173,14 +137,15 @@ def dual_encoder(
 
 @dg.asset_check(asset="dual_encoder", partitions_def=model_releases,
                 description="Holdout Recall@10 meets the targets and fused beats text-only.")
-def dual_encoder_recall_targets(dual_encoder: pl.DataFrame) -> dg.AssetCheckResult:
+def dual_encoder_recall_targets(quality_gates: QualityGates, dual_encoder: pl.DataFrame) -> dg.AssetCheckResult:
     metrics = json.loads(dual_encoder["metrics"][0])
     fused, image, text = (metrics[k]["recall_at_10"] for k in ("fused", "image_only", "text_only"))
+    gates = quality_gates
     return dg.AssetCheckResult(
-        passed=fused >= MIN_FUSED_RECALL and image >= MIN_IMAGE_RECALL and fused > text,
+        passed=fused >= gates.min_fused_recall and image >= gates.min_image_recall and fused > text,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"fused": fused, "image_only": image, "text_only": text,
-                  "fused_target": MIN_FUSED_RECALL, "image_target": MIN_IMAGE_RECALL},
+                  "fused_target": gates.min_fused_recall, "image_target": gates.min_image_recall},
     )
 
 
@@ -211,7 +176,8 @@ def attribute_embeddings(ray_pool: RayPool, curated_vocabulary: pl.DataFrame, du
         "attribute_id", "facet", "phrase", "reason")
     usable = kept.filter(~pl.col("attribute_id").is_in(rejected["attribute_id"].to_list()))
     vectors = pl.from_arrow(embed_phrases_with_ray(usable.select("attribute_id", "phrase").to_arrow(), spec,
-                                                   open_clip_cache(), version, ray_pool.model_stage_options(actors=1)))
+                                                   load_settings().paths.open_clip_cache, version,
+                                                   ray_pool.model_stage_options(actors=1)))
     table = usable.select("attribute_id", "facet", "phrase").join(vectors, on="attribute_id").sort("attribute_id")
     yield dg.Output(table, output_name="attribute_embeddings", metadata={
         "dagster/row_count": table.height, "model_version": version, "rejected": rejected.height,
@@ -289,8 +255,9 @@ def product_embeddings(
     context.log.info(f"embedding {inputs.height} products of {context.partition_key} with release {release} "
                      f"({options['compute']}, {threads} torch thread(s) per encoder actor)")
     started = time.perf_counter()
-    staged = embed_products_with_ray(inputs.to_arrow(), spec, open_clip_cache(), version, release, preprocess_cfg,
-                                     options, get_paths().staging_path("product_embeddings", context.partition_key),
+    paths = load_settings().paths
+    staged = embed_products_with_ray(inputs.to_arrow(), spec, paths.open_clip_cache, version, release, preprocess_cfg,
+                                     options, paths.staging_path("product_embeddings", context.partition_key),
                                      threads=threads)
     seconds = time.perf_counter() - started
     written = pl.scan_parquet(staged.path).select(
@@ -344,7 +311,7 @@ def attribute_assignments(
     table = AttributeTable.build(phrases["attribute_id"].to_list(), phrases["facet"].to_list(),
                                  np.asarray(phrases["embedding"].to_list(), np.float32),
                                  json.loads(encoder["thresholds"][0]))
-    paths = get_paths()
+    paths = load_settings().paths
     embeddings = paths.partition_path("product_embeddings", drop)
     quarantine = unscorable_with_ray(embeddings, drop, table.vectors.shape[1], ASSIGNMENT_BLOCK_ROWS)
     options = ray_pool.model_stage_options(actors=1)

@@ -202,10 +202,11 @@ ASSIGNMENT_ARROW_SCHEMA = pa.schema([
 def assign_with_ray(embeddings: Path, table: AttributeTable, drop: str, release: str, version: str,
                     stage_options: dict, staging: Path, block_rows: int = 4096, threads: int = 1) -> StagedParquet:
     """Blocked scoring on Ray: Ray reads the drop's embedding files, each block of ``block_rows``
-    products is one GEMM against the attribute table, and Ray writes the rows under ``staging``. Memory is bounded by the block; the result does not depend on its size."""
+    products is one GEMM against the attribute table, and Ray writes the rows under ``staging``. Memory
+    is bounded by the block; the result does not depend on its size."""
     import ray
 
-    from resources.ray_pool import write_parquet_parts
+    from resources.tables import write_parquet_parts
 
     dataset = ray.data.read_parquet(_embedding_files(embeddings), columns=["product_id", "embedding"])
     dataset = dataset.map_batches(BlockScorer, fn_constructor_kwargs={

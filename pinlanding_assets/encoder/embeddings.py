@@ -20,7 +20,6 @@ from pinlanding_assets.encoder.model import EMBED_DIM, DualEncoder, EncoderSpec
 from pinlanding_assets.encoder.pixels import preprocess_for_encoder
 from resources.storage import StagedParquet
 
-
 VECTOR = pa.list_(pa.float32(), EMBED_DIM)
 PRODUCT_SCHEMA = pa.schema([
     ("product_id", pa.string()), ("embedding", VECTOR), ("image_embedding", VECTOR), ("text_embedding", VECTOR),
@@ -88,7 +87,7 @@ def embed_products_with_ray(
 
     Batches of 8: EfficientNet-Lite0 on CPU runs fastest per product at 8-16 images (larger batches
     fall out of cache: 20 ms a product at 32, 35 at 64, 11 at 8 with 2 threads; benchmarks/embeddings.py)."""
-    from resources.ray_pool import arrow_dataset, write_parquet_parts
+    from resources.tables import arrow_dataset, write_parquet_parts
 
     dataset = (
         arrow_dataset(products.sort_by("product_id"), batch_size)
@@ -106,7 +105,7 @@ def embed_products_with_ray(
 def embed_phrases_with_ray(
     phrases: pa.Table, spec: EncoderSpec, cache_dir: Path, version: str, stage_options: dict[str, Any],
 ) -> pa.Table:
-    from resources.ray_pool import arrow_dataset, collect_sorted
+    from resources.tables import arrow_dataset, collect_sorted
 
     if phrases.num_rows == 0:
         return PHRASE_SCHEMA.empty_table()

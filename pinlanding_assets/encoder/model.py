@@ -191,6 +191,12 @@ def save_checkpoint(model: torch.nn.Module, spec: EncoderSpec, path: Path, extra
     return version
 
 
+def write_checkpoint(model: torch.nn.Module, spec: EncoderSpec, directory: Path, extra: dict) -> tuple[str, Path]:
+    """The checkpoint of a release as ``<directory>/<version>.pt`` (written whole or not at all)."""
+    path = directory / f"{state_digest(model)[:16]}.pt"
+    return save_checkpoint(model, spec, path, extra), path
+
+
 def load_checkpoint(model: torch.nn.Module, path: Path, spec: EncoderSpec) -> dict:
     """Load weights, failing loudly if the checkpoint was made for another architecture."""
     if not path.is_file():

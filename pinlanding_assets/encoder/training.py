@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -148,8 +150,10 @@ class TrainingReport:
     pairs: int
 
 
-def train_heads(encoder, cache: FeatureCache, config: TrainingConfig) -> TrainingReport:
-    """Train the projection heads and logit scale with early stopping on validation Recall@10."""
+def train_heads(encoder, cache: FeatureCache, config: TrainingConfig,
+                progress: Callable[[str], None] | None = None) -> TrainingReport:
+    """Train the projection heads and logit scale with early stopping on validation Recall@10;
+    ``progress`` gets a line every 10 epochs (the run's log in Dagster)."""
     from open_clip.loss import ClipLoss
 
     torch.manual_seed(config.seed)
@@ -209,6 +213,9 @@ def train_heads(encoder, cache: FeatureCache, config: TrainingConfig) -> Trainin
         train_curve.append(round(float(np.mean(epoch_losses)), 5))
         valid_curve.append(round(valid_loss, 5))
         recall_curve.append(round(recall, 5))
+        if progress and epoch % 10 == 0:
+            progress(f"epoch {epoch}/{config.epochs}: train loss {train_curve[-1]:.4f}, "
+                     f"validation Recall@10 {recall:.4f} (best {max(best_recall, recall):.4f})")
         if recall > best_recall + 1e-4:
             best_recall, best_epoch, stale = recall, epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -298,3 +305,49 @@ def build_feature_cache(
             positives, kept["facet"].to_list(), torch.tensor([pid in fully_labelled for pid in products["product_id"]])),
         splits=products["split"].to_list(), open_blocks=config.unfreeze_image_blocks,
     )
+
+
+@dataclass
+class TrainedEncoder:
+    """What training produces: the model with its spec, the report, calibrated per-attribute
+    thresholds and the image preprocessing the checkpoint must carry."""
+
+    encoder: object  # DualEncoder
+    report: TrainingReport
+    thresholds: dict[str, float]
+    preprocess_cfg: dict
+
+
+def train_dual_encoder(
+    products: pl.DataFrame, raw: pl.DataFrame, vocabulary: pl.DataFrame, spec, config: TrainingConfig,
+    open_clip_cache: Path, progress: Callable[[str], None] | None = None,
+) -> TrainedEncoder:
+    """Training pairs (VLM attributes and title phrases on the vocabulary), cached tower features,
+    trained heads and thresholds calibrated on the validation split: the whole of training, no I/O."""
+    import open_clip
+
+    from pinlanding_assets.encoder.assignments import calibrate_thresholds
+    from pinlanding_assets.encoder.model import DualEncoder
+
+    pairs = pl.concat([vlm_pairs(raw, vocabulary),
+                       title_matches(products, vocabulary)]).unique().sort(["product_id", "attribute_id"])
+    encoder = DualEncoder(spec, open_clip_cache)
+    if progress:
+        progress(f"{pairs.height} training pairs; caching tower features of {min(products.height, config.max_products)} products")
+    cache = build_feature_cache(encoder, products, pairs, vocabulary, config,
+                                fully_labelled=set(raw["product_id"].to_list()))
+    report = train_heads(encoder, cache, config, progress)
+    valid = torch.tensor([s == "validation" for s in cache.splits])
+    with torch.no_grad():
+        index = valid.nonzero().squeeze(-1)
+        scores = (encoder.fuse(cache.image_vectors(encoder, index), encoder.text_head(cache.title[index]),
+                               cache.has_image[index]) @ encoder.text_head(cache.phrases).T).numpy()
+    thresholds = calibrate_thresholds(scores, cache.positives[index].numpy(), cache.attribute_ids)
+    return TrainedEncoder(encoder, report, thresholds, open_clip.get_model_preprocess_cfg(encoder.model))
+
+
+def holdout_products(products: pl.DataFrame, config: TrainingConfig) -> pl.DataFrame:
+    """The products training never saw (split by a hash of the id), sorted for evaluation."""
+    return products.filter(pl.col("product_id").map_elements(
+        lambda pid: split_of(pid, config.seed, config.holdout_share, config.validation_share) == "holdout",
+        return_dtype=pl.Boolean)).sort("product_id")

@@ -8,24 +8,19 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from pinlanding_assets.collections.assets import feed_rows_path
-from pinlanding_assets.collections.feeds import read_feeds
 from pinlanding_assets.automation import PUBLISH
+from pinlanding_assets.collections.feeds import read_feeds
 from pinlanding_assets.partitions import all_drops_in, concat_partitions, model_releases
-from pinlanding_assets.settings import get_paths, setting
+from pinlanding_assets.settings import load_settings
 from pinlanding_assets.site.pages import SiteConfig, build_site
-from resources.ray_pool import RayPool
 from pinlanding_assets.site.thumbnails import collage, make_thumbnails_with_ray, thumbnail_name
+from resources.ray_pool import RayPool
 
 OWNERS = ["team:merchandising"]
 
 
-def site_dir():
-    return get_paths().data_dir / "site"
-
-
 class SiteRunConfig(dg.Config):
-    base_url: str = Field(default_factory=lambda: setting("PINLANDING_SITE_URL"),
+    base_url: str = Field(default_factory=lambda: load_settings().site_url,
                           description="where the site will be served; used in sitemap.xml and canonical links")
     thumbnail_width: int = 240
 
@@ -53,16 +48,16 @@ def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, ray_
     The live site is one release's, swapped in whole; materializing an older release's partition
     publishes that release again."""
     release = context.partition_key
-    feeds = read_feeds(feed_rows_path(release))
+    feeds = read_feeds(load_settings().paths.feed_rows_dir(release))
     products = concat_partitions(catalog_products).select("product_id", "title", "image_path")
     started = time.perf_counter()
     settings = SiteConfig(base_url=config.base_url, thumbnail_width=config.thumbnail_width, release=release)
-    summary = build_site(collections, feeds, products, site_dir(), settings, make_thumbnails_with_ray,
+    summary = build_site(collections, feeds, products, load_settings().paths.site_dir, settings, make_thumbnails_with_ray,
                          workers=max(1, int(ray_pool.cpus_available() or 1)))
     context.log.info(f"release {release}: site built ({summary.thumbnails} thumbnails as Ray tasks, "
                      f"{summary.collection_pages} pages)")
     pages = pl.DataFrame({"path": ["index.html", *[f"c/{c}.html" for c in sorted(feeds["collection_id"].unique())]]})
-    pages = pages.with_columns(pl.col("path").map_elements(lambda p: (site_dir() / p).stat().st_size,
+    pages = pages.with_columns(pl.col("path").map_elements(lambda p: (load_settings().paths.site_dir / p).stat().st_size,
                                                            return_dtype=pl.Int64).alias("bytes"))
     first = collections.sort("rank").filter(pl.col("collection_id").is_in(feeds["collection_id"].unique().to_list()))
     context.log.info(f"published release {release}: {summary.collection_pages} collection pages")

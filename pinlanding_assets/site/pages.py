@@ -19,7 +19,7 @@ import polars as pl
 
 from pinlanding_assets.collections.titles import plural, slug_for
 from pinlanding_assets.site.thumbnails import thumbnail_name
-from resources.storage import replace_directory
+from resources.tables import replace_directory
 
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 FACET_LABELS = {"category": "Category", "colour": "Colour", "gender": "Gender", "material": "Material",

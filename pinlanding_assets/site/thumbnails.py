@@ -56,7 +56,7 @@ def make_thumbnails_with_ray(image_paths: list[str], out_dir: Path, width: int,
     are CPUs); only the sizes come back. A Ray cluster must share ``out_dir``'s file system."""
     import pyarrow as pa
 
-    from resources.ray_pool import arrow_dataset
+    from resources.tables import arrow_dataset
 
     paths = sorted(set(image_paths))
     if not paths:

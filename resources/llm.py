@@ -8,7 +8,7 @@ The server decodes up to ``slots`` sequences at once (llama.cpp continuous batch
 requests concurrently so the slots fill. Measured on 2 CPU cores (``benchmarks/attribute_stage.py``),
 decoding is compute-bound and extra slots add little, while the numerics of a batched step depend on
 which sequences share it, so answers are only bit-for-bit reproducible with one slot: the default
-(``PINLANDING_LLM_SLOTS``) is 1; raise it on machines with more cores or a GPU.
+(the ``llm_slots`` of ``ModelBackends``) is 1; raise it on machines with more cores or a GPU.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
-
-from pinlanding_assets.settings import export_default
 
 YES_TOKENS = ("yes", "Yes", "YES", " yes", " Yes")
 NO_TOKENS = ("no", "No", "NO", " no", " No")
@@ -42,7 +40,6 @@ class LocalLLM:
     """One llama.cpp model in this process serving ``slots`` sequences concurrently."""
 
     def __init__(self, model_path: Path, threads: int = 2, slots: int = 1, seed: int = 7) -> None:
-        export_default("LLAMA_LOG_VERBOSITY", "0")
         import xllamacpp
 
         if slots < 1:
