@@ -48,9 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peak_memory import PeakMemory, own_mib  # noqa: E402
 
-from pinlanding_assets.encoder.assignments import EXCLUSIVE_FACETS  # noqa: E402
 from pinlanding_assets.encoder.embeddings import PRODUCT_SCHEMA  # noqa: E402
 from pinlanding_assets.encoder.model import EMBED_DIM  # noqa: E402
+from pinlanding_assets.facets import EXCLUSIVE_FACETS  # noqa: E402
 from pinlanding_assets.settings import get_paths  # noqa: E402
 
 DROP, RELEASE, VERSION = "drop-scale", "r001", "synthetic"

@@ -11,7 +11,6 @@ third-party libraries read themselves (PySpark's worker interpreter, llama.cpp's
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,17 +297,16 @@ def get_paths() -> Paths:
 
 
 # What third-party libraries read from the process environment, set (unless already set) before
-# they start: Spark's Python workers run this interpreter, the HF hub never goes online, llama.cpp is quiet.
+# they start: the HF hub never goes online, llama.cpp is quiet.
 LIBRARY_ENVIRONMENT = {
-    "PYSPARK_PYTHON": sys.executable,
     "HF_HUB_OFFLINE": "1",
     "LLAMA_LOG_VERBOSITY": "0",
 }
 
 
 def export_library_environment(dagster_home: Path | None = None) -> None:
-    """Set the variables libraries and child processes (Spark, Ray workers, llama.cpp, the Dagster
-    CLI) read themselves. Called once by each entry point (the code location, the CLI)."""
+    """Set the variables libraries and child processes (Ray workers, llama.cpp, the Dagster CLI) read
+    themselves. Called once by each entry point (the code location, the CLI)."""
     for name, default in LIBRARY_ENVIRONMENT.items():
         os.environ.setdefault(name, default)
     if dagster_home is not None:

@@ -12,9 +12,9 @@ from pinlanding_assets.demand.intents import (
     QueryParser,
     SearchLogError,
     build_intents,
-    normalise_query,
     read_search_log,
 )
+from pinlanding_assets.facets import normalise_query
 from pinlanding_assets.settings import get_paths
 from pinlanding_assets_tests.vocabularies import fashion_vocabulary
 from resources.models import minilm_encoder

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from pinlanding_assets.attributes.vlm import (
-    FACETS,
     SYSTEM_PROMPT,
     AttributeParseError,
     OfflineLLMBackend,
@@ -19,6 +18,7 @@ from pinlanding_assets.attributes.vlm import (
     extract_with_repair,
     parse_attributes,
 )
+from pinlanding_assets.facets import FACETS
 from pinlanding_assets.settings import get_paths
 from resources.llm import LocalLLM
 from resources.models import FAST_LLM, gguf_path

@@ -10,9 +10,9 @@ from pinlanding_assets.attributes.vocabulary import (
     CurationConfig,
     attribute_id,
     curate,
-    normalise_value,
     one_facet_per_phrase,
 )
+from pinlanding_assets.facets import normalise_value
 from pinlanding_assets.settings import get_paths
 from resources.llm import LocalLLM
 from resources.models import DEFAULT_LLM, gguf_path, load_minilm

@@ -52,6 +52,7 @@ DEFAULT_LLM = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 FAST_LLM = "qwen2.5-coder-0.5b-instruct-q4"
 
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+MINILM_DIM = 384  # all-MiniLM-L6-v2 sentence vectors
 EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 
 

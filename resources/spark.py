@@ -10,13 +10,24 @@ from dagster_pyspark import PySparkResource
 LOCAL_MASTER = "local[2,4]"
 
 
-def spark_session_resource(master: str = LOCAL_MASTER, extra_conf: dict[str, str] | None = None,
-                           python: str = sys.executable) -> PySparkResource:
-    """Arrow transfer on, UI off, shuffle partitions sized for the master (few locally).
+class ProjectSparkResource(PySparkResource):
+    """dagster-pyspark's resource whose Python workers run the configured interpreter. PySpark takes
+    the driver's worker interpreter from ``PYSPARK_PYTHON`` in its own process environment (else
+    ``python3`` on PATH, without this project's packages); it is set on the session's context instead."""
 
-    Python workers must run ``python`` (with pyarrow and pandas), not whatever ``python3`` is on PATH:
-    executors read the setting below; PySpark's driver reads ``PYSPARK_PYTHON`` from its process
-    environment, which the entry points set (``settings.export_library_environment``)."""
+    def setup_for_execution(self, context) -> None:
+        super().setup_for_execution(context)
+        use_interpreter(self.spark_session, self.spark_config["spark.pyspark.python"])
+
+
+def use_interpreter(session, python: str) -> None:
+    session.sparkContext.pythonExec = python
+
+
+def spark_session_resource(master: str = LOCAL_MASTER, extra_conf: dict[str, str] | None = None,
+                           python: str = sys.executable) -> ProjectSparkResource:
+    """Arrow transfer on, UI off, shuffle partitions sized for the master (few locally); Python
+    workers run ``python`` (with pyarrow and pandas) on the driver and on executors."""
     local = master.startswith("local")
     conf = {
         "spark.master": master,
@@ -31,14 +42,17 @@ def spark_session_resource(master: str = LOCAL_MASTER, extra_conf: dict[str, str
         "spark.executorEnv.PYSPARK_PYTHON": python,
     }
     conf.update(extra_conf or {})
-    return PySparkResource(spark_config=conf)
+    return ProjectSparkResource(spark_config=conf)
 
 
 def spark_session(master: str = LOCAL_MASTER, extra_conf: dict[str, str] | None = None):
     """A SparkSession with the resource's settings, for benchmarks and tests that run outside Dagster."""
     from pyspark.sql import SparkSession
 
+    config = spark_session_resource(master, extra_conf).spark_config
     builder = SparkSession.builder
-    for key, value in spark_session_resource(master, extra_conf).spark_config.items():
+    for key, value in config.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    use_interpreter(session, config["spark.pyspark.python"])
+    return session

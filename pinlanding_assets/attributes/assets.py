@@ -20,6 +20,7 @@ from pinlanding_assets.attributes.raw_attributes import (
 from pinlanding_assets.attributes.vocabulary import CurationConfig, curate
 from pinlanding_assets.attributes.vocabulary_map import vocabulary_map
 from pinlanding_assets.automation import LABELLING, RELEASE_CUT
+from pinlanding_assets.facets import kept_vocabulary
 from pinlanding_assets.metadata import figure_markdown, table_preview
 from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, model_releases
 from pinlanding_assets.settings import load_settings
@@ -170,7 +171,7 @@ def curated_vocabulary(
         min_support=config.min_support, merge_distance=config.merge_distance, judge_threshold=config.judge_threshold),
         brands=brands)
     seconds = time.perf_counter() - started
-    kept = result.vocabulary.filter(pl.col("decision") == "keep")
+    kept = kept_vocabulary(result.vocabulary)
     coverage = vocabulary_coverage(result.vocabulary, labels, encode)
     merges = result.vocabulary.filter(pl.col("judge_score").is_not_null())["merged"]
     top = kept.sort(["facet", "support"], descending=[False, True]).group_by("facet", maintain_order=True).head(30)

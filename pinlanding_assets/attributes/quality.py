@@ -15,10 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from pinlanding_assets.attributes.vocabulary import normalise_value
-
-GROUND_TRUTH = {"category": "articleType", "colour": "baseColour", "occasion": "usage", "gender": "gender"}
-COVERAGE_SIMILARITY = 0.8
+from pinlanding_assets.facets import COVERAGE_SIMILARITY, GROUND_TRUTH, kept_vocabulary, normalise_value
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -55,7 +52,7 @@ def vocabulary_coverage(
     vocabulary: pl.DataFrame, labels: pl.DataFrame, encode: Callable[[list[str]], np.ndarray], min_products: int = 10
 ) -> dict:
     """Share of frequent ground-truth values the kept vocabulary represents, overall and per facet."""
-    kept = vocabulary.filter(pl.col("decision") == "keep")
+    kept = kept_vocabulary(vocabulary)
     per_facet, missing, covered_total, total = {}, [], 0, 0
     for facet, column in GROUND_TRUTH.items():
         if column not in labels.columns:

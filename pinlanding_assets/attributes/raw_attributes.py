@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 
 from pinlanding_assets.attributes.vlm import Extraction, ProductEvidence
-from pinlanding_assets.attributes.vocabulary import normalise_value
+from pinlanding_assets.facets import normalise_value
 
 IMAGE_SIDE = 224
 TOP_IMAGENET_LABELS = 3

@@ -22,14 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from pinlanding_assets.facets import FACET_ALIASES, FACETS, MULTI_VALUED, clean_phrase
 from resources.llm import map_concurrently
 
-FACETS = ("category", "colour", "material", "pattern", "style", "occasion", "gender")  # also the answer's field order
-MULTI_VALUED = {"colour"}
 MAX_PHRASE_WORDS = 4
 MAX_PHRASE_CHARS = 40
 EMPTY_VALUES = {"", "none", "unknown", "n/a", "na", "null", "not specified", "not applicable", "other", "various"}
-FACET_ALIASES = {"color": "colour", "colours": "colour", "colors": "colour", "type": "category", "product_type": "category"}
 
 ANSWER_SEPARATOR = " | "  # with "|" alone the 1.5B model loses count of empty fields
 SYSTEM_PROMPT = (
@@ -126,17 +124,13 @@ class Extraction:
     attempts: int = 0
 
 
-def normalise_phrase(value: str) -> str:
-    return re.sub(r"\s+", " ", str(value)).strip().strip(".,;:!\"'").lower()
-
-
 def _phrases(value) -> list[str]:
     values = value if isinstance(value, list) else [value]
     phrases: list[str] = []
     for item in values:
         if not isinstance(item, (str, int, float)) or isinstance(item, bool):
             continue
-        phrase = normalise_phrase(item)
+        phrase = clean_phrase(item)
         if phrase in EMPTY_VALUES or len(phrase) > MAX_PHRASE_CHARS or len(phrase.split()) > MAX_PHRASE_WORDS:
             continue
         if phrase not in phrases:
@@ -172,7 +166,7 @@ def parse_attributes(text: str) -> dict[str, list[str]]:
     data = _parse_json(text) if "{" in text else _parse_fields(text)
     out: dict[str, list[str]] = {}
     for key, value in data.items():
-        facet = FACET_ALIASES.get(normalise_phrase(key).replace(" ", "_"), normalise_phrase(key).replace(" ", "_"))
+        facet = FACET_ALIASES.get(clean_phrase(key).replace(" ", "_"), clean_phrase(key).replace(" ", "_"))
         if not re.fullmatch(r"[a-z][a-z_]{1,20}", facet):
             continue
         phrases = _phrases(value)

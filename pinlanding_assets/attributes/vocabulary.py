@@ -21,26 +21,7 @@ import numpy as np
 import polars as pl
 
 from pinlanding_assets.attributes.brands import Brands
-
-PLURAL_ONLY = {
-    "jeans", "shorts", "trousers", "pants", "leggings", "sunglasses", "glasses", "tights", "capris", "briefs",
-    "boxers", "trunks", "pyjamas", "pajamas", "flip flops", "heels", "flats", "jeggings", "joggers", "track pants",
-    "innerwear vests", "dungarees", "overalls", "clothes", "accessories", "loafers", "sneakers", "shoes", "boots",
-}
-SYNONYMS = {
-    "tee": "t-shirt", "tshirt": "t-shirt", "t shirt": "t-shirt", "tee shirt": "t-shirt", "tees": "t-shirt",
-    "gray": "grey", "navy": "navy blue", "mens": "men", "men's": "men", "man": "men", "male": "men",
-    "womens": "women", "women's": "women", "woman": "women", "female": "women", "ladies": "women",
-    "boy": "boys", "girl": "girls", "kids": "unisex kids", "sport": "sports", "sporty": "sports",
-    "slipper": "flip flops", "slippers": "flip flops", "flip flop": "flip flops", "formal shoe": "formal shoes",
-    "casual shoe": "casual shoes", "sports shoe": "sports shoes", "running shoe": "sports shoes",
-    "check": "checked", "checks": "checked", "stripes": "striped", "stripe": "striped", "print": "printed",
-    "wristwatch": "watch", "hand bag": "handbag", "jean": "jeans", "kurtis": "kurti", "trunk": "trunks",
-    "scarves": "scarf", "scarve": "scarf", "short": "shorts", "legging": "leggings", "sunglass": "sunglasses",
-    "heel": "heels", "flat": "flats",
-}
-SINGULARISE_FACETS = {"category", "material", "pattern"}
-FACET_FOR_JUDGE = {"category": "product type", "colour": "colour", "gender": "gender or age group"}
+from pinlanding_assets.facets import JUDGE_WORDING, KEEP, SHARED_FACETS, kept_vocabulary, normalise_value
 
 
 @dataclass(frozen=True)
@@ -49,28 +30,6 @@ class CurationConfig:
     merge_distance: float = 0.13
     judge_threshold: float = 0.5
     max_phrases_per_facet: int = 60
-
-
-def _singular(word: str) -> str:
-    if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith(("sses", "shes", "ches", "xes")):
-        return word[:-2]
-    if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
-        return word[:-1]
-    return word
-
-
-def normalise_value(facet: str, value: str) -> str:
-    """Case, whitespace, hyphen spacing, obvious synonyms, plural -> singular (plural-only nouns kept)."""
-    phrase = re.sub(r"\s+", " ", value.lower().replace("_", " ")).strip(" .,-")
-    phrase = re.sub(r"\s*-\s*", "-", phrase)
-    phrase = SYNONYMS.get(phrase, phrase)
-    if facet in SINGULARISE_FACETS and phrase not in PLURAL_ONLY and not any(phrase.endswith(p) for p in PLURAL_ONLY):
-        words = phrase.split(" ")
-        words[-1] = _singular(words[-1])
-        phrase = SYNONYMS.get(" ".join(words), " ".join(words))
-    return phrase
 
 
 def candidates(raw: pl.DataFrame) -> pl.DataFrame:
@@ -129,9 +88,6 @@ JUDGE_EXAMPLES = [
 ]
 
 
-SHARED_FACETS = ("style", "occasion")  # a "casual" look is worn on a "casual" occasion: both facets keep it
-
-
 def _facet_group(facet: str) -> str:
     return "/".join(SHARED_FACETS) if facet in SHARED_FACETS else facet
 
@@ -175,7 +131,7 @@ def judge_vocabulary(merged: pl.DataFrame, yes_probabilities: YesProbabilities, 
     """Score each canonical phrase twice; keep when the geometric mean of the two scores passes.
     All questions go to the judge at once, so an LLM with several slots answers them concurrently."""
     questions = [
-        judge_messages(kind, FACET_FOR_JUDGE.get(facet, facet), phrase)
+        judge_messages(kind, JUDGE_WORDING.get(facet, facet), phrase)
         for facet, phrase in merged.select("facet", "phrase").iter_rows() for kind in ("searchable", "coherent")
     ]
     scores = [round(score, 4) for score in yes_probabilities(questions)]
@@ -185,7 +141,7 @@ def judge_vocabulary(merged: pl.DataFrame, yes_probabilities: YesProbabilities, 
         pl.Series("searchable", searchable, pl.Float64), pl.Series("coherent", coherent, pl.Float64),
         pl.Series("judge_score", scores, pl.Float64),
     ).with_columns(
-        pl.when(pl.col("judge_score") >= threshold).then(pl.lit("keep")).otherwise(pl.lit("drop")).alias("decision"),
+        pl.when(pl.col("judge_score") >= threshold).then(pl.lit(KEEP)).otherwise(pl.lit("drop")).alias("decision"),
         pl.format("judge: searchable {}, coherent {}, score {} vs threshold {}",
                   "searchable", "coherent", "judge_score", pl.lit(threshold)).alias("reason"),
     )
@@ -258,7 +214,7 @@ def curate(
         pl.struct("facet", "phrase").map_elements(lambda r: attribute_id(r["facet"], r["phrase"]), return_dtype=pl.Utf8)
         .alias("attribute_id")
     ).select(list(VOCABULARY_SCHEMA)).sort(["decision", "facet", "support", "phrase"], descending=[True, False, True, False])
-    kept = vocabulary.filter(pl.col("decision") == "keep")
+    kept = kept_vocabulary(vocabulary)
     return CurationResult(vocabulary, {
         "raw_phrases": raw_phrases, "normalised": cands.height,
         "after_frequency_filter": frequent.height + brand_rows.height, "after_brand_filter": frequent.height,

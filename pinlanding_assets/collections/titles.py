@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable
 
-from pinlanding_assets.attributes.vocabulary import PLURAL_ONLY, SYNONYMS, _singular
+from pinlanding_assets.facets import SYNONYMS, plural, singular
 
 MAX_TITLE_CHARS = 60
 TITLE_SCHEMA = {
@@ -28,20 +28,6 @@ SYSTEM = ("You name shopping pages for an online fashion store. Given the attrib
           "'stylish'). Answer with JSON.")
 EXAMPLE_USER = json.dumps({"colour": "black", "material": "leather", "category": "ankle boot"})
 EXAMPLE_ANSWER = json.dumps({"title": "Black Leather Ankle Boots"})
-
-
-def plural(noun: str) -> str:
-    """English plural of a category phrase's last word; plural-only nouns stay as they are."""
-    if noun in PLURAL_ONLY or noun.endswith(("s", "wear", "clothing")) and not noun.endswith("ss"):
-        return noun
-    head, _, last = noun.rpartition(" ")
-    if re.search(r"(s|x|ch|sh)$", last):
-        last += "es"
-    elif re.search(r"[^aeiou]y$", last):
-        last = last[:-1] + "ies"
-    else:
-        last += "s"
-    return f"{head} {last}".strip()
 
 
 def slug_for(phrases: list[str]) -> str:
@@ -68,7 +54,7 @@ def _words(text: str) -> set[str]:
     out = set()
     for token in tokens:
         token = SYNONYMS.get(token, token).replace("'s", "").rstrip("'")
-        out |= {token, _singular(token)}
+        out |= {token, singular(token)}
     return out
 
 
@@ -80,11 +66,11 @@ def title_problem(title: str, attributes: list[tuple[str, str]]) -> str | None:
         return "title too long"
     words = _words(title)
     missing = [phrase for _, phrase in attributes
-               if not all({w, _singular(w)} & words for w in re.findall(r"[a-z0-9]+", phrase.replace("-", " ")))]
+               if not all({w, singular(w)} & words for w in re.findall(r"[a-z0-9]+", phrase.replace("-", " ")))]
     if missing:
         return f"title leaves out {', '.join(missing)}"
     allowed = set().union(*(_words(phrase) for _, phrase in attributes)) | LINKING_WORDS
-    added = sorted(w for w in _words(title) - allowed if _singular(w) not in allowed)
+    added = sorted(w for w in _words(title) - allowed if singular(w) not in allowed)
     if added:
         return f"title adds {', '.join(added)}"
     return None

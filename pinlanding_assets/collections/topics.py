@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from pinlanding_assets.collections.titles import slug_for, write_title
-from pinlanding_assets.demand.intents import FACET_ORDER
+from pinlanding_assets.facets import NAME_ORDER, kept_vocabulary
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _phrase(attribute_id: str) -> str:
 
 
 def _order(attribute_ids, facets: dict[str, str]) -> tuple[str, ...]:
-    return tuple(sorted(attribute_ids, key=lambda a: (FACET_ORDER.index(facets[a]), a)))
+    return tuple(sorted(attribute_ids, key=lambda a: (NAME_ORDER.index(facets[a]), a)))
 
 
 class ProductSets:
@@ -272,7 +272,7 @@ def _gap_reason(row: dict, facets: dict[str, str], published: dict[frozenset, st
 def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intents: pl.DataFrame,
                      sampled_products: int, chat, config: TopicConfig) -> CollectionPlan:
     """Candidate topics -> demand -> score -> merge near-duplicates -> top N with LLM titles; plus the gaps."""
-    kept = vocabulary.filter(pl.col("decision") == "keep")
+    kept = kept_vocabulary(vocabulary)
     facets = dict(zip(kept["attribute_id"], kept["facet"]))
     phrases = dict(zip(kept["attribute_id"], kept["phrase"]))
     excluded = over_assigned(assignments, kept, sampled_products, config.max_over_assignment)

@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +17,18 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pinlanding_assets.attributes.vocabulary import normalise_value
-from pinlanding_assets.encoder.assignments import EXCLUSIVE_FACETS
-from pinlanding_assets.encoder.training import vocabulary_lookup
+from pinlanding_assets.facets import (
+    EXCLUSIVE_FACETS,
+    NAME_ORDER,
+    kept_vocabulary,
+    normalise_query,
+    normalise_value,
+    vocabulary_lookup,
+)
+from resources.models import MINILM_DIM
 
 MAX_QUERY_CHARS = 200
 STOPWORDS = {"a", "an", "and", "the", "for", "of", "with", "in", "on", "to", "&", "s", "by", "or"}
-FACET_ORDER = ("gender", "colour", "material", "pattern", "style", "occasion", "category")
 QUARANTINE_SCHEMA = {"row": pl.Int64, "query": pl.Utf8, "reason": pl.Utf8}
 
 
@@ -105,12 +108,6 @@ def read_search_log(path: Path, week: dt.date | None = None) -> SearchLog:
     return SearchLog(queries=queries, quarantine=quarantine, demand_measure=measure)
 
 
-def normalise_query(query: str) -> str:
-    """NFKC, lower case, punctuation to spaces (apostrophes and inner hyphens kept), single spaces."""
-    text = unicodedata.normalize("NFKC", query).lower()
-    return " ".join(re.findall(r"[^\W_][\w'-]*", text)).replace("'s ", "s ").strip("'- ")
-
-
 def aggregate(queries: pl.DataFrame, config: DemandConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(one row per normalised query ranked by demand, ties by text, bucketed head/torso/tail; queries with no words)."""
     normalised = queries.with_columns(pl.col("query").map_elements(normalise_query, return_dtype=pl.Utf8).alias("intent"))
@@ -164,13 +161,13 @@ class QueryParser:
     @classmethod
     def from_vocabulary(cls, vocabulary: pl.DataFrame, encode: Callable[[list[str]], np.ndarray],
                         config: DemandConfig) -> QueryParser:
-        kept = vocabulary.filter(pl.col("decision") == "keep").sort("attribute_id")
+        kept = kept_vocabulary(vocabulary).sort("attribute_id")
         return cls(vocabulary_lookup(vocabulary), dict(zip(kept["attribute_id"], kept["facet"])),
                    kept["phrase"].to_list(), kept["attribute_id"].to_list(),
-                   encode(kept["phrase"].to_list()) if kept.height else np.zeros((0, 384), np.float32), encode, config)
+                   encode(kept["phrase"].to_list()) if kept.height else np.zeros((0, MINILM_DIM), np.float32), encode, config)
 
     def _exact(self, text: str) -> str | None:
-        for facet in FACET_ORDER:
+        for facet in NAME_ORDER:
             found = self.lookup.get((facet, normalise_value(facet, text)))
             if found:
                 return found
@@ -218,7 +215,7 @@ class QueryParser:
                         slots.append((nearest[word], "embedding"))
                 else:
                     remainder.append(word)
-            slots.sort(key=lambda s: (FACET_ORDER.index(self.facets[s[0]]), s[0]))
+            slots.sort(key=lambda s: (NAME_ORDER.index(self.facets[s[0]]), s[0]))
             results.append({
                 "attribute_ids": [a for a, _ in slots], "facets": [self.facets[a] for a, _ in slots],
                 "match_methods": [m for _, m in slots], "remainder": " ".join(remainder),

@@ -21,6 +21,7 @@ from pinlanding_assets.encoder.embeddings import (
 from pinlanding_assets.encoder.evaluation import evaluate_encoders
 from pinlanding_assets.encoder.model import EncoderSpec, spec_from_record, write_checkpoint
 from pinlanding_assets.encoder.training import TrainingConfig, holdout_products, train_dual_encoder
+from pinlanding_assets.facets import kept_vocabulary
 from pinlanding_assets.metadata import figure_markdown, histogram_markdown, table_preview
 from pinlanding_assets.partitions import (
     all_drops_in,
@@ -170,7 +171,7 @@ def attribute_embeddings(ray_pool: RayPool, curated_vocabulary: pl.DataFrame, du
     import open_clip
 
     tokenizer = open_clip.get_tokenizer(spec.model_name)
-    kept = curated_vocabulary.filter(pl.col("decision") == "keep").sort("attribute_id")
+    kept = kept_vocabulary(curated_vocabulary).sort("attribute_id")
     reasons = [phrase_rejection(tokenizer, phrase) for phrase in kept["phrase"]]
     rejected = kept.with_columns(pl.Series("reason", reasons, pl.Utf8)).filter(pl.col("reason").is_not_null()).select(
         "attribute_id", "facet", "phrase", "reason")

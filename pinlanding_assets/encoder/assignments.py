@@ -15,9 +15,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from pinlanding_assets.facets import EXCLUSIVE_FACETS
 from resources.storage import StagedParquet
 
-EXCLUSIVE_FACETS = {"category", "gender"}
 MIN_PAIRS_FOR_OWN_THRESHOLD = 3
 GEMM_ROWS_MULTIPLE = 16
 ASSIGNMENT_SCHEMA = {

@@ -14,10 +14,14 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from pinlanding_assets.attributes.quality import COVERAGE_SIMILARITY, GROUND_TRUTH
-from pinlanding_assets.attributes.vocabulary import normalise_value
-from pinlanding_assets.encoder.assignments import EXCLUSIVE_FACETS
-from pinlanding_assets.encoder.training import vocabulary_lookup
+from pinlanding_assets.facets import (
+    COVERAGE_SIMILARITY,
+    EXCLUSIVE_FACETS,
+    GROUND_TRUTH,
+    kept_vocabulary,
+    normalise_value,
+    vocabulary_lookup,
+)
 
 
 def ground_truth_attributes(
@@ -25,7 +29,7 @@ def ground_truth_attributes(
 ) -> pl.DataFrame:
     """(product_id, facet, attribute_id) for every label value the vocabulary represents."""
     lookup = vocabulary_lookup(vocabulary)
-    kept = vocabulary.filter(pl.col("decision") == "keep")
+    kept = kept_vocabulary(vocabulary)
     mapping: dict[tuple[str, str], str] = {}
     for facet, column in GROUND_TRUTH.items():
         if column not in labels.columns:
@@ -96,6 +100,7 @@ def encode_products(encoder, products: pl.DataFrame, batch_size: int = 32) -> di
     import torch
 
     from pinlanding_assets.encoder.embeddings import encode_batch
+    from pinlanding_assets.encoder.model import EMBED_DIM
     from pinlanding_assets.encoder.training import load_pixels
 
     parts: dict[str, list[np.ndarray]] = {"fused": [], "image_only": [], "title": []}
@@ -109,7 +114,7 @@ def encode_products(encoder, products: pl.DataFrame, batch_size: int = 32) -> di
         parts["fused"].append(fused.numpy())
         parts["image_only"].append(image.numpy())
         parts["title"].append(title.numpy())
-    return {name: np.concatenate(chunks) if chunks else np.zeros((0, 256), np.float32) for name, chunks in parts.items()}
+    return {name: np.concatenate(chunks) if chunks else np.zeros((0, EMBED_DIM), np.float32) for name, chunks in parts.items()}
 
 
 def evaluate_encoders(
@@ -120,7 +125,7 @@ def evaluate_encoders(
     from resources.models import minilm_encoder
 
     encode = minilm_encoder()
-    kept = vocabulary.filter(pl.col("decision") == "keep").sort("attribute_id")
+    kept = kept_vocabulary(vocabulary).sort("attribute_id")
     attribute_ids, facets, phrases = kept["attribute_id"].to_list(), kept["facet"].to_list(), kept["phrase"].to_list()
     truth = ground_truth_attributes(labels, vocabulary, encode)
     vectors = encode_products(encoder, products)

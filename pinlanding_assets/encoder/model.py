@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 DEFAULT_ARCH = "pinlanding-effnetlite0-minilm"
 EMBED_DIM = 256
+IMAGE_SIDE = 224  # the image tower's input (EfficientNet-Lite0 at its ImageNet resolution)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def register_default_architecture(cache_dir: Path, text_tower_dir: Path | None =
     config = {
         "embed_dim": EMBED_DIM,
         "vision_cfg": {"timm_model_name": "tf_efficientnet_lite0", "timm_model_pretrained": False,
-                       "timm_pool": "avg", "timm_proj": "linear", "image_size": 224},
+                       "timm_pool": "avg", "timm_proj": "linear", "image_size": IMAGE_SIDE},
         "text_cfg": {"hf_model_name": minilm, "hf_tokenizer_name": minilm, "hf_proj_type": "mlp",
                      "hf_pooler_type": "mean_pooler", "context_length": 32},
         "custom_text": True,

@@ -19,7 +19,6 @@ Batch-norm statistics stay frozen either way (the towers run in eval mode).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,8 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
-from pinlanding_assets.attributes.vocabulary import normalise_value
+from pinlanding_assets.encoder.model import IMAGE_SIDE
+from pinlanding_assets.facets import kept_vocabulary, normalise_value, title_tokens, vocabulary_lookup
 
 
 @dataclass(frozen=True)
@@ -55,32 +55,18 @@ def split_of(product_id: str, seed: int, holdout_share: float, validation_share:
     return "validation" if value < holdout_share + validation_share else "train"
 
 
-def vocabulary_lookup(vocabulary: pl.DataFrame) -> dict[tuple[str, str], str]:
-    """(facet, normalised phrase or alias) -> attribute_id, for kept entries."""
-    lookup = {}
-    for row in vocabulary.filter(pl.col("decision") == "keep").iter_rows(named=True):
-        for phrase in [row["phrase"], *(row["aliases"] or [])]:
-            lookup[(row["facet"], normalise_value(row["facet"], phrase))] = row["attribute_id"]
-    return lookup
-
-
-def _title_tokens(title: str) -> str:
-    words = re.findall(r"[a-z0-9][a-z0-9'-]*", title.lower())
-    return " " + " ".join(normalise_value("category", w) for w in words) + " "
-
-
 def title_matches(products: pl.DataFrame, vocabulary: pl.DataFrame) -> pl.DataFrame:
     """(product_id, attribute_id) for kept phrases that occur as whole words in the product's title."""
-    kept = vocabulary.filter(pl.col("decision") == "keep")
+    kept = kept_vocabulary(vocabulary)
     patterns = []
     for row in kept.iter_rows(named=True):
         for phrase in [row["phrase"], *(row["aliases"] or [])]:
-            tokens = _title_tokens(phrase).strip()
+            tokens = title_tokens(phrase).strip()
             if tokens:
                 patterns.append((f" {tokens} ", row["attribute_id"]))
     rows = []
     for product_id, title in products.select("product_id", "title").iter_rows():
-        text = _title_tokens(title)
+        text = title_tokens(title)
         rows += [{"product_id": product_id, "attribute_id": aid} for pattern, aid in patterns if pattern in text]
     return pl.DataFrame(rows, schema={"product_id": pl.Utf8, "attribute_id": pl.Utf8}).unique().sort(
         ["product_id", "attribute_id"])
@@ -247,7 +233,7 @@ def load_pixels(paths: list[str], preprocess) -> tuple[torch.Tensor, torch.Tenso
                 tensors.append(preprocess(image.convert("RGB")))
                 ok.append(True)
         except Exception:
-            tensors.append(torch.zeros(3, 224, 224))
+            tensors.append(torch.zeros(3, IMAGE_SIDE, IMAGE_SIDE))
             ok.append(False)
     return torch.stack(tensors), torch.tensor(ok)
 
@@ -278,7 +264,7 @@ def build_feature_cache(
     labelled = set(pairs["product_id"])
     products = products.with_columns(pl.col("product_id").is_in(list(labelled)).alias("_labelled")).sort(
         ["_labelled", "_key"], descending=[True, False]).head(config.max_products).sort("product_id")
-    kept = vocabulary.filter(pl.col("decision") == "keep").sort("attribute_id")
+    kept = kept_vocabulary(vocabulary).sort("attribute_id")
     attribute_ids = kept["attribute_id"].to_list()
     column = {aid: j for j, aid in enumerate(attribute_ids)}
     row = {pid: i for i, pid in enumerate(products["product_id"])}

@@ -17,14 +17,12 @@ from xml.sax.saxutils import escape as xml_escape
 import jinja2
 import polars as pl
 
-from pinlanding_assets.collections.titles import plural, slug_for
+from pinlanding_assets.collections.titles import slug_for
+from pinlanding_assets.facets import DISPLAY_ORDER, LABELS, plural
 from pinlanding_assets.site.thumbnails import thumbnail_name
 from resources.tables import replace_directory
 
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-FACET_LABELS = {"category": "Category", "colour": "Colour", "gender": "Gender", "material": "Material",
-                "pattern": "Pattern", "style": "Style", "occasion": "Occasion"}
-FACET_ORDER = ["category", "gender", "colour", "pattern", "material", "style", "occasion"]
 RELATED = 6
 
 STYLE = """
@@ -151,11 +149,11 @@ def facet_groups(collections: pl.DataFrame, published: set[str]) -> list[dict]:
             groups.setdefault(facet, {}).setdefault(phrase, []).append(
                 {"slug": row["collection_id"], "title": row["title"]})
     sections = []
-    for facet in sorted(groups, key=lambda f: (FACET_ORDER.index(f) if f in FACET_ORDER else 99, f)):
+    for facet in sorted(groups, key=lambda f: (DISPLAY_ORDER.index(f) if f in DISPLAY_ORDER else 99, f)):
         values = [{"id": f"{facet}-{slug_for([phrase])}",
                    "label": plural(phrase).title() if facet == "category" else phrase.title(), "pages": pages}
                   for phrase, pages in sorted(groups[facet].items())]
-        sections.append({"id": facet, "label": FACET_LABELS.get(facet, facet.title()), "entries": values})
+        sections.append({"id": facet, "label": LABELS.get(facet, facet.title()), "entries": values})
     return sections
 
 
