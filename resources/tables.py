@@ -4,6 +4,7 @@ back, engine-written Parquet parts, Arrow that Spark accepts, and the atomic dir
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -44,11 +45,14 @@ def write_parquet_parts(dataset, staging: Path, schema: pa.Schema, rows_per_file
     return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
-def collect_sorted(dataset, schema: pa.Schema, key: str) -> pa.Table:
-    """Run the dataset and return one table in ``schema``, sorted by ``key`` whatever order blocks finished in."""
-    import ray
-
-    tables = [table.cast(schema) for table in ray.get(dataset.to_arrow_refs())]
+def collect_sorted(dataset, schema: pa.Schema, key: str, on_rows: Callable[[int], None] | None = None) -> pa.Table:
+    """Run the dataset and return one table in ``schema``, sorted by ``key`` whatever order blocks
+    finished in; ``on_rows`` hears the row count of each block as it arrives (progress)."""
+    tables = []
+    for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+        tables.append(table.cast(schema))
+        if on_rows:
+            on_rows(table.num_rows)
     return pa.concat_tables(tables).sort_by(key) if tables else schema.empty_table()
 
 

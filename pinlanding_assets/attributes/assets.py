@@ -23,6 +23,7 @@ from pinlanding_assets.automation import LABELLING, RELEASE_CUT
 from pinlanding_assets.facets import kept_vocabulary
 from pinlanding_assets.metadata import figure_markdown, table_preview
 from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, model_releases
+from pinlanding_assets.progress import Progress
 from pinlanding_assets.settings import load_settings
 from resources.model_backends import ModelBackends
 from resources.models import minilm_encoder
@@ -104,8 +105,9 @@ def raw_vlm_attributes(
     started = time.perf_counter()
     context.log.info(f"{context.partition_key}: labelling {sample.height} of {catalog_products.height} products "
                      f"({config.sample} sample; {spec['backend']} backend, {spec.get('slots', 1)} slot(s))")
+    progress = Progress(context.log.info, f"{context.partition_key} labelled", sample.height)
     results = pl.from_arrow(extract_with_ray(inputs, spec, ray_pool.model_stage_options(actors=config.actors),
-                                             batch_size=config.batch_size))
+                                             batch_size=config.batch_size, on_rows=progress.add))
     seconds = time.perf_counter() - started
     attributes, quarantine = split_results(context.partition_key, results)
     types = dict(zip(catalog_products["product_id"], map(title_type, catalog_products["title"])))
@@ -167,7 +169,13 @@ def curated_vocabulary(
     encode = minilm_encoder()
     judge = models.judge()
     started = time.perf_counter()
-    result = curate(raw, encode, judge.yes_probabilities, CurationConfig(
+
+    def judge_all(questions: list) -> list[float]:
+        """The judge's answers, one question per slot at a time, with progress in the run's log."""
+        progress = Progress(context.log.info, "vocabulary judge", len(questions), unit="questions")
+        return judge.map(progress.counted(judge.yes_probability), questions)
+
+    result = curate(raw, encode, judge_all, CurationConfig(
         min_support=config.min_support, merge_distance=config.merge_distance, judge_threshold=config.judge_threshold),
         brands=brands)
     seconds = time.perf_counter() - started

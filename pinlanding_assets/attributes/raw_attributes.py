@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -181,7 +182,8 @@ class AttributeExtractor:
         return result
 
 
-def extract_with_ray(inputs: pa.Table, spec: dict[str, Any], stage_options: dict[str, Any], batch_size: int = 4) -> pa.Table:
+def extract_with_ray(inputs: pa.Table, spec: dict[str, Any], stage_options: dict[str, Any], batch_size: int = 4,
+                     on_rows: Callable[[int], None] | None = None) -> pa.Table:
     """Run the job; rows come back sorted by product id whatever order the actors finished in."""
     from resources.tables import arrow_dataset, collect_sorted
 
@@ -193,7 +195,7 @@ def extract_with_ray(inputs: pa.Table, spec: dict[str, Any], stage_options: dict
         .map_batches(AttributeExtractor, fn_constructor_kwargs={"spec": spec}, batch_format="pyarrow",
                      batch_size=batch_size, **stage_options)
     )
-    return collect_sorted(dataset, RESULT_SCHEMA, "product_id")
+    return collect_sorted(dataset, RESULT_SCHEMA, "product_id", on_rows)
 
 
 def split_results(drop: str, results: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -15,6 +15,7 @@ from pinlanding_assets.catalog.products import validate_catalog
 from pinlanding_assets.catalog.profile import profile_inputs, profile_with_spark
 from pinlanding_assets.metadata import table_preview
 from pinlanding_assets.partitions import catalog_drops
+from pinlanding_assets.progress import Progress
 from pinlanding_assets.settings import load_settings
 from resources.ray_pool import RayPool
 
@@ -45,6 +46,8 @@ def catalog_products(context: dg.AssetExecutionContext):
     started = time.perf_counter()
     tables = validate_catalog(drop, drop_dir(load_settings().paths.landing_dir, drop))
     total = tables.products.height + tables.quarantine.height
+    context.log.info(f"{drop}: {total} rows validated in {time.perf_counter() - started:.1f}s, "
+                     f"{tables.quarantine.height} quarantined")
     reasons = (
         tables.quarantine.with_columns(pl.col("reason").str.split(":").list.first().alias("kind"))
         .group_by("kind").len().sort(["len", "kind"], descending=[True, False])
@@ -79,7 +82,9 @@ def catalog_image_features(
 ) -> dg.Output[pl.DataFrame]:
     """Decoded size, named dominant colours, blur and blank flags for every product image (Ray Data)."""
     started = time.perf_counter()
-    features = pl.from_arrow(image_features_with_ray(catalog_products.select("product_id", "image_path").to_arrow()))
+    progress = Progress(context.log.info, f"{context.partition_key} images described", catalog_products.height)
+    features = pl.from_arrow(image_features_with_ray(catalog_products.select("product_id", "image_path").to_arrow(),
+                                                     on_rows=progress.add))
     seconds = time.perf_counter() - started
     missing = set(catalog_products["product_id"]) - set(features["product_id"])
     if missing:

@@ -10,6 +10,7 @@ is a plain colour this names the label among the top three 69% of the time (44% 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,7 +141,8 @@ def describe_batch(batch: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=FEATURE_SCHEMA)
 
 
-def image_features_with_ray(products: pa.Table, batch_size: int = 128, cpus_per_task: float = 1.0) -> pa.Table:
+def image_features_with_ray(products: pa.Table, batch_size: int = 128, cpus_per_task: float = 1.0,
+                            on_rows: Callable[[int], None] | None = None) -> pa.Table:
     """Run ``describe_batch`` as a Ray Data job over the products' images; output sorted by id.
 
     Stateless tasks may take whole CPUs (only actors holding CPUs deadlock a 2-core pool); on 2 cores
@@ -152,4 +154,4 @@ def image_features_with_ray(products: pa.Table, batch_size: int = 128, cpus_per_
         return FEATURE_SCHEMA.empty_table()
     dataset = arrow_dataset(products.select(["product_id", "image_path"]), batch_size).map_batches(
         describe_batch, batch_format="pyarrow", batch_size=batch_size, num_cpus=cpus_per_task)
-    return collect_sorted(dataset, FEATURE_SCHEMA, "product_id")
+    return collect_sorted(dataset, FEATURE_SCHEMA, "product_id", on_rows)

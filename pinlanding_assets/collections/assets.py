@@ -80,7 +80,7 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
     plan = plan_collections(assignments, curated_vocabulary, demand_intents, sampled, chat, TopicConfig(
         min_products=quality_gates.min_feed_size, max_attributes=config.max_attributes,
         max_collections=config.max_collections, duplicate_jaccard=config.duplicate_jaccard,
-        max_over_assignment=config.max_over_assignment))
+        max_over_assignment=config.max_over_assignment), log=context.log.info)
     chat.save()
     table, gaps = plan.collections, plan.gaps
     context.log.info(f"{table.height} collections; titles: {chat.hits} from the cache, {chat.calls} LLM calls")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ import polars as pl
 
 from pinlanding_assets.collections.titles import slug_for, write_title
 from pinlanding_assets.facets import NAME_ORDER, kept_vocabulary
+from pinlanding_assets.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,8 @@ def _gap_reason(row: dict, facets: dict[str, str], published: dict[frozenset, st
 
 
 def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intents: pl.DataFrame,
-                     sampled_products: int, chat, config: TopicConfig) -> CollectionPlan:
+                     sampled_products: int, chat, config: TopicConfig,
+                     log: Callable[[str], None] | None = None) -> CollectionPlan:
     """Candidate topics -> demand -> score -> merge near-duplicates -> top N with LLM titles; plus the gaps."""
     kept = kept_vocabulary(vocabulary)
     facets = dict(zip(kept["attribute_id"], kept["facet"]))
@@ -281,6 +284,9 @@ def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intent
     ranked = score_topics(attach_demand(candidates, intents))
     chosen, merged = merge_near_duplicates(ranked, config, sets, limit=config.max_collections)
     chosen = chosen[: config.max_collections]
+    if log:
+        log(f"{len(candidates)} candidate topics -> {len(chosen)} collections; writing their titles")
+    titled = Progress(log, "collection titles", len(chosen), unit="titles")
     rows, slugs = [], set()
     for rank, topic in enumerate(chosen, 1):
         attributes = [(facets[a], phrases[a]) for a in topic.attribute_ids]
@@ -289,6 +295,7 @@ def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intent
             slug = f"{slug}-{hashlib.sha1('|'.join(topic.attribute_ids).encode()).hexdigest()[:6]}"
         slugs.add(slug)
         title, source, reason = write_title(attributes, chat)
+        titled.add(1)
         anchor = next(p for f, p in attributes if f in config.anchor_facets)
         rows.append({
             "collection_id": slug, "rank": rank, "title": title, "title_source": source, "title_reason": reason,

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from pinlanding_assets.encoder.model import IMAGE_SIDE
 from pinlanding_assets.facets import kept_vocabulary, normalise_value, title_tokens, vocabulary_lookup
+from pinlanding_assets.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,7 @@ def known_attributes(positives: torch.Tensor, facets: list[str], fully_labelled:
 
 def build_feature_cache(
     encoder, products: pl.DataFrame, pairs: pl.DataFrame, vocabulary: pl.DataFrame, config: TrainingConfig,
-    batch_size: int = 32, fully_labelled: set[str] | None = None,
+    batch_size: int = 32, fully_labelled: set[str] | None = None, on_products: Callable[[int], None] | None = None,
 ) -> FeatureCache:
     """Pick the training products (never the holdout), run both frozen towers once, build positives.
     ``fully_labelled``: products whose every facet is known (the VLM labelled them); None = all."""
@@ -280,6 +281,8 @@ def build_feature_cache(
         image_parts.append(encoder.image_stem_features(pixels, config.unfreeze_image_blocks))
         mask_parts.append(ok)
         title_parts.append(encoder.text_trunk_features(titles[start : start + batch_size]))
+        if on_products:
+            on_products(len(ok))
     has_image = torch.cat(mask_parts)
     if "is_blank" in products.columns:
         has_image &= ~torch.tensor(products["is_blank"].fill_null(False).to_list())
@@ -318,10 +321,10 @@ def train_dual_encoder(
     pairs = pl.concat([vlm_pairs(raw, vocabulary),
                        title_matches(products, vocabulary)]).unique().sort(["product_id", "attribute_id"])
     encoder = DualEncoder(spec, open_clip_cache)
-    if progress:
-        progress(f"{pairs.height} training pairs; caching tower features of {min(products.height, config.max_products)} products")
+    cached = Progress(progress, f"{pairs.height} training pairs; tower features",
+                      min(products.height, config.max_products))
     cache = build_feature_cache(encoder, products, pairs, vocabulary, config,
-                                fully_labelled=set(raw["product_id"].to_list()))
+                                fully_labelled=set(raw["product_id"].to_list()), on_products=cached.add)
     report = train_heads(encoder, cache, config, progress)
     valid = torch.tensor([s == "validation" for s in cache.splits])
     with torch.no_grad():
