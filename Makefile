@@ -1,5 +1,6 @@
 # The two commands a newcomer needs:   make run   (the whole graph on the demo drops)   make test
-# Both create the virtual environment and install what they need on first use.
+# Both create the virtual environment and install what they need on first use. `make test-fast` runs the
+# fast tier (synthetic data, no models) in a lighter environment of its own, without the model packages.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
@@ -8,11 +9,18 @@ export PYTHONUNBUFFERED := 1
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test dev validate benchmark clean serve chromium
+FAST_VENV ?= .venv-fast
+
+.PHONY: install run test test-fast lint dev validate benchmark clean serve chromium
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[models,test]'
+	touch $@
+
+$(FAST_VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(FAST_VENV)/bin/python || $(PYTHON) -m venv $(FAST_VENV)
+	$(FAST_VENV)/bin/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,8 +33,15 @@ run: install
 chromium:
 	test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
-test: install chromium
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install chromium lint
 	$(PY) -m pytest
+
+test-fast: $(FAST_VENV)/.installed
+	$(FAST_VENV)/bin/ruff check .
+	$(FAST_VENV)/bin/python -m pytest pinlanding_assets_tests/fast --no-models
 
 serve: install
 	$(VENV)/bin/pinlanding serve
@@ -41,4 +56,4 @@ benchmark: install
 	$(PY) benchmarks/catalog_drop.py
 
 clean:
-	rm -rf data/warehouse .dagster_home
+	rm -rf data/warehouse .dagster_home $(FAST_VENV)

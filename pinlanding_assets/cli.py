@@ -179,9 +179,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     import polars as pl
 
-    from pinlanding_assets.catalog.products import validate_catalog
-    from pinlanding_assets.encoder.evaluation import evaluate_encoders
-    from pinlanding_assets.encoder.model import DualEncoder, spec_from_record
+    from pinlanding_assets.catalog.products import find_product_table, validate_catalog
+
+    if not Path(args.catalog).is_dir():
+        print(f"{args.catalog} is not a directory: pass a catalog drop directory to --catalog", file=sys.stderr)
+        return 2
+    find_product_table(Path(args.catalog))  # no product table: a one-line error before any model loads
     paths = get_paths()
     warehouse = paths.warehouse_dir
     release = args.release or _latest_release_file(warehouse / "model_release")
@@ -194,11 +197,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not path.is_file():
             print(f"{path} not found: run `pinlanding run` (or materialize dual_encoder) first", file=sys.stderr)
             return 2
+    from pinlanding_assets.encoder.evaluation import evaluate_encoders
+    from pinlanding_assets.encoder.model import DualEncoder, spec_from_record
+
     row = pl.read_parquet(encoder_table).row(0, named=True)
     spec = spec_from_record(row)
-    if not Path(args.catalog).is_dir():
-        print(f"{args.catalog} is not a directory: pass a catalog drop directory to --catalog", file=sys.stderr)
-        return 2
     catalog = validate_catalog("evaluate", Path(args.catalog))
     if catalog.labels.width <= 1:
         print(f"{args.catalog} has no label columns to evaluate against", file=sys.stderr)

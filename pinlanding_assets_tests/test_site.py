@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,20 +10,14 @@ import polars as pl
 import pytest
 
 from pinlanding_assets.cli import make_server
-from pinlanding_assets.site.pages import SiteConfig, SiteError, build_site, page_path, safe_path
+from pinlanding_assets.site.pages import SiteConfig, build_site
 from pinlanding_assets.site.thumbnails import make_thumbnails
+from pinlanding_assets_tests.fast.synthetic import XSS, site_tables
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-XSS = "<script>alert(1)</script>"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _collection(slug: str, rank: int, title: str, facets: list[tuple[str, str]]) -> dict:
-    return {"collection_id": slug, "rank": rank, "title": title, "anchor": facets[-1][1],
-            "attribute_ids": [f"{f}:{p}" for f, p in facets], "facets": [f for f, _ in facets],
-            "phrases": [p for _, p in facets]}
 
 
 @pytest.fixture(scope="module")
@@ -36,18 +29,8 @@ def site_inputs(fashion_rows: list[dict[str, str]], fashion_dir: Path) -> tuple[
         "title": [XSS if i == 0 else r["productDisplayName"] for i, r in enumerate(rows)],
         "image_path": [str(fashion_dir / "images" / f"{r['id']}.jpg") for r in rows],
     })
-    tees = [r["id"] for r in rows if r["articleType"] == "Tshirts"]
-    jeans = [r["id"] for r in rows if r["articleType"] == "Jeans"]
-    collections = pl.DataFrame([
-        _collection("t-shirt", 1, "T-Shirts", [("category", "t-shirt")]),
-        _collection("men-t-shirt", 2, "Men's T-Shirts & <b>More</b>", [("gender", "men"), ("category", "t-shirt")]),
-        _collection("jeans", 3, "Jeans", [("category", "jeans")]),
-    ])
-    feeds = pl.DataFrame({
-        "collection_id": ["t-shirt"] * len(tees) + ["men-t-shirt"] * 10 + ["jeans"] * len(jeans),
-        "rank": list(range(1, len(tees) + 1)) + list(range(1, 11)) + list(range(1, len(jeans) + 1)),
-        "product_id": tees + tees[:10] + jeans,
-    })
+    collections, feeds = site_tables([r["id"] for r in rows if r["articleType"] == "Tshirts"],
+                                     [r["id"] for r in rows if r["articleType"] == "Jeans"], men=10)
     return collections, feeds, products
 
 
@@ -69,32 +52,6 @@ def server(site: Path) -> Iterator[str]:
     httpd.server_close()
 
 
-def test_text_is_escaped_and_files_are_complete(site: Path) -> None:
-    page = (site / "c" / "t-shirt.html").read_text()
-    assert XSS not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "Men&#39;s T-Shirts &amp; &lt;b&gt;More&lt;/b&gt;" in (site / "index.html").read_text()
-    urls = [url[0].text for url in ElementTree.parse(site / "sitemap.xml").getroot()]
-    assert urls == ["https://shop.example/index.html", "https://shop.example/c/jeans.html",
-                    "https://shop.example/c/men-t-shirt.html", "https://shop.example/c/t-shirt.html"]
-    assert (site / "robots.txt").read_text() == "User-agent: *\nAllow: /\nSitemap: https://shop.example/sitemap.xml\n"
-    assert len(list((site / "thumbs").glob("*.jpg"))) == 40
-    assert not list(site.parent.glob("*.staging"))
-
-
-@pytest.mark.parametrize("slug", ["../escape", "a/b", "", "UPPER", "x.html", "-lead"])
-def test_unsafe_slugs_are_refused(slug: str, tmp_path: Path) -> None:
-    with pytest.raises(SiteError):
-        page_path(slug)
-    with pytest.raises(SiteError):
-        safe_path(tmp_path, "../outside.html")
-
-
-def test_rebuilding_gives_the_same_site(site: Path, site_inputs, tmp_path: Path) -> None:
-    again = tmp_path / "again"
-    build_site(*site_inputs, again, SiteConfig(base_url="https://shop.example/"), make_thumbnails)
-    files = sorted(p.relative_to(site) for p in site.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
-    assert all((site / f).read_bytes() == (again / f).read_bytes() for f in files)
 
 
 @pytest.fixture(scope="module")

@@ -8,24 +8,11 @@ import pytest
 from pinlanding_assets.attributes.brands import find_brands
 from pinlanding_assets.attributes.vocabulary import (
     CurationConfig,
-    attribute_id,
     curate,
-    one_facet_per_phrase,
 )
-from pinlanding_assets.facets import normalise_value
 from pinlanding_assets.settings import get_paths
 from resources.llm import LocalLLM
 from resources.models import DEFAULT_LLM, gguf_path, load_minilm
-
-
-@pytest.mark.parametrize(("facet", "value", "expected"), [
-    ("category", "T-Shirts", "t-shirt"), ("category", "Tshirt", "t-shirt"), ("category", "  Kurtas ", "kurta"),
-    ("category", "Jeans", "jeans"), ("category", "Flip Flops", "flip flops"), ("category", "dresses", "dress"),
-    ("colour", "Gray", "grey"), ("colour", "navy", "navy blue"), ("gender", "Men's", "men"),
-    ("pattern", "Stripes", "striped"), ("category", "casual shoe", "casual shoes"), ("category", "Scarves", "scarf"),
-])
-def test_normalise(facet: str, value: str, expected: str) -> None:
-    assert normalise_value(facet, value) == expected
 
 
 def _raw(rows: list[tuple[str, str, int]]) -> pl.DataFrame:
@@ -85,29 +72,7 @@ def test_curation_is_deterministic(encode, judge: LocalLLM) -> None:
     assert first.equals(curate(raw.reverse(), encode, judge.yes_probabilities).vocabulary)
 
 
-def test_style_and_occasion_share_phrases() -> None:
-    merged = pl.DataFrame({
-        "facet": ["style", "occasion", "material", "colour", "occasion"],
-        "phrase": ["casual", "casual", "black", "black", "party"],
-        "aliases": [[], [], [], [], []], "support": [30, 20, 3, 40, 5], "merged": [1, 1, 1, 1, 1],
-    })
-    kept, dropped = one_facet_per_phrase(merged)
-    assert sorted(zip(kept["facet"], kept["phrase"])) == [
-        ("colour", "black"), ("occasion", "casual"), ("occasion", "party"), ("style", "casual")]
-    assert dropped["reason"].to_list() == ['facet: "black" is better supported as colour (40 products)']
 
 
-def test_brands_are_read_from_leading_title_words() -> None:
-    titles = ["Catwalk Women Black Flats", "Catwalk Women Red Heels", "Catwalk Women Brown Sandals",
-              "Red Tape Men Black Shoes", "Red Tape Men Brown Shoes", "Red Tape Men Casual Shoes",
-              "Nike Men Red T-shirt", "Puma Women Red Top", "Adidas Men Red Shorts", "Nike Women Red Shorts",
-              "Nike Men Black Shoes", "Women Black Dress"]
-    brands = find_brands(titles)
-    assert brands.is_brand("catwalk") and brands.is_brand("red tape") and brands.is_brand("nike")
-    assert not brands.is_brand("red"), "red opens 3 titles as part of a brand but is a colour in 5 others"
-    assert not brands.is_brand("black") and not brands.is_brand("puma"), "puma opens one title only"
-    assert not brands.is_brand("")
 
 
-def test_attribute_ids_are_safe() -> None:
-    assert attribute_id("category", "T-Shirt / Tee <b>") == "category:t-shirt-tee-b"

@@ -19,7 +19,6 @@ from pinlanding_assets.collections.publish_scope import of_release, require_sett
 from pinlanding_assets.collections.title_cache import CachedChat
 from pinlanding_assets.collections.topics import TopicConfig, plan_collections
 from pinlanding_assets.encoder.evaluation import ground_truth_attributes
-from pinlanding_assets.encoder.model import DualEncoder, spec_from_record
 from pinlanding_assets.metadata import histogram_markdown, table_preview
 from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, model_releases
 from pinlanding_assets.releases import drop_states
@@ -179,6 +178,8 @@ def search_baseline(context: dg.AssetExecutionContext, quality_gates: QualityGat
                     collection_feeds: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """The search-log way: as many collections as PinLanding published, taken from the top queries,
     each feed the products nearest to the query's embedding (same release's encoder and products)."""
+    from pinlanding_assets.encoder.model import DualEncoder, spec_from_record  # torch: only when this asset runs
+
     record = dual_encoder.row(0, named=True)
     encoder = DualEncoder(spec_from_record(record), load_settings().paths.open_clip_cache)
     queries = baseline_queries(demand_intents, collection_feeds)

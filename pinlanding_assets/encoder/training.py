@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from pinlanding_assets.encoder.model import IMAGE_SIDE
-from pinlanding_assets.facets import kept_vocabulary, normalise_value, title_tokens, vocabulary_lookup
+from pinlanding_assets.encoder.pairs import split_of, title_matches, vlm_pairs
+from pinlanding_assets.facets import kept_vocabulary
 from pinlanding_assets.progress import Progress
 
 
@@ -46,40 +47,6 @@ class TrainingConfig:
     weight_decay: float = 1e-4
     unfreeze_image_blocks: int = 0
     trunk_learning_rate: float = 1e-4
-
-
-def split_of(product_id: str, seed: int, holdout_share: float, validation_share: float) -> str:
-    """A product's split from a hash of its id: 'holdout' (evaluation only), 'validation' or 'train'."""
-    value = int(hashlib.sha1(f"split:{seed}:{product_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    if value < holdout_share:
-        return "holdout"
-    return "validation" if value < holdout_share + validation_share else "train"
-
-
-def title_matches(products: pl.DataFrame, vocabulary: pl.DataFrame) -> pl.DataFrame:
-    """(product_id, attribute_id) for kept phrases that occur as whole words in the product's title."""
-    kept = kept_vocabulary(vocabulary)
-    patterns = []
-    for row in kept.iter_rows(named=True):
-        for phrase in [row["phrase"], *(row["aliases"] or [])]:
-            tokens = title_tokens(phrase).strip()
-            if tokens:
-                patterns.append((f" {tokens} ", row["attribute_id"]))
-    rows = []
-    for product_id, title in products.select("product_id", "title").iter_rows():
-        text = title_tokens(title)
-        rows += [{"product_id": product_id, "attribute_id": aid} for pattern, aid in patterns if pattern in text]
-    return pl.DataFrame(rows, schema={"product_id": pl.Utf8, "attribute_id": pl.Utf8}).unique().sort(
-        ["product_id", "attribute_id"])
-
-
-def vlm_pairs(raw: pl.DataFrame, vocabulary: pl.DataFrame) -> pl.DataFrame:
-    lookup = vocabulary_lookup(vocabulary)
-    rows = [{"product_id": pid, "attribute_id": lookup[(facet, normalise_value(facet, value))]}
-            for pid, facet, value in raw.select("product_id", "facet", "value").iter_rows()
-            if (facet, normalise_value(facet, value)) in lookup]
-    return pl.DataFrame(rows, schema={"product_id": pl.Utf8, "attribute_id": pl.Utf8}).unique().sort(
-        ["product_id", "attribute_id"])
 
 
 @dataclass

@@ -1,0 +1,45 @@
+"""Training pairs for the dual encoder and the product split, without torch: (product, attribute)
+pairs from the attribute stage's labels and from vocabulary phrases in titles, and the stable
+train / validation / holdout split by a hash of the product id."""
+
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+
+from pinlanding_assets.facets import kept_vocabulary, normalise_value, title_tokens, vocabulary_lookup
+
+
+def split_of(product_id: str, seed: int, holdout_share: float, validation_share: float) -> str:
+    """A product's split from a hash of its id: 'holdout' (evaluation only), 'validation' or 'train'."""
+    value = int(hashlib.sha1(f"split:{seed}:{product_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    if value < holdout_share:
+        return "holdout"
+    return "validation" if value < holdout_share + validation_share else "train"
+
+
+def title_matches(products: pl.DataFrame, vocabulary: pl.DataFrame) -> pl.DataFrame:
+    """(product_id, attribute_id) for kept phrases that occur as whole words in the product's title."""
+    kept = kept_vocabulary(vocabulary)
+    patterns = []
+    for row in kept.iter_rows(named=True):
+        for phrase in [row["phrase"], *(row["aliases"] or [])]:
+            tokens = title_tokens(phrase).strip()
+            if tokens:
+                patterns.append((f" {tokens} ", row["attribute_id"]))
+    rows = []
+    for product_id, title in products.select("product_id", "title").iter_rows():
+        text = title_tokens(title)
+        rows += [{"product_id": product_id, "attribute_id": aid} for pattern, aid in patterns if pattern in text]
+    return pl.DataFrame(rows, schema={"product_id": pl.Utf8, "attribute_id": pl.Utf8}).unique().sort(
+        ["product_id", "attribute_id"])
+
+
+def vlm_pairs(raw: pl.DataFrame, vocabulary: pl.DataFrame) -> pl.DataFrame:
+    lookup = vocabulary_lookup(vocabulary)
+    rows = [{"product_id": pid, "attribute_id": lookup[(facet, normalise_value(facet, value))]}
+            for pid, facet, value in raw.select("product_id", "facet", "value").iter_rows()
+            if (facet, normalise_value(facet, value)) in lookup]
+    return pl.DataFrame(rows, schema={"product_id": pl.Utf8, "attribute_id": pl.Utf8}).unique().sort(
+        ["product_id", "attribute_id"])

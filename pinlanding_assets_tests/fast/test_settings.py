@@ -1,0 +1,135 @@
+"""One settings surface, layers that point one way, the instance's checked-in configuration, the CLI's
+one-line errors."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pinlanding_assets.cli import main
+from pinlanding_assets.deployment import resources_for
+from pinlanding_assets.instance import PROJECT_DAGSTER_YAML, ensure_dagster_home, merged_instance_config
+from pinlanding_assets.settings import DEFAULTS, PROJECT_ROOT, QualityGates, SettingError, load_settings
+
+PACKAGES = ("pinlanding_assets", "resources")
+
+
+def _sources(package: str) -> list[Path]:
+    return sorted((PROJECT_ROOT / package).rglob("*.py"))
+
+
+def _imported(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_settings_are_typed_with_defaults_and_derived_paths(tmp_path: Path) -> None:
+    settings = load_settings({"PINLANDING_DATA_DIR": str(tmp_path), "PINLANDING_MIN_FEED_SIZE": "12"})
+    assert settings.paths.warehouse_dir == tmp_path / "warehouse"
+    assert settings.paths.partition_path("collections", "r001") == tmp_path / "warehouse/collections/r001.parquet"
+    assert settings.paths.feed_rows_dir("r001") == tmp_path / "warehouse/published_feeds/r001"
+    assert settings.paths.open_clip_cache == tmp_path / "models/open_clip"
+    assert settings.deployment == "local" and settings.max_collections == int(DEFAULTS["PINLANDING_MAX_COLLECTIONS"])
+    gates = settings.quality_gates()
+    assert isinstance(gates, QualityGates) and gates.min_feed_size == 12 and gates.max_feed_size == 100
+    assert settings.models.judge_llm == settings.models.llm, "the judge uses the attribute LLM unless set"
+    assert load_settings({"RAY_ADDRESS": "ray://head:10001"}).deployment == "cluster"
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"PINLANDING_MIN_FEED_SIZE": "ten"}, "PINLANDING_MIN_FEED_SIZE='ten' is not an integer"),
+    ({"PINLANDING_JUDGE_THRESHOLD": "high"}, "PINLANDING_JUDGE_THRESHOLD='high' is not a number"),
+    ({"PINLANDING_DEPLOYMENT": "moon"}, "PINLANDING_DEPLOYMENT='moon'"),
+])
+def test_bad_settings_name_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingError, match=message):
+        load_settings(environ)
+
+
+def test_only_the_settings_module_touches_the_environment() -> None:
+    readers = [p.relative_to(PROJECT_ROOT) for package in PACKAGES for p in _sources(package)
+               if "os.environ" in p.read_text() or "getenv" in p.read_text()]
+    assert readers == [Path("pinlanding_assets/settings.py")]
+
+
+def test_layers_point_one_way() -> None:
+    for path in _sources("resources"):
+        assert not any(name.split(".")[0] == "pinlanding_assets" for name in _imported(path)), path
+    for package in PACKAGES:
+        for path in _sources(package):
+            assert not any(name.startswith("dagster._") for name in _imported(path)), path
+
+
+def test_domains_use_each_other_through_public_names() -> None:
+    for path in _sources("pinlanding_assets"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pinlanding_assets."):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path} imports {private} from {node.module}"
+
+
+def test_resources_are_built_from_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PINLANDING_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PINLANDING_MAX_QUARANTINE_RATE", "0.05")
+    resources = resources_for()
+    assert set(resources) == {"ray_pool", "pyspark", "io_manager", "models", "quality_gates"}
+    assert resources["quality_gates"].max_quarantine_rate == 0.05
+    assert resources["models"].model_cache_dir == str(tmp_path / "models")
+    assert resources["io_manager"].base_dir == str(tmp_path / "warehouse")
+
+
+def test_instance_config_is_copied_then_merged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = yaml.safe_load(PROJECT_DAGSTER_YAML.read_text())
+    assert project["concurrency"]["runs"]["max_concurrent_runs"] == 1
+    home = tmp_path / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert ensure_dagster_home() == home
+    assert yaml.safe_load((home / "dagster.yaml").read_text()) == project
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: true\nconcurrency:\n  pools:\n    default_limit: 2\n")
+    ensure_dagster_home()
+    merged = yaml.safe_load((home / "dagster.yaml").read_text())
+    assert merged["telemetry"] == {"enabled": True}, "a value the user set is kept"
+    assert merged["concurrency"] == {"pools": {"default_limit": 2}, "runs": {"max_concurrent_runs": 1}}
+    assert merged_instance_config({"a": {"b": 1}}, {"a": 5}) == {"a": 5}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--catalog", "{empty}"], "no product table"),
+    (["evaluate", "--catalog", "{missing}"], "is not a directory"),
+    (["run", "--only", "drop-404"], "not ready in"),
+])
+def test_cli_errors_are_one_line(argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("PINLANDING_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PINLANDING_SHARED_DATA", str(tmp_path / "no-shared-data"))
+    (tmp_path / "empty").mkdir()
+    landing = tmp_path / "data" / "landing" / "drop-001"
+    landing.mkdir(parents=True)
+    (landing / "_READY").write_text("ready\n")
+    argv = [a.format(empty=tmp_path / "empty", missing=tmp_path / "missing") for a in argv]
+    warehouse = tmp_path / "data" / "warehouse"
+    for table in ("model_release", "dual_encoder", "curated_vocabulary"):
+        (warehouse / table).mkdir(parents=True, exist_ok=True)
+        (warehouse / table / "r001.parquet").write_bytes(b"")
+    code = main(argv)
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and message in error and "Traceback" not in error and "\n" not in error, error
+
+
+def test_cli_refuses_a_missing_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("PINLANDING_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "catalog" / "catalog.csv").write_text("id,productDisplayName\n")
+    assert main(["evaluate", "--catalog", str(tmp_path / "catalog")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "no model release found: run `pinlanding run` first"
