@@ -24,11 +24,11 @@ from __future__ import annotations
 import dagster as dg
 
 from pinlanding_assets.releases import current_release, drops_due_for_labels, publishable_release
+from pinlanding_assets.stages import STAGES
 
 AC = dg.AutomationCondition
-DROP_ASSETS = dg.AssetSelection.assets(
-    "catalog_products", "catalog_quarantine", "catalog_labels", "catalog_image_features", "raw_vlm_attributes",
-    "product_embeddings", "attribute_assignments", "assignment_quarantine")
+# Every per-drop asset (from the stages, written once): release and publish assets read all drops.
+DROP_ASSETS = dg.AssetSelection.assets(*(a for s in STAGES if s.partitions == "drops" for a in s.assets))
 RELEASE_INPUTS = dg.AssetSelection.assets("model_release", "attribute_embeddings", "dual_encoder")
 
 

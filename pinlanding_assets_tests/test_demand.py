@@ -10,7 +10,9 @@ import pytest
 from pinlanding_assets.demand.intents import (
     DemandConfig,
     QueryParser,
+    aggregate,
     build_intents,
+    combine_weeks,
     read_search_log,
 )
 from pinlanding_assets.settings import get_paths
@@ -71,7 +73,7 @@ def test_weekly_log_split_read_and_windowed(tmp_path: Path) -> None:
     quarantined); weeks summed into a window whose demand equals the counts file's."""
     import datetime as dt
 
-    from pinlanding_assets.demand.intents import DemandConfig, aggregate, combine_weeks, read_week, split_search_log
+    from pinlanding_assets.demand.intents import DemandConfig, read_week, split_search_log
     from pinlanding_assets.partitions import log_weeks
 
     source = get_paths().shared_search_log
@@ -97,3 +99,23 @@ def test_weekly_log_split_read_and_windowed(tmp_path: Path) -> None:
     assert log.queries["query"].to_list() == ["red dress"]
     assert sorted(log.quarantine["reason"]) == ["searched_at is not a date and time",
                                                 "searched_at outside the week of 2006-02-27"]
+
+
+def test_bad_rows_are_quarantined_with_reasons(tmp_path: Path) -> None:
+    log = tmp_path / "log.tsv"
+    rows = [b"query\tsearches\tdistinct_users", b"Dresses\t40\t2", b"dresses \t3\t3", b"\t5\t5", b"   \t1\t1",
+            b"x" * 300 + b"\t1\t1", b"caf\xe9 shoes\t2\t2", b"black jeans\tmany\t1", b"red dress\t0\t0",
+            b"!!!\t4\t4"]
+    log.write_bytes(b"\n".join(rows) + b"\n")
+    parsed = read_search_log(log)
+    reasons = dict(zip(parsed.quarantine["row"].to_list(), parsed.quarantine["reason"].to_list()))
+    assert reasons == {3: "empty query", 4: "empty query", 5: "query longer than 200 characters",
+                       6: "query is not valid UTF-8", 7: "count is not a whole number", 8: "count is not positive"}
+    assert parsed.demand_measure == "distinct_users"
+    intents, quarantine = build_intents(parsed, QueryParser.from_vocabulary(
+        fashion_vocabulary(), minilm_encoder(), DemandConfig()), DemandConfig())
+    dresses = intents.filter(pl.col("intent") == "dresses").row(0, named=True)
+    assert dresses["demand"] == 5 and dresses["searches"] == 43, "distinct users, not raw counts, and variants merge"
+    assert sorted(dresses["variants"]) == ["Dresses", "dresses "]
+    assert quarantine.filter(pl.col("query") == "!!!")["reason"].to_list() == ["query has no words"]
+    assert intents.height + quarantine.height == len(rows) - 1 - 1  # the two dress rows became one intent
