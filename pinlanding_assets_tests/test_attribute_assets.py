@@ -39,38 +39,42 @@ def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Pat
         scoring = defs.resolve_job_def("drop_scoring_job").execute_in_process(partition_key="drop-broken", instance=instance)
         assert scoring.success
 
-    warehouse = project_dirs / "warehouse"
-    attributes = pl.read_parquet(warehouse / "raw_vlm_attributes" / "drop-broken.parquet")
-    quarantine = pl.read_parquet(warehouse / "raw_vlm_quarantine" / "drop-broken.parquet")
-    products = pl.read_parquet(warehouse / "catalog_products" / "drop-broken.parquet")
-    assert attributes["product_id"].n_unique() + quarantine.height == 8, "every sampled product leaves"
-    assert set(attributes["product_id"]) <= set(products["product_id"])
-    assert set(attributes["backend"]) == {"offline"} and set(attributes["model"]) == {"qwen2.5-coder-0.5b-instruct-q4"}
-    assert "category" in set(attributes["facet"])
+        def value(asset: str, partition: str):
+            """The asset as the code location's IO manager loads it."""
+            return defs.load_asset_value(asset, partition_key=partition, instance=instance)
 
-    vocabulary = pl.read_parquet(warehouse / "curated_vocabulary" / "r001.parquet")
-    assert vocabulary.height > 0 and vocabulary["decision"].is_in(["keep", "drop"]).all()
-    metadata = result.asset_materializations_for_node("curated_vocabulary")[0].metadata
-    assert metadata["size_raw_phrases"].value >= metadata["size_after_judge"].value
-    assert "data:image/png;base64," in metadata["vocabulary_map"].value
-    assert 0.0 <= metadata["coverage"].value <= 1.0
+        warehouse = project_dirs / "warehouse"
+        attributes = value("raw_vlm_attributes", "drop-broken")
+        quarantine = value("raw_vlm_quarantine", "drop-broken")
+        products = value("catalog_products", "drop-broken")
+        assert attributes["product_id"].n_unique() + quarantine.height == 8, "every sampled product leaves"
+        assert set(attributes["product_id"]) <= set(products["product_id"])
+        assert set(attributes["backend"]) == {"offline"} and set(attributes["model"]) == {"qwen2.5-coder-0.5b-instruct-q4"}
+        assert "category" in set(attributes["facet"])
 
-    encoder = pl.read_parquet(warehouse / "dual_encoder" / "r001.parquet")
-    assert Path(encoder["checkpoint"][0]).is_file() and encoder["checkpoint"][0].endswith(f"{encoder['version'][0]}.pt")
-    embeddings = pl.read_parquet(warehouse / "product_embeddings" / "drop-broken.parquet")
-    assert embeddings["product_id"].sort().to_list() == sorted(products["product_id"].to_list())
-    assert set(embeddings["model_version"]) == {encoder["version"][0]}
-    assert set(embeddings["release"]) == {"r001"}
-    attributes_kept = pl.read_parquet(warehouse / "attribute_embeddings" / "r001.parquet")
-    assert attributes_kept.height == vocabulary.filter(pl.col("decision") == "keep").height
-    assignments = pl.read_parquet(warehouse / "attribute_assignments" / "drop-broken.parquet")
-    assert set(assignments["attribute_id"]) <= set(attributes_kept["attribute_id"])
-    assert set(assignments["release"]) == {"r001"} and set(assignments["model_version"]) == {encoder["version"][0]}
-    exclusive = assignments.filter(pl.col("method") == "top1").group_by("product_id", "facet").len()
-    assert (exclusive["len"] == 1).all()
-    assert (warehouse / "attribute_assignments" / "drop-broken.parquet").is_dir(), "written by Ray, swapped in"
-    assert assignments["product_id"].n_unique() == embeddings.height
-    assert pl.read_parquet(warehouse / "assignment_quarantine" / "drop-broken.parquet").is_empty()
+        vocabulary = value("curated_vocabulary", "r001")
+        assert vocabulary.height > 0 and vocabulary["decision"].is_in(["keep", "drop"]).all()
+        metadata = result.asset_materializations_for_node("curated_vocabulary")[0].metadata
+        assert metadata["size_raw_phrases"].value >= metadata["size_after_judge"].value
+        assert "data:image/png;base64," in metadata["vocabulary_map"].value
+        assert 0.0 <= metadata["coverage"].value <= 1.0
+
+        encoder = value("dual_encoder", "r001")
+        assert Path(encoder["checkpoint"][0]).is_file() and encoder["checkpoint"][0].endswith(f"{encoder['version'][0]}.pt")
+        embeddings = value("product_embeddings", "drop-broken")
+        assert embeddings["product_id"].sort().to_list() == sorted(products["product_id"].to_list())
+        assert set(embeddings["model_version"]) == {encoder["version"][0]}
+        assert set(embeddings["release"]) == {"r001"}
+        attributes_kept = value("attribute_embeddings", "r001")
+        assert attributes_kept.height == vocabulary.filter(pl.col("decision") == "keep").height
+        assignments = value("attribute_assignments", "drop-broken")
+        assert set(assignments["attribute_id"]) <= set(attributes_kept["attribute_id"])
+        assert set(assignments["release"]) == {"r001"} and set(assignments["model_version"]) == {encoder["version"][0]}
+        exclusive = assignments.filter(pl.col("method") == "top1").group_by("product_id", "facet").len()
+        assert (exclusive["len"] == 1).all()
+        assert (warehouse / "attribute_assignments" / "drop-broken.parquet").is_dir(), "written by Ray, swapped in"
+        assert assignments["product_id"].n_unique() == embeddings.height
+        assert value("assignment_quarantine", "drop-broken").is_empty()
 
     # `pinlanding evaluate` on a labelled catalog directory prints one JSON object last
     env = {**os.environ, "PINLANDING_DATA_DIR": str(project_dirs)}

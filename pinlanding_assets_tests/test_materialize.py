@@ -29,11 +29,8 @@ def test_broken_drop_materializes_with_quarantine(broken_drop: Path, project_dir
             [*assets, *checks], partition_key="drop-broken", instance=instance, resources=resources_for()
         )
         assert result.success
-        warehouse = project_dirs / "warehouse"
-        products = pl.read_parquet(warehouse / "catalog_products" / "drop-broken.parquet")
-        quarantine = pl.read_parquet(warehouse / "catalog_quarantine" / "drop-broken.parquet")
-        features = pl.read_parquet(warehouse / "catalog_image_features" / "drop-broken.parquet")
-        profile = pl.read_parquet(warehouse / "catalog_profile" / "drop-broken.parquet")
+        products, quarantine, features, profile = (result.asset_value(name) for name in (
+            "catalog_products", "catalog_quarantine", "catalog_image_features", "catalog_profile"))
         assert products.height == 41 and quarantine.height == 6
         assert set(BROKEN_REASONS) <= set(quarantine["product_id"])
         assert sorted(features["product_id"]) == sorted(products["product_id"])
@@ -47,7 +44,7 @@ def test_broken_drop_materializes_with_quarantine(broken_drop: Path, project_dir
             [*assets, *checks], partition_key="drop-broken", instance=instance, resources=resources_for()
         )
         assert again.success
-        assert pl.read_parquet(warehouse / "catalog_image_features" / "drop-broken.parquet").equals(features)
+        assert again.asset_value("catalog_image_features").equals(features)
 
 
 

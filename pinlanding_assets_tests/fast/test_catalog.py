@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 import pytest
 
 from pinlanding_assets.catalog import assets as catalog_assets
@@ -90,9 +89,8 @@ def test_intake_quarantines_with_reasons_and_the_gate_reads_its_resource(
     gates = dict(min_fused_recall=0.9, min_image_recall=0.8, min_feed_size=10, max_feed_size=100,
                  min_precision_at_10=0.5)
     strict = _intake(drop.parent, tmp_path / "strict", QualityGates(max_quarantine_rate=0.1, **gates))
-    products = pl.read_parquet(tmp_path / "strict" / "catalog_products" / "drop-a.parquet")
-    quarantine = pl.read_parquet(tmp_path / "strict" / "catalog_quarantine" / "drop-a.parquet")
-    labels = pl.read_parquet(tmp_path / "strict" / "catalog_labels" / "drop-a.parquet")
+    products, quarantine, labels = (strict.asset_value(name) for name in
+                                    ("catalog_products", "catalog_quarantine", "catalog_labels"))
     assert products.height == 9 and quarantine.height == 3, "every row leaves as a product or a quarantine row"
     reasons = " ".join(quarantine["reason"])
     assert "empty title" in reasons and "duplicate" in reasons and "undecodable" in reasons
@@ -101,4 +99,4 @@ def test_intake_quarantines_with_reasons_and_the_gate_reads_its_resource(
     assert not check.passed and check.metadata["threshold"].value == 0.1, "3 of 12 quarantined is over 10%"
     lenient = _intake(drop.parent, tmp_path / "lenient", QualityGates(max_quarantine_rate=0.3, **gates))
     assert lenient.get_asset_check_evaluations()[0].passed
-    assert pl.read_parquet(tmp_path / "lenient" / "catalog_products" / "drop-a.parquet").equals(products)
+    assert lenient.asset_value("catalog_products").equals(products), "re-materializing gives the same rows"
