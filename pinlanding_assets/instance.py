@@ -14,9 +14,32 @@ from pinlanding_assets.settings import PROJECT_ROOT, export_library_environment,
 PROJECT_DAGSTER_YAML = PROJECT_ROOT / "dagster.yaml"
 
 
+QUEUE_LIMITS = ("max_concurrent_runs", "tag_concurrency_limits")
+
+
+def migrated_run_queue(config: dict) -> dict:
+    """Run-queue limits set under ``run_coordinator`` (what this project wrote before) moved to
+    ``concurrency: runs``, where Dagster reads them now: the two together are an invalid instance config.
+    A run coordinator left with no other setting is dropped (the default coordinator queues runs)."""
+    coordinator = config.get("run_coordinator")
+    if not isinstance(coordinator, dict) or coordinator.get("class") != "QueuedRunCoordinator":
+        return config
+    settings = dict(coordinator.get("config") or {})
+    moved = {key: settings.pop(key) for key in QUEUE_LIMITS if key in settings}
+    if not moved:
+        return config
+    migrated = {key: value for key, value in config.items() if key != "run_coordinator"}
+    if settings:
+        migrated["run_coordinator"] = {**coordinator, "config": settings}
+    runs = dict((migrated.get("concurrency") or {}).get("runs") or {})
+    migrated["concurrency"] = {**(migrated.get("concurrency") or {}), "runs": {**moved, **runs}}
+    return migrated
+
+
 def merged_instance_config(project: dict, existing: dict) -> dict:
-    """``existing`` with every project key it lacks added (nested mappings merged; set values kept)."""
-    merged = dict(existing)
+    """``existing`` (its run-queue limits migrated) with every project key it lacks added (nested
+    mappings merged; values already set are kept)."""
+    merged = dict(migrated_run_queue(existing))
     for key, value in project.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = merged_instance_config(value, merged[key])

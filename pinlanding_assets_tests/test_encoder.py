@@ -3,6 +3,8 @@ products, checkpointed, embedded on Ray, assigned and evaluated against held-out
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +210,17 @@ def test_torch_free_decoding_gives_open_clips_pixels(trained, catalog) -> None:
             assert np.array_equal(preprocess_image(image, cfg), transform(image.convert("RGB")).numpy())
     wide = Image.new("RGB", (500, 120), (200, 10, 10))
     assert np.array_equal(preprocess_image(wide, cfg), transform(wide).numpy()), "a wide image is cropped alike"
+
+
+def test_encoder_actors_starting_together_never_read_a_half_written_config(tmp_path: Path) -> None:
+    """Two encoder actors register the architecture at the same moment (a real run once failed a drop
+    on an empty config file): two processes that keep rewriting it (each with another text tower path,
+    so every call writes) never read a partial file."""
+    script = ("import sys\nfrom pathlib import Path\n"
+              "from pinlanding_assets.encoder.model import register_default_architecture\n"
+              "for _ in range(300):\n"
+              "    register_default_architecture(Path(sys.argv[1]), Path(sys.argv[2]))\n")
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), f"/towers/{i}"], stderr=subprocess.PIPE,
+                                  text=True) for i in range(2)]
+    errors = [process.communicate(timeout=600)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], errors

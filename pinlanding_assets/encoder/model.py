@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -64,7 +65,12 @@ def register_default_architecture(cache_dir: Path, text_tower_dir: Path | None =
     }
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{DEFAULT_ARCH}.json"
-    path.write_text(json.dumps(config, indent=2, sort_keys=True))
+    text = json.dumps(config, indent=2, sort_keys=True)
+    if not path.is_file() or path.read_text() != text:
+        # Encoder actors start side by side: write whole and swap in, so no reader sees a half-written file.
+        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        staging.write_text(text)
+        os.replace(staging, path)
     open_clip.add_model_config(path)
     return DEFAULT_ARCH
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 
@@ -99,6 +100,23 @@ def test_instance_config_is_copied_then_merged(tmp_path: Path, monkeypatch: pyte
     assert merged["telemetry"] == {"enabled": True}, "a value the user set is kept"
     assert merged["concurrency"] == {"pools": {"default_limit": 2}, "runs": {"max_concurrent_runs": 1}}
     assert merged_instance_config({"a": {"b": 1}}, {"a": 5}) == {"a": 5}
+
+
+def test_an_old_run_queue_setting_is_migrated_and_the_instance_loads(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """What this project wrote before: the queue limit under run_coordinator (invalid beside concurrency.runs)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster.core.run_coordinator\n"
+        "  class: QueuedRunCoordinator\n  config:\n    max_concurrent_runs: 3\n    dequeue_interval_seconds: 5\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    ensure_dagster_home()
+    merged = yaml.safe_load((home / "dagster.yaml").read_text())
+    assert merged["concurrency"] == {"runs": {"max_concurrent_runs": 3}}, "the user's limit moves, not ours"
+    assert merged["run_coordinator"]["config"] == {"dequeue_interval_seconds": 5}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.run_coordinator is not None
 
 
 @pytest.mark.parametrize("argv, message", [
