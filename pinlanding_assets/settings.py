@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -175,6 +174,18 @@ class RefreshSettings:
     release_max_age_days: float  # or once the current release is this old and anything is new
 
 
+@dataclass(frozen=True)
+class GateSettings:
+    """The values of the ``QualityGates`` resource."""
+
+    max_quarantine_rate: float
+    min_fused_recall: float
+    min_image_recall: float
+    min_feed_size: int
+    max_feed_size: int
+    min_precision_at_10: float
+
+
 class QualityGates(dg.ConfigurableResource):
     """The bounds the asset checks hold the graph to, shared by the assets that build to them and the
     checks that verify them (a check never reads its bounds back from a run's metadata)."""
@@ -201,10 +212,10 @@ class Settings:
     max_collections: int
     site_url: str
     refresh: RefreshSettings
-    gates: dict[str, Any]  # QualityGates fields
+    gates: GateSettings
 
     def quality_gates(self) -> QualityGates:
-        return QualityGates(**self.gates)
+        return QualityGates(**asdict(self.gates))
 
 
 def _reader(environ: Mapping[str, str]):
@@ -280,14 +291,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             release_new_label_share=number("PINLANDING_RELEASE_NEW_LABEL_SHARE", float),
             release_max_age_days=number("PINLANDING_RELEASE_MAX_AGE_DAYS", float),
         ),
-        gates={
-            "max_quarantine_rate": number("PINLANDING_MAX_QUARANTINE_RATE", float),
-            "min_fused_recall": number("PINLANDING_MIN_FUSED_RECALL", float),
-            "min_image_recall": number("PINLANDING_MIN_IMAGE_RECALL", float),
-            "min_feed_size": number("PINLANDING_MIN_FEED_SIZE", int),
-            "max_feed_size": number("PINLANDING_MAX_FEED_SIZE", int),
-            "min_precision_at_10": number("PINLANDING_MIN_PRECISION_AT_10", float),
-        },
+        gates=GateSettings(
+            max_quarantine_rate=number("PINLANDING_MAX_QUARANTINE_RATE", float),
+            min_fused_recall=number("PINLANDING_MIN_FUSED_RECALL", float),
+            min_image_recall=number("PINLANDING_MIN_IMAGE_RECALL", float),
+            min_feed_size=number("PINLANDING_MIN_FEED_SIZE", int),
+            max_feed_size=number("PINLANDING_MAX_FEED_SIZE", int),
+            min_precision_at_10=number("PINLANDING_MIN_PRECISION_AT_10", float),
+        ),
     )
 
 
