@@ -19,4 +19,4 @@ def resources_for(settings: Settings | None = None) -> dict[str, Any]:
     settings = settings or load_settings()
     deployment = Deployment(settings.deployment, settings.paths.warehouse_dir, settings.ray_cpus,
                             settings.ray_address, settings.spark_master)
-    return {**build_resources(deployment, model_backends(settings)), "quality_gates": settings.quality_gates()}
+    return {**build_resources(deployment, model_backends(settings)), "quality_gates": settings.gates}

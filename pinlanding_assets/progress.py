@@ -25,12 +25,12 @@ class Progress:
             share = f" ({self.done / self.total:.0%})" if self.total else ""
             self.log(f"{self.step}: {self.done}/{self.total} {self.unit}{share}, {rate:.2f} {self.unit}/s")
 
-    def counted(self, function: Callable, count: Callable = lambda result: 1) -> Callable:
-        """``function`` wrapped so each call adds ``count(result)`` (1 per call by default)."""
+    def counted(self, function: Callable) -> Callable:
+        """``function`` wrapped so each call counts one unit done."""
 
         def wrapped(*args, **kwargs):
             result = function(*args, **kwargs)
-            self.add(count(result))
+            self.add(1)
             return result
 
         return wrapped

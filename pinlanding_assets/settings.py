@@ -3,26 +3,26 @@ Configuration table lists them).
 
 ``load_settings()`` resolves them into one typed, frozen ``Settings`` when asked (not at import, so
 tests can point them elsewhere); the code location hands its parts to the resources
-(``deployment()``), to run-config defaults and to the asset checks (``QualityGates``).
-``export_library_environment()`` is the one place the process environment is written: the variables
-third-party libraries read themselves (PySpark's worker interpreter, llama.cpp's log level, the HF hub).
+(``deployment.resources_for``), to run-config defaults, and to the asset checks and the assets they
+check (the ``QualityGates`` resource). ``export_library_environment()`` is the one place the process
+environment is written: what libraries read themselves (the HF hub, llama.cpp's log level, Dagster).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
+from resources import DEPLOYMENTS
 from resources.models import DEFAULT_LLM
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CPUS = str(os.cpu_count() or 2)
-DEPLOYMENTS = ("local", "cluster")
 
 # name -> default (None: unset unless given); paths under the data dir are resolved in load_settings()
 DEFAULTS: dict[str, str | None] = {
@@ -174,25 +174,13 @@ class RefreshSettings:
     release_max_age_days: float  # or once the current release is this old and anything is new
 
 
-@dataclass(frozen=True)
-class GateSettings:
-    """The values of the ``QualityGates`` resource."""
-
-    max_quarantine_rate: float
-    min_fused_recall: float
-    min_image_recall: float
-    min_feed_size: int
-    max_feed_size: int
-    min_precision_at_10: float
-
-
 class QualityGates(dg.ConfigurableResource):
     """The bounds the asset checks hold the graph to, shared by the assets that build to them and the
     checks that verify them (a check never reads its bounds back from a run's metadata)."""
 
     max_quarantine_rate: float = Field(description="Most rows a drop may quarantine before intake is blocked.")
-    min_fused_recall: float = Field(description="Dual encoder's holdout Recall@10 floor, relative to the text-only baseline.")
-    min_image_recall: float = Field(description="Image-only Recall@10 floor, relative to the fused encoder.")
+    min_fused_recall: float = Field(description="Floor of the dual encoder's holdout Recall@10 (fused).")
+    min_image_recall: float = Field(description="Floor of the image-only holdout Recall@10.")
     min_feed_size: int = Field(description="Fewest products a published feed may hold.")
     max_feed_size: int = Field(description="Most products a feed holds.")
     min_precision_at_10: float = Field(description="Floor of the content-first collections' precision@10.")
@@ -212,10 +200,7 @@ class Settings:
     max_collections: int
     site_url: str
     refresh: RefreshSettings
-    gates: GateSettings
-
-    def quality_gates(self) -> QualityGates:
-        return QualityGates(**asdict(self.gates))
+    gates: QualityGates
 
 
 def _reader(environ: Mapping[str, str]):
@@ -291,7 +276,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             release_new_label_share=number("PINLANDING_RELEASE_NEW_LABEL_SHARE", float),
             release_max_age_days=number("PINLANDING_RELEASE_MAX_AGE_DAYS", float),
         ),
-        gates=GateSettings(
+        gates=QualityGates(
             max_quarantine_rate=number("PINLANDING_MAX_QUARANTINE_RATE", float),
             min_fused_recall=number("PINLANDING_MIN_FUSED_RECALL", float),
             min_image_recall=number("PINLANDING_MIN_IMAGE_RECALL", float),

@@ -35,6 +35,7 @@ from pinlanding_assets.collections.topics import (
 from pinlanding_assets.demand.intents import DemandConfig, QueryParser, build_intents, read_search_log
 from pinlanding_assets.encoder.pairs import title_matches
 from pinlanding_assets.settings import get_paths
+from pinlanding_assets_tests.fast.synthetic import every_combination
 from pinlanding_assets_tests.vocabularies import fashion_vocabulary
 from resources.model_backends import ModelBackends
 from resources.models import FAST_LLM, minilm_encoder
@@ -77,35 +78,13 @@ def spark():
     return spark_session()
 
 
-def _every_combination(assignments: pl.DataFrame, facets: dict[str, str], config: TopicConfig) -> dict:
-    """The reference: every anchored combination of every product, counted (what Apriori must equal)."""
-    from collections import Counter, defaultdict
-    from itertools import combinations
-
-    from pinlanding_assets.collections.topics import _order, _phrase
-
-    per_product = defaultdict(set)
-    for product_id, attribute_id in assignments.select("product_id", "attribute_id").iter_rows():
-        if attribute_id in facets:
-            per_product[product_id].add(attribute_id)
-    counts = Counter()
-    for attributes in per_product.values():
-        others = sorted(a for a in attributes if facets[a] != "category")
-        for anchor in (a for a in attributes if facets[a] == "category"):
-            for size in range(config.max_attributes):
-                for extra in combinations(others, size):
-                    if len({facets[a] for a in extra}) == size and len({_phrase(a) for a in (anchor, *extra)}) == size + 1:
-                        counts[_order((anchor, *extra), facets)] += 1
-    return {key: n for key, n in counts.items() if n >= config.min_products}
-
-
 def test_topics_follow_the_rules(assignments: pl.DataFrame, vocabulary: pl.DataFrame) -> None:
     facets = dict(zip(vocabulary["attribute_id"], vocabulary["facet"]))
     config = TopicConfig(min_products=10)
     sets = ProductSets(assignments)
     topics = candidate_topics(sets, facets, set(), config)
     assert len(topics) > 50
-    assert topics == _every_combination(assignments, facets, config), "level-wise counting misses nothing"
+    assert topics == every_combination(assignments, facets, config), "level-wise counting misses nothing"
     assert candidate_topics(sets, facets, set(), config, chunk_products=1000) == topics, "whatever the chunk size"
     carriers = {a: set(g["product_id"]) for (a,), g in assignments.group_by(["attribute_id"])}
     for key, count in topics.items():

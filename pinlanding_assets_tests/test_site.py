@@ -12,7 +12,7 @@ import pytest
 from pinlanding_assets.cli import make_server
 from pinlanding_assets.site.pages import SiteConfig, build_site
 from pinlanding_assets.site.thumbnails import make_thumbnails
-from pinlanding_assets_tests.fast.synthetic import XSS, site_tables
+from pinlanding_assets_tests.fast.synthetic import XSS, three_collection_site
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -24,14 +24,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 def site_inputs(fashion_rows: list[dict[str, str]], fashion_dir: Path) -> tuple[pl.DataFrame, ...]:
     """Real catalog products in three collections; one product is named like an XSS attack."""
     rows = [r for r in fashion_rows if r["articleType"] in {"Tshirts", "Jeans"}][:40]
-    products = pl.DataFrame({
-        "product_id": [r["id"] for r in rows],
-        "title": [XSS if i == 0 else r["productDisplayName"] for i, r in enumerate(rows)],
-        "image_path": [str(fashion_dir / "images" / f"{r['id']}.jpg") for r in rows],
-    })
-    collections, feeds = site_tables([r["id"] for r in rows if r["articleType"] == "Tshirts"],
-                                     [r["id"] for r in rows if r["articleType"] == "Jeans"], men=10)
-    return collections, feeds, products
+    return three_collection_site(rows, [str(fashion_dir / "images" / f"{r['id']}.jpg") for r in rows], men=10)
 
 
 @pytest.fixture(scope="module")

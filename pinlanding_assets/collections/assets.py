@@ -126,21 +126,23 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
     settings = FeedConfig(min_feed_size=quality_gates.min_feed_size, max_feed_size=quality_gates.max_feed_size)
     _, excluded = of_release(attribute_assignments, release, registered_drops(context))
     drops = sorted(set(attribute_assignments) - set(excluded["drop"]))
-    paths = [str(load_settings().paths.partition_path("attribute_assignments", d)) for d in drops]
+    paths = load_settings().paths
+    feed_rows = paths.feed_rows_dir(release)
+    sources = [str(paths.partition_path("attribute_assignments", d)) for d in drops]
     context.log.info(f"Spark reads the assignments of {len(drops)} drop(s) scored with {release}")
     started = time.perf_counter()
-    status = build_feeds(spark.read.parquet(*paths).select("product_id", "attribute_id", "score"), collections,
-                         settings, load_settings().paths.feed_rows_dir(release), config.attribute_partitions)
+    status = build_feeds(spark.read.parquet(*sources).select("product_id", "attribute_id", "score"), collections,
+                         settings, feed_rows, config.attribute_partitions)
     seconds = time.perf_counter() - started
     published = status.filter(pl.col("status") == "published")
     context.log.info(f"{published.height} feeds published in {seconds:.0f}s")
-    rows = read_feeds(load_settings().paths.feed_rows_dir(release))
+    rows = read_feeds(feed_rows)
     return dg.Output(status, metadata={
         "dagster/row_count": status.height,
         "published": published.height, "dropped": status.height - published.height,
         "feed_rows": rows.height,
         "anchors": rows["anchor"].n_unique(),
-        "feeds_path": dg.MetadataValue.path(str(load_settings().paths.feed_rows_dir(release))),
+        "feeds_path": dg.MetadataValue.path(str(feed_rows)),
         "spark_master": spark.sparkContext.master,
         "seconds": round(seconds, 1),
         "min_feed_size": settings.min_feed_size, "max_feed_size": settings.max_feed_size,
@@ -215,9 +217,7 @@ def collection_comparison(context: dg.AssetExecutionContext, quality_gates: Qual
     table = compare_systems(collections, collection_feeds, feeds, search_baseline,
                             baseline_queries(demand_intents, collection_feeds), members, demand_intents, truth,
                             quality_gates.min_feed_size)
-    content, baseline = (table.row(i, named=True) for i in range(2))
-    content.pop("system")
-    baseline.pop("system")
+    content, baseline = table.drop("system").rows(named=True)
     return dg.Output(table, metadata={
         "dagster/row_count": table.height,
         "side_by_side": table_preview(table),

@@ -141,12 +141,11 @@ def dual_encoder(
 def dual_encoder_recall_targets(quality_gates: QualityGates, dual_encoder: pl.DataFrame) -> dg.AssetCheckResult:
     metrics = json.loads(dual_encoder["metrics"][0])
     fused, image, text = (metrics[k]["recall_at_10"] for k in ("fused", "image_only", "text_only"))
-    gates = quality_gates
     return dg.AssetCheckResult(
-        passed=fused >= gates.min_fused_recall and image >= gates.min_image_recall and fused > text,
+        passed=fused >= quality_gates.min_fused_recall and image >= quality_gates.min_image_recall and fused > text,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"fused": fused, "image_only": image, "text_only": text,
-                  "fused_target": gates.min_fused_recall, "image_target": gates.min_image_recall},
+                  "fused_target": quality_gates.min_fused_recall, "image_target": quality_gates.min_image_recall},
     )
 
 

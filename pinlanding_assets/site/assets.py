@@ -48,16 +48,17 @@ def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, ray_
     The live site is one release's, swapped in whole; materializing an older release's partition
     publishes that release again."""
     release = context.partition_key
-    feeds = read_feeds(load_settings().paths.feed_rows_dir(release))
+    paths = load_settings().paths
+    feeds = read_feeds(paths.feed_rows_dir(release))
     products = concat_partitions(catalog_products).select("product_id", "title", "image_path")
     started = time.perf_counter()
     settings = SiteConfig(base_url=config.base_url, thumbnail_width=config.thumbnail_width, release=release)
-    summary = build_site(collections, feeds, products, load_settings().paths.site_dir, settings, make_thumbnails_with_ray,
+    summary = build_site(collections, feeds, products, paths.site_dir, settings, make_thumbnails_with_ray,
                          workers=max(1, int(ray_pool.cpus_available() or 1)))
     context.log.info(f"release {release}: site built ({summary.thumbnails} thumbnails as Ray tasks, "
                      f"{summary.collection_pages} pages)")
     pages = pl.DataFrame({"path": ["index.html", *[f"c/{c}.html" for c in sorted(feeds["collection_id"].unique())]]})
-    pages = pages.with_columns(pl.col("path").map_elements(lambda p: (load_settings().paths.site_dir / p).stat().st_size,
+    pages = pages.with_columns(pl.col("path").map_elements(lambda p: (summary.path / p).stat().st_size,
                                                            return_dtype=pl.Int64).alias("bytes"))
     first = collections.sort("rank").filter(pl.col("collection_id").is_in(feeds["collection_id"].unique().to_list()))
     context.log.info(f"published release {release}: {summary.collection_pages} collection pages")

@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw
 
 from pinlanding_assets.catalog.drops import mark_ready
 from pinlanding_assets.catalog.products import FASHION_COLUMNS
+from pinlanding_assets.collections.topics import TopicConfig
 
 COLOURS = {"Black": (20, 20, 20), "White": (240, 240, 240), "Red": (200, 30, 30), "Blue": (30, 60, 200)}
 
@@ -63,15 +64,22 @@ def vocabulary(entries: dict[str, list[str]], dropped: dict[str, list[str]] | No
 XSS = "<script>alert(1)</script>"
 
 
-def site_tables(tees: list[str], jeans: list[str], men: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(collections, feeds) of a three-collection site: t-shirts, ``men`` of them as men's, and jeans; the
-    men's collection is titled with markup that must come out escaped."""
+def three_collection_site(rows: list[dict[str, str]], image_paths: list[str],
+                          men: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(collections, feeds, products) of a site over Fashion rows (t-shirts and jeans): t-shirts, ``men``
+    of them as men's, and jeans. The first product is named like a script and the men's collection is
+    titled with markup: both must come out escaped."""
 
     def collection(slug: str, rank: int, title: str, facets: list[tuple[str, str]]) -> dict:
         return {"collection_id": slug, "rank": rank, "title": title, "anchor": facets[-1][1],
                 "attribute_ids": [f"{f}:{p}" for f, p in facets], "facets": [f for f, _ in facets],
                 "phrases": [p for _, p in facets]}
 
+    products = pl.DataFrame({"product_id": [r["id"] for r in rows],
+                             "title": [XSS if i == 0 else r["productDisplayName"] for i, r in enumerate(rows)],
+                             "image_path": image_paths})
+    tees = [r["id"] for r in rows if r["articleType"] == "Tshirts"]
+    jeans = [r["id"] for r in rows if r["articleType"] == "Jeans"]
     collections = pl.DataFrame([
         collection("t-shirt", 1, "T-Shirts", [("category", "t-shirt")]),
         collection("men-t-shirt", 2, "Men's T-Shirts & <b>More</b>", [("gender", "men"), ("category", "t-shirt")]),
@@ -82,4 +90,26 @@ def site_tables(tees: list[str], jeans: list[str], men: int) -> tuple[pl.DataFra
         "rank": list(range(1, len(tees) + 1)) + list(range(1, men + 1)) + list(range(1, len(jeans) + 1)),
         "product_id": tees + tees[:men] + jeans,
     })
-    return collections, feeds
+    return collections, feeds, products
+
+
+def every_combination(assignments: pl.DataFrame, facets: dict[str, str], config: TopicConfig) -> dict:
+    """The reference: every anchored combination of every product, counted (what Apriori must equal)."""
+    from collections import Counter, defaultdict
+    from itertools import combinations
+
+    from pinlanding_assets.collections.topics import _order, _phrase
+
+    per_product = defaultdict(set)
+    for product_id, attribute_id in assignments.select("product_id", "attribute_id").iter_rows():
+        if attribute_id in facets:
+            per_product[product_id].add(attribute_id)
+    counts = Counter()
+    for attributes in per_product.values():
+        others = sorted(a for a in attributes if facets[a] != "category")
+        for anchor in (a for a in attributes if facets[a] == "category"):
+            for size in range(config.max_attributes):
+                for extra in combinations(others, size):
+                    if len({facets[a] for a in extra}) == size and len({_phrase(a) for a in (anchor, *extra)}) == size + 1:
+                        counts[_order((anchor, *extra), facets)] += 1
+    return {key: n for key, n in counts.items() if n >= config.min_products}

@@ -17,6 +17,7 @@ from pinlanding_assets.collections.topics import (
     candidate_topics,
     merge_near_duplicates,
 )
+from pinlanding_assets_tests.fast.synthetic import every_combination
 
 
 def test_a_phrase_is_never_named_twice_in_a_topic() -> None:
@@ -87,28 +88,6 @@ def test_title_cache_keeps_answers_per_model_and_attributes(tmp_path: Path) -> N
     assert other_model.calls == 1
 
 
-def _every_combination(assignments: pl.DataFrame, facets: dict[str, str], config: TopicConfig) -> dict:
-    """The reference: every anchored combination of every product, counted (what Apriori must equal)."""
-    from collections import Counter, defaultdict
-    from itertools import combinations
-
-    from pinlanding_assets.collections.topics import _order, _phrase
-
-    per_product = defaultdict(set)
-    for product_id, attribute_id in assignments.select("product_id", "attribute_id").iter_rows():
-        if attribute_id in facets:
-            per_product[product_id].add(attribute_id)
-    counts = Counter()
-    for attributes in per_product.values():
-        others = sorted(a for a in attributes if facets[a] != "category")
-        for anchor in (a for a in attributes if facets[a] == "category"):
-            for size in range(config.max_attributes):
-                for extra in combinations(others, size):
-                    if len({facets[a] for a in extra}) == size and len({_phrase(a) for a in (anchor, *extra)}) == size + 1:
-                        counts[_order((anchor, *extra), facets)] += 1
-    return {key: n for key, n in counts.items() if n >= config.min_products}
-
-
 def test_level_wise_topics_equal_every_combination_on_random_catalogs() -> None:
     rng = np.random.default_rng(3)
     facets = {**{f"category:c{i}": "category" for i in range(4)}, **{f"colour:k{i}": "colour" for i in range(4)},
@@ -121,7 +100,7 @@ def test_level_wise_topics_equal_every_combination_on_random_catalogs() -> None:
     config = TopicConfig(min_products=8)
     sets = ProductSets(assignments)
     topics = candidate_topics(sets, facets, set(), config)
-    assert len(topics) > 40 and topics == _every_combination(assignments, facets, config)
+    assert len(topics) > 40 and topics == every_combination(assignments, facets, config)
     assert candidate_topics(sets, facets, set(), config, chunk_products=37) == topics
     assert any("colour:k1" in t for t in topics)
     without = {t: n for t, n in topics.items() if "colour:k1" not in t}

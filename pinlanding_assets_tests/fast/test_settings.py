@@ -39,7 +39,7 @@ def test_settings_are_typed_with_defaults_and_derived_paths(tmp_path: Path) -> N
     assert settings.paths.feed_rows_dir("r001") == tmp_path / "warehouse/published_feeds/r001"
     assert settings.paths.open_clip_cache == tmp_path / "models/open_clip"
     assert settings.deployment == "local" and settings.max_collections == int(DEFAULTS["PINLANDING_MAX_COLLECTIONS"])
-    gates = settings.quality_gates()
+    gates = settings.gates
     assert isinstance(gates, QualityGates) and gates.min_feed_size == 12 and gates.max_feed_size == 100
     assert settings.models.judge_llm == settings.models.llm, "the judge uses the attribute LLM unless set"
     assert load_settings({"RAY_ADDRESS": "ray://head:10001"}).deployment == "cluster"

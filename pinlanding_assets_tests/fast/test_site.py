@@ -10,7 +10,7 @@ import pytest
 
 from pinlanding_assets.site.pages import SiteConfig, SiteError, build_site, page_path, safe_path
 from pinlanding_assets.site.thumbnails import make_thumbnails
-from pinlanding_assets_tests.fast.synthetic import XSS, draw_product, fashion_rows, site_tables
+from pinlanding_assets_tests.fast.synthetic import XSS, draw_product, fashion_rows, three_collection_site
 
 
 @pytest.mark.parametrize("slug", ["../escape", "a/b", "", "UPPER", "x.html", "-lead"])
@@ -27,12 +27,7 @@ def site_inputs(tmp_path_factory) -> tuple[pl.DataFrame, ...]:
     images = tmp_path_factory.mktemp("images")
     rows = fashion_rows(24)
     paths = [str(draw_product(images / f"{r['id']}.jpg", r["baseColour"])) for r in rows]
-    products = pl.DataFrame({"product_id": [r["id"] for r in rows],
-                             "title": [XSS if i == 0 else r["productDisplayName"] for i, r in enumerate(rows)],
-                             "image_path": paths})
-    collections, feeds = site_tables([r["id"] for r in rows if r["articleType"] == "Tshirts"],
-                                     [r["id"] for r in rows if r["articleType"] == "Jeans"], men=5)
-    return collections, feeds, products
+    return three_collection_site(rows, paths, men=5)
 
 
 @pytest.fixture(scope="module")
