@@ -4,6 +4,8 @@ The built-in conditions cover most of the graph. Three questions need the instan
 are small custom conditions, evaluated on the code server (``use_user_code_server=True``):
 which release is in service, whether it may be published (every drop scored with it, or failed), and
 whether a drop's VLM labelling may run now (after the drop is published, so it never delays a page).
+They read the instance as the tick sees it (``releases.Snapshot``: events up to the tick's cursor, the
+tick's failed and in-progress partitions), once per tick, so they agree with the built-in conditions.
 
 | assets | partitions | condition |
 |---|---|---|
@@ -23,7 +25,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pinlanding_assets.releases import current_release, drops_due_for_labels, publishable_release
+from pinlanding_assets.releases import (
+    ASSIGNMENTS,
+    PER_DROP_PIPELINE,
+    Snapshot,
+    current_release,
+    drops_due_for_labels,
+    publishable_release,
+)
 from pinlanding_assets.stages import STAGES
 
 AC = dg.AutomationCondition
@@ -32,14 +41,49 @@ DROP_ASSETS = dg.AssetSelection.assets(*(a for s in STAGES if s.partitions == "d
 RELEASE_INPUTS = dg.AssetSelection.assets("model_release", "attribute_embeddings", "dual_encoder")
 
 
-class _PartitionsWhere(dg.AutomationCondition):
-    """True for the candidate partitions whose keys ``keys(instance)`` returns."""
+class _TickAnswers:
+    """The snapshot of the tick being evaluated and the custom conditions' answers in it, computed once
+    and shared by every asset the tick evaluates (Dagster builds one asset graph view per tick)."""
 
-    def keys(self, instance: dg.DagsterInstance) -> set[str]:
+    def __init__(self) -> None:
+        self._view = None
+        self._snapshot: Snapshot | None = None
+        self._answers: dict[str, object] = {}
+
+    async def get(self, context: dg.AutomationContext, name: str, ask):
+        view = context.asset_graph_view
+        if view is not self._view:
+            snapshot = await _snapshot(view)
+            if view is not self._view:
+                self._view, self._snapshot, self._answers = view, snapshot, {}
+        if name not in self._answers:
+            self._answers[name] = ask(view.instance, self._snapshot)
+        return self._answers[name]
+
+
+_TICK = _TickAnswers()
+
+
+async def _snapshot(view) -> Snapshot:
+    failed, busy = {}, {}
+    for key in PER_DROP_PIPELINE:
+        full = view.get_full_subset(key=key)
+        failed[key] = frozenset((await view.compute_execution_failed_subset(key=key, from_subset=full))
+                                .expensively_compute_partition_keys())
+        busy[key] = frozenset((await view.compute_run_in_progress_subset(key=key, from_subset=full))
+                              .expensively_compute_partition_keys())
+    drops = tuple(sorted(view.get_full_subset(key=ASSIGNMENTS).expensively_compute_partition_keys()))
+    return Snapshot(before=(view.last_event_id or 0) + 1, drops=drops, failed=failed, in_progress=busy)
+
+
+class _PartitionsWhere(dg.AutomationCondition):
+    """True for the candidate partitions whose keys ``keys(instance, snapshot)`` returns."""
+
+    def keys(self, instance: dg.DagsterInstance, snapshot: Snapshot) -> set[str]:
         raise NotImplementedError
 
-    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
-        keys = self.keys(context.asset_graph_view.instance)
+    async def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        keys = await _TICK.get(context, self.name, self.keys)
         return dg.AutomationResult(true_subset=context.candidate_subset.compute_intersection_with_partition_keys(keys),
                                    context=context)
 
@@ -53,8 +97,8 @@ class ReleaseReadyToPublish(_PartitionsWhere):
     def name(self) -> str:
         return "release_ready_to_publish"
 
-    def keys(self, instance: dg.DagsterInstance) -> set[str]:
-        release = publishable_release(instance)
+    def keys(self, instance: dg.DagsterInstance, snapshot: Snapshot) -> set[str]:
+        release = publishable_release(instance, snapshot)
         return {release} if release else set()
 
 
@@ -67,8 +111,8 @@ class DropPublished(_PartitionsWhere):
     def name(self) -> str:
         return "labelling_turn"
 
-    def keys(self, instance: dg.DagsterInstance) -> set[str]:
-        return drops_due_for_labels(instance)
+    def keys(self, instance: dg.DagsterInstance, snapshot: Snapshot) -> set[str]:
+        return drops_due_for_labels(instance, snapshot)
 
 
 class ReleaseInService(dg.AutomationCondition):
@@ -80,8 +124,8 @@ class ReleaseInService(dg.AutomationCondition):
     def name(self) -> str:
         return "release_in_service"
 
-    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
-        ready = current_release(context.asset_graph_view.instance) is not None
+    async def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        ready = await _TICK.get(context, self.name, current_release) is not None
         return dg.AutomationResult(true_subset=context.candidate_subset if ready else context.get_empty_subset(),
                                    context=context)
 

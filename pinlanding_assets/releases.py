@@ -5,13 +5,19 @@ A release (``r001``, ``r002``, ...) is in service once its ``model_release`` par
 (vocabulary, dual encoder and attribute embeddings all built). A failed training never materializes
 it, so the previous release stays in service. Publishing a release waits until every drop is
 settled for it: scored with it, or failed (its intake or scoring), which then leaves it out.
+
+Automation conditions read these through a ``Snapshot`` of their tick, never the live instance: a
+materialization landing while a tick is evaluated must be seen by every condition of that tick or by
+none (a publish asset once saw a drop scored that its upstream feeds still saw in progress, and
+published pages without it).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -25,25 +31,53 @@ PER_DROP_PIPELINE = [dg.AssetKey(k) for k in ("catalog_products", "catalog_image
                                               "attribute_assignments")]
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """The instance as one automation tick sees it: events stored before ``before`` (a storage id), the
+    drops registered then, and the tick's own failed and in-progress partitions of the per-drop assets."""
+    before: int
+    drops: tuple[str, ...]
+    failed: Mapping[dg.AssetKey, frozenset[str]] = field(default_factory=dict)
+    in_progress: Mapping[dg.AssetKey, frozenset[str]] = field(default_factory=dict)
+
+
 def _has_status(statuses: dict, partition: str, status: str) -> bool:
     """Whether ``get_status_by_partition``'s answer gives ``partition`` that status."""
     found = statuses.get(partition)
     return found is not None and found.value == status
 
 
-def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None):
-    filters = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
+def _drops(instance: dg.DagsterInstance, snapshot: Snapshot | None) -> list[str]:
+    return list(snapshot.drops) if snapshot else sorted(instance.get_dynamic_partitions(catalog_drops.name))
+
+
+def _drops_in(instance: dg.DagsterInstance, key: dg.AssetKey, drops: list[str], status: str,
+              snapshot: Snapshot | None) -> set[str]:
+    """The drops among ``drops`` whose ``key`` partition is FAILED or IN_PROGRESS."""
+    if snapshot is not None:
+        return set(drops) & set((snapshot.failed if status == "FAILED" else snapshot.in_progress).get(key, ()))
+    if not drops:
+        return set()
+    statuses = instance.get_status_by_partition(key, drops, catalog_drops) or {}
+    return {d for d in drops if _has_status(statuses, d, status)}
+
+
+def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None,
+            snapshot: Snapshot | None = None):
+    filters = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None,
+                                    before_storage_id=snapshot.before if snapshot else None)
     records = instance.fetch_materializations(filters, limit=1).records
     return records[0] if records else None
 
 
-def releases_in_service(instance: dg.DagsterInstance) -> list[str]:
+def releases_in_service(instance: dg.DagsterInstance, snapshot: Snapshot | None = None) -> list[str]:
     """Releases whose model_release is materialized, oldest first."""
-    return sorted(instance.get_materialized_partitions(MODEL_RELEASE), key=release_order)
+    done = instance.get_materialized_partitions(MODEL_RELEASE, before_cursor=snapshot.before if snapshot else None)
+    return sorted(done, key=release_order)
 
 
-def current_release(instance: dg.DagsterInstance) -> str | None:
-    done = releases_in_service(instance)
+def current_release(instance: dg.DagsterInstance, snapshot: Snapshot | None = None) -> str | None:
+    done = releases_in_service(instance, snapshot)
     return done[-1] if done else None
 
 
@@ -65,19 +99,19 @@ class DropState:
         return self.state in {"scored", "failed"}
 
 
-def drop_states(instance: dg.DagsterInstance, release: str) -> list[DropState]:
+def drop_states(instance: dg.DagsterInstance, release: str, snapshot: Snapshot | None = None) -> list[DropState]:
     """Every registered drop's standing for ``release``."""
-    drops = sorted(instance.get_dynamic_partitions(catalog_drops.name))
-    statuses = {key: instance.get_status_by_partition(key, drops, catalog_drops) or {} for key in PER_DROP_PIPELINE}
+    drops = _drops(instance, snapshot)
+    failed_drops = set().union(*(_drops_in(instance, k, drops, "FAILED", snapshot) for k in PER_DROP_PIPELINE))
+    busy_drops = set().union(*(_drops_in(instance, k, drops, "IN_PROGRESS", snapshot) for k in PER_DROP_PIPELINE))
     states = []
     for drop in drops:
-        record = _latest(instance, ASSIGNMENTS, drop)
+        record = _latest(instance, ASSIGNMENTS, drop, snapshot)
         scored_with = None
         if record is not None:
             value = record.asset_materialization.metadata.get("release")
             scored_with = value.value if value is not None else None
-        failed = any(_has_status(statuses[key], drop, "FAILED") for key in PER_DROP_PIPELINE)
-        in_progress = any(_has_status(statuses[key], drop, "IN_PROGRESS") for key in PER_DROP_PIPELINE)
+        failed, in_progress = drop in failed_drops, drop in busy_drops
         if scored_with == release and not in_progress:
             state = "scored"
         elif failed and not in_progress:
@@ -90,29 +124,29 @@ def drop_states(instance: dg.DagsterInstance, release: str) -> list[DropState]:
     return states
 
 
-def publishable_release(instance: dg.DagsterInstance) -> str | None:
+def publishable_release(instance: dg.DagsterInstance, snapshot: Snapshot | None = None) -> str | None:
     """The release in service, once every drop is settled for it and at least one is scored with it."""
-    release = current_release(instance)
+    release = current_release(instance, snapshot)
     if release is None:
         return None
-    states = drop_states(instance, release)
+    states = drop_states(instance, release, snapshot)
     if states and all(s.settled for s in states) and any(s.state == "scored" for s in states):
         return release
     return None
 
 
-def drops_due_for_labels(instance: dg.DagsterInstance) -> set[str]:
+def drops_due_for_labels(instance: dg.DagsterInstance, snapshot: Snapshot | None = None) -> set[str]:
     """Drops whose VLM stage may run now: all of them before the first release (it needs labels), then
     each drop once it is published (or its scoring failed), so labelling never delays publishing."""
-    drops = instance.get_dynamic_partitions(catalog_drops.name)
-    if current_release(instance) is None:
+    drops = _drops(instance, snapshot)
+    if current_release(instance, snapshot) is None:
         return set(drops)
-    pages = _latest(instance, LANDING_PAGES)
-    status = instance.get_status_by_partition(ASSIGNMENTS, drops, catalog_drops) or {}
+    pages = _latest(instance, LANDING_PAGES, snapshot=snapshot)
+    failed = _drops_in(instance, ASSIGNMENTS, drops, "FAILED", snapshot)
     due = set()
     for drop in drops:
-        scored = _latest(instance, ASSIGNMENTS, drop)
-        if _has_status(status, drop, "FAILED"):
+        scored = _latest(instance, ASSIGNMENTS, drop, snapshot)
+        if drop in failed:
             due.add(drop)
         elif scored is not None and pages is not None and pages.timestamp >= scored.timestamp:
             due.add(drop)

@@ -12,7 +12,14 @@ import pytest
 
 from pinlanding_assets.collections.publish_scope import MixedReleaseError, of_release, require_settled
 from pinlanding_assets.partitions import catalog_drops, model_releases, next_release_key, search_weeks_for, week_key
-from pinlanding_assets.releases import drop_states, drops_due_for_labels, publishable_release, release_due
+from pinlanding_assets.releases import (
+    ASSIGNMENTS,
+    Snapshot,
+    drop_states,
+    drops_due_for_labels,
+    publishable_release,
+    release_due,
+)
 from pinlanding_assets.sensors import changed_weeks
 
 
@@ -62,6 +69,8 @@ def test_publishing_waits_until_every_drop_is_settled_for_the_release() -> None:
             require_settled("r002", drop_states(instance, "r002"))
         _materialize(instance, "attribute_assignments", "d2", release="r002")
         assert publishable_release(instance) == "r002"
+        busy = Snapshot(before=10**9, drops=("d1", "d2"), in_progress={ASSIGNMENTS: frozenset({"d2"})})
+        assert publishable_release(instance, busy) is None, "a tick that saw d2 being re-scored waits"
 
 
 def test_a_release_publishes_only_its_own_drops() -> None:
@@ -102,3 +111,68 @@ def test_search_weeks_are_bounded_by_the_log_and_changes_are_reported(tmp_path: 
             assert [e.partition for e in events] == ["2006-03-13"] and outside == ["2006-03-20"]
         finally:
             sensors.search_weeks = original
+
+
+def test_a_materialization_during_a_tick_never_splits_a_publish() -> None:
+    """The CI failure of issue 13's stop, replayed: a drop's scoring run finishes while a tick is being
+    evaluated. Reading the live instance, the publish condition of the pages saw the drop scored while
+    the feeds (evaluated on the tick's snapshot) did not, and the pages were published without it.
+    Every publish asset must see the tick's snapshot: nothing this tick, feeds and pages together next."""
+    from pinlanding_assets.automation import PUBLISH
+
+    class RunFinishesMidTick(dg.AutomationCondition):
+        """Reports d2's assignments the first time it is evaluated (the root asset, before the others)."""
+        instance = None
+
+        @property
+        def name(self) -> str:
+            return "run_finishes_mid_tick"
+
+        def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+            if RunFinishesMidTick.instance is not None:
+                _materialize(RunFinishesMidTick.instance, "attribute_assignments", "d2", release="r001")
+                RunFinishesMidTick.instance = None
+            return dg.AutomationResult(true_subset=context.get_empty_subset(), context=context)
+
+    per_drop = [dg.AssetSpec("catalog_products", partitions_def=catalog_drops,
+                             automation_condition=RunFinishesMidTick())]
+    per_drop += [dg.AssetSpec(key, partitions_def=catalog_drops, deps=["catalog_products"])
+                 for key in ("catalog_image_features", "product_embeddings", "attribute_assignments")]
+    every_drop = dg.AllPartitionMapping()
+    release = [dg.AssetSpec("model_release", partitions_def=model_releases),
+               dg.AssetSpec("collection_feeds", partitions_def=model_releases, automation_condition=PUBLISH,
+                            deps=[dg.AssetDep("attribute_assignments", partition_mapping=every_drop)]),
+               dg.AssetSpec("landing_pages", partitions_def=model_releases, automation_condition=PUBLISH,
+                            deps=["collection_feeds", dg.AssetDep("catalog_products", partition_mapping=every_drop)])]
+
+    @dg.multi_asset(specs=per_drop, can_subset=True, partitions_def=catalog_drops, name="drop_stand_in")
+    def drops_stand_in():
+        raise AssertionError("never run: only the conditions are evaluated")
+
+    @dg.multi_asset(specs=release, can_subset=True, partitions_def=model_releases, name="release_stand_in")
+    def release_stand_in():
+        raise AssertionError("never run: only the conditions are evaluated")
+
+    defs = dg.Definitions(assets=[drops_stand_in, release_stand_in])
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(catalog_drops.name, ["d1"])
+        instance.add_dynamic_partitions(model_releases.name, ["r001"])
+        for asset in ("catalog_products", "catalog_image_features", "product_embeddings"):
+            _materialize(instance, asset, "d1")
+        _materialize(instance, "model_release", "r001")
+        _materialize(instance, "attribute_assignments", "d1", release="r001")
+        _materialize(instance, "collection_feeds", "r001")
+        _materialize(instance, "landing_pages", "r001")
+        cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
+        # a new drop arrives; its intake is done and its scoring run finishes during the next tick
+        instance.add_dynamic_partitions(catalog_drops.name, ["d2"])
+        for asset in ("catalog_products", "catalog_image_features", "product_embeddings"):
+            _materialize(instance, asset, "d2")
+        RunFinishesMidTick.instance = instance
+        during = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        assert RunFinishesMidTick.instance is None, "the run finished during the tick"
+        assert during.total_requested == 0, "d2 was not scored when the tick began: nothing is published"
+        after = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=during.cursor)
+        assert after.total_requested == 2, "feeds and pages are published together"
+        assert after.get_requested_partitions(dg.AssetKey("collection_feeds")) == {"r001"}
+        assert after.get_requested_partitions(dg.AssetKey("landing_pages")) == {"r001"}
