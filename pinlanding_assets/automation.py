@@ -157,10 +157,13 @@ ASSIGNING = AC.eager().allow(dg.AssetSelection.assets("product_embeddings"))
 NEW_OR_MISSING = (AC.missing() & ~AC.execution_failed() & ~AC.newly_requested()).with_label("missing, never tried")
 SEARCH_WEEK = ((_changed() | NEW_OR_MISSING) & ~AC.in_progress()).with_label("week's log changed")
 WINDOW = AC.eager()
-# New VLM labels feed the next release, not this one: they never re-publish the release in service.
-PUBLISH = (_changed(ignore=dg.AssetSelection.assets("raw_vlm_attributes"))
-           & ~AC.any_deps_missing().ignore(DROP_ASSETS) & ~AC.any_deps_in_progress()
-           & ~AC.any_deps_match(AC.will_be_requested()).allow(DROP_ASSETS) & ~AC.in_progress()
+# New VLM labels feed the next release, not this one: they never re-publish the release in service, and
+# a labelling run (minutes per drop) never holds a publish back. Blocked by it, collections waited while
+# the demand-side publish assets went ahead.
+LABELS = dg.AssetSelection.assets("raw_vlm_attributes")
+PUBLISH = (_changed(ignore=LABELS)
+           & ~AC.any_deps_missing().ignore(DROP_ASSETS) & ~AC.any_deps_in_progress().ignore(LABELS)
+           & ~AC.any_deps_match(AC.will_be_requested()).allow(DROP_ASSETS - LABELS) & ~AC.in_progress()
            & ReleaseReadyToPublish()).with_label("publish the release in service")
 
 automation_sensor = dg.AutomationConditionSensorDefinition(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
 import pyarrow.parquet as pq
 from dagster import InputContext, MetadataValue, OutputContext
 from dagster_polars import PolarsParquetIOManager
@@ -27,10 +29,29 @@ class StagedParquet:
 
 
 class WarehouseIOManager(PolarsParquetIOManager):
-    """dagster-polars' Parquet IO manager, with one change: an input marked ``partition_dict`` (every
-    drop, every release) always gets ``{partition: frame}``, empty when none exists yet. Dagster
+    """dagster-polars' Parquet IO manager, with two changes. An input marked ``partition_dict`` (every
+    drop, every release) always gets ``{partition: frame}``, empty when none exists yet: Dagster
     unwraps the value when exactly one partition exists (and gives None for none), which would hand
-    a one-drop catalog a different type than a four-drop one."""
+    a one-drop catalog a different type than a four-drop one. And a table is written beside its file
+    and renamed over it, so a reader in another run (a publish reading every drop while one drop is
+    being labelled) sees the old table or the new one, never half a file, and a failed write leaves
+    the old one."""
+
+    def write_df_to_path(self, context: OutputContext, df: pl.DataFrame, path) -> None:
+        self._write_whole(path, lambda staged: super(WarehouseIOManager, self).write_df_to_path(context, df, staged))
+
+    def sink_df_to_path(self, context: OutputContext, df: pl.LazyFrame, path) -> None:
+        self._write_whole(path, lambda staged: super(WarehouseIOManager, self).sink_df_to_path(context, df, staged))
+
+    @staticmethod
+    def _write_whole(path, write) -> None:
+        target = Path(str(path))
+        staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            write(path.with_name(staged.name))
+            staged.replace(target)
+        finally:
+            staged.unlink(missing_ok=True)
 
     def handle_output(self, context: OutputContext, obj) -> None:
         if not isinstance(obj, StagedParquet):

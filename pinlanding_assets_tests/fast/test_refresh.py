@@ -176,3 +176,44 @@ def test_a_materialization_during_a_tick_never_splits_a_publish() -> None:
         assert after.total_requested == 2, "feeds and pages are published together"
         assert after.get_requested_partitions(dg.AssetKey("collection_feeds")) == {"r001"}
         assert after.get_requested_partitions(dg.AssetKey("landing_pages")) == {"r001"}
+
+
+def test_a_labelling_run_never_holds_back_a_publish() -> None:
+    """New VLM labels feed the next release, so a drop's labelling run (in progress for minutes) must not
+    block the release in service from publishing: the conditions are evaluated inside a real run that
+    is labelling d1, after a new week's demand intents came in."""
+    from pinlanding_assets.automation import PUBLISH
+
+    every_drop = dg.AllPartitionMapping()
+    specs = [dg.AssetSpec(key, partitions_def=catalog_drops)
+             for key in ("catalog_products", "catalog_image_features", "product_embeddings", "attribute_assignments")]
+    specs += [dg.AssetSpec("model_release", partitions_def=model_releases),
+              dg.AssetSpec("demand_intents", partitions_def=model_releases),
+              dg.AssetSpec("collections", partitions_def=model_releases, automation_condition=PUBLISH, deps=[
+                  "demand_intents", dg.AssetDep("attribute_assignments", partition_mapping=every_drop),
+                  dg.AssetDep("raw_vlm_attributes", partition_mapping=every_drop)])]
+
+    @dg.multi_asset(specs=specs, can_subset=True, name="stand_in")
+    def stand_in():
+        raise AssertionError("never run: only the conditions are evaluated")
+
+    during: list[dg.EvaluateAutomationConditionsResult] = []
+
+    @dg.asset(partitions_def=catalog_drops)
+    def raw_vlm_attributes(context) -> None:
+        during.append(dg.evaluate_automation_conditions(defs=defs, instance=context.instance, cursor=cursor))
+
+    defs = dg.Definitions(assets=[stand_in, raw_vlm_attributes])
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(catalog_drops.name, ["d1"])
+        instance.add_dynamic_partitions(model_releases.name, ["r001"])
+        for asset in ("catalog_products", "catalog_image_features", "product_embeddings"):
+            _materialize(instance, asset, "d1")
+        _materialize(instance, "model_release", "r001")
+        _materialize(instance, "attribute_assignments", "d1", release="r001")
+        _materialize(instance, "demand_intents", "r001")
+        _materialize(instance, "collections", "r001")
+        cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
+        _materialize(instance, "demand_intents", "r001")  # a new week's demand
+        dg.materialize([raw_vlm_attributes], instance=instance, partition_key="d1", selection=[raw_vlm_attributes])
+        assert during and during[0].get_requested_partitions(dg.AssetKey("collections")) == {"r001"}
