@@ -10,9 +10,7 @@ import polars as pl
 import pytest
 
 from pinlanding_assets.cli import make_server
-from pinlanding_assets.site.pages import SiteConfig, build_site
-from pinlanding_assets.site.thumbnails import make_thumbnails
-from pinlanding_assets_tests.fast.synthetic import XSS, three_collection_site
+from pinlanding_assets_tests.fast.synthetic import XSS, build_shop_site, three_collection_site
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -30,7 +28,7 @@ def site_inputs(fashion_rows: list[dict[str, str]], fashion_dir: Path) -> tuple[
 @pytest.fixture(scope="module")
 def site(site_inputs, tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site") / "site"
-    summary = build_site(*site_inputs, target, SiteConfig(base_url="https://shop.example/"), make_thumbnails)
+    summary = build_shop_site(site_inputs, target)
     assert summary.collection_pages == 3 and summary.pages == 4 and summary.thumbnails == 40
     return target
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,18 @@ class StagedParquet:
         return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(self.path.glob("*.parquet")))
 
 
+@contextmanager
+def _written_whole(path):
+    """A hidden path beside ``path`` to write to; renamed over ``path`` if the write succeeds, removed if not."""
+    target = Path(str(path))
+    staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield path.with_name(staged.name)
+        staged.replace(target)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
 class WarehouseIOManager(PolarsParquetIOManager):
     """dagster-polars' Parquet IO manager, with two changes. An input marked ``partition_dict`` (every
     drop, every release) always gets ``{partition: frame}``, empty when none exists yet: Dagster
@@ -38,20 +51,12 @@ class WarehouseIOManager(PolarsParquetIOManager):
     the old one."""
 
     def write_df_to_path(self, context: OutputContext, df: pl.DataFrame, path) -> None:
-        self._write_whole(path, lambda staged: super(WarehouseIOManager, self).write_df_to_path(context, df, staged))
+        with _written_whole(path) as staged:
+            super().write_df_to_path(context, df, staged)
 
     def sink_df_to_path(self, context: OutputContext, df: pl.LazyFrame, path) -> None:
-        self._write_whole(path, lambda staged: super(WarehouseIOManager, self).sink_df_to_path(context, df, staged))
-
-    @staticmethod
-    def _write_whole(path, write) -> None:
-        target = Path(str(path))
-        staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            write(path.with_name(staged.name))
-            staged.replace(target)
-        finally:
-            staged.unlink(missing_ok=True)
+        with _written_whole(path) as staged:
+            super().sink_df_to_path(context, df, staged)
 
     def handle_output(self, context: OutputContext, obj) -> None:
         if not isinstance(obj, StagedParquet):

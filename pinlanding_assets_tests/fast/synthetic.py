@@ -10,6 +10,8 @@ from PIL import Image, ImageDraw
 from pinlanding_assets.catalog.drops import mark_ready
 from pinlanding_assets.catalog.products import FASHION_COLUMNS
 from pinlanding_assets.collections.topics import TopicConfig
+from pinlanding_assets.site.pages import SiteConfig, build_site
+from pinlanding_assets.site.thumbnails import make_thumbnails
 
 COLOURS = {"Black": (20, 20, 20), "White": (240, 240, 240), "Red": (200, 30, 30), "Blue": (30, 60, 200)}
 
@@ -113,3 +115,11 @@ def every_combination(assignments: pl.DataFrame, facets: dict[str, str], config:
                     if len({facets[a] for a in extra}) == size and len({_phrase(a) for a in (anchor, *extra)}) == size + 1:
                         counts[_order((anchor, *extra), facets)] += 1
     return {key: n for key, n in counts.items() if n >= config.min_products}
+
+
+SHOP_URL = "https://shop.example/"
+
+
+def build_shop_site(site_inputs: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame], target: Path):
+    """The site of ``three_collection_site`` built into ``target`` at ``SHOP_URL``, thumbnails included."""
+    return build_site(*site_inputs, target, SiteConfig(base_url=SHOP_URL), make_thumbnails)

@@ -113,6 +113,31 @@ def test_search_weeks_are_bounded_by_the_log_and_changes_are_reported(tmp_path: 
             sensors.search_weeks = original
 
 
+INTAKE_AND_EMBEDDING = ("catalog_products", "catalog_image_features", "product_embeddings")
+
+
+def _stand_in(specs: list[dg.AssetSpec]) -> dg.AssetsDefinition:
+    """The graph's assets as specs: only their automation conditions are evaluated, nothing is run."""
+
+    @dg.multi_asset(specs=specs, can_subset=True, name="stand_in")
+    def stand_in():
+        raise AssertionError("never run: only the conditions are evaluated")
+
+    return stand_in
+
+
+def _d1_scored_with_r001(instance: dg.DagsterInstance, *published: str) -> None:
+    """Drop d1 taken in and scored with release r001 (in service); ``published``: r001's publish assets."""
+    instance.add_dynamic_partitions(catalog_drops.name, ["d1"])
+    instance.add_dynamic_partitions(model_releases.name, ["r001"])
+    for asset in INTAKE_AND_EMBEDDING:
+        _materialize(instance, asset, "d1")
+    _materialize(instance, "model_release", "r001")
+    _materialize(instance, "attribute_assignments", "d1", release="r001")
+    for asset in published:
+        _materialize(instance, asset, "r001")
+
+
 def test_a_materialization_during_a_tick_never_splits_a_publish() -> None:
     """The CI failure of issue 13's stop, replayed: a drop's scoring run finishes while a tick is being
     evaluated. Reading the live instance, the publish condition of the pages saw the drop scored while
@@ -134,39 +159,23 @@ def test_a_materialization_during_a_tick_never_splits_a_publish() -> None:
                 RunFinishesMidTick.instance = None
             return dg.AutomationResult(true_subset=context.get_empty_subset(), context=context)
 
-    per_drop = [dg.AssetSpec("catalog_products", partitions_def=catalog_drops,
-                             automation_condition=RunFinishesMidTick())]
-    per_drop += [dg.AssetSpec(key, partitions_def=catalog_drops, deps=["catalog_products"])
-                 for key in ("catalog_image_features", "product_embeddings", "attribute_assignments")]
+    specs = [dg.AssetSpec("catalog_products", partitions_def=catalog_drops,
+                          automation_condition=RunFinishesMidTick())]
+    specs += [dg.AssetSpec(key, partitions_def=catalog_drops, deps=["catalog_products"])
+              for key in ("catalog_image_features", "product_embeddings", "attribute_assignments")]
     every_drop = dg.AllPartitionMapping()
-    release = [dg.AssetSpec("model_release", partitions_def=model_releases),
-               dg.AssetSpec("collection_feeds", partitions_def=model_releases, automation_condition=PUBLISH,
-                            deps=[dg.AssetDep("attribute_assignments", partition_mapping=every_drop)]),
-               dg.AssetSpec("landing_pages", partitions_def=model_releases, automation_condition=PUBLISH,
-                            deps=["collection_feeds", dg.AssetDep("catalog_products", partition_mapping=every_drop)])]
-
-    @dg.multi_asset(specs=per_drop, can_subset=True, partitions_def=catalog_drops, name="drop_stand_in")
-    def drops_stand_in():
-        raise AssertionError("never run: only the conditions are evaluated")
-
-    @dg.multi_asset(specs=release, can_subset=True, partitions_def=model_releases, name="release_stand_in")
-    def release_stand_in():
-        raise AssertionError("never run: only the conditions are evaluated")
-
-    defs = dg.Definitions(assets=[drops_stand_in, release_stand_in])
+    specs += [dg.AssetSpec("model_release", partitions_def=model_releases),
+              dg.AssetSpec("collection_feeds", partitions_def=model_releases, automation_condition=PUBLISH,
+                           deps=[dg.AssetDep("attribute_assignments", partition_mapping=every_drop)]),
+              dg.AssetSpec("landing_pages", partitions_def=model_releases, automation_condition=PUBLISH,
+                           deps=["collection_feeds", dg.AssetDep("catalog_products", partition_mapping=every_drop)])]
+    defs = dg.Definitions(assets=[_stand_in(specs)])
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(catalog_drops.name, ["d1"])
-        instance.add_dynamic_partitions(model_releases.name, ["r001"])
-        for asset in ("catalog_products", "catalog_image_features", "product_embeddings"):
-            _materialize(instance, asset, "d1")
-        _materialize(instance, "model_release", "r001")
-        _materialize(instance, "attribute_assignments", "d1", release="r001")
-        _materialize(instance, "collection_feeds", "r001")
-        _materialize(instance, "landing_pages", "r001")
+        _d1_scored_with_r001(instance, "collection_feeds", "landing_pages")
         cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
         # a new drop arrives; its intake is done and its scoring run finishes during the next tick
         instance.add_dynamic_partitions(catalog_drops.name, ["d2"])
-        for asset in ("catalog_products", "catalog_image_features", "product_embeddings"):
+        for asset in INTAKE_AND_EMBEDDING:
             _materialize(instance, asset, "d2")
         RunFinishesMidTick.instance = instance
         during = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
@@ -185,17 +194,12 @@ def test_a_labelling_run_never_holds_back_a_publish() -> None:
     from pinlanding_assets.automation import PUBLISH
 
     every_drop = dg.AllPartitionMapping()
-    specs = [dg.AssetSpec(key, partitions_def=catalog_drops)
-             for key in ("catalog_products", "catalog_image_features", "product_embeddings", "attribute_assignments")]
+    specs = [dg.AssetSpec(key, partitions_def=catalog_drops) for key in (*INTAKE_AND_EMBEDDING, "attribute_assignments")]
     specs += [dg.AssetSpec("model_release", partitions_def=model_releases),
               dg.AssetSpec("demand_intents", partitions_def=model_releases),
               dg.AssetSpec("collections", partitions_def=model_releases, automation_condition=PUBLISH, deps=[
                   "demand_intents", dg.AssetDep("attribute_assignments", partition_mapping=every_drop),
                   dg.AssetDep("raw_vlm_attributes", partition_mapping=every_drop)])]
-
-    @dg.multi_asset(specs=specs, can_subset=True, name="stand_in")
-    def stand_in():
-        raise AssertionError("never run: only the conditions are evaluated")
 
     during: list[dg.EvaluateAutomationConditionsResult] = []
 
@@ -203,16 +207,9 @@ def test_a_labelling_run_never_holds_back_a_publish() -> None:
     def raw_vlm_attributes(context) -> None:
         during.append(dg.evaluate_automation_conditions(defs=defs, instance=context.instance, cursor=cursor))
 
-    defs = dg.Definitions(assets=[stand_in, raw_vlm_attributes])
+    defs = dg.Definitions(assets=[_stand_in(specs), raw_vlm_attributes])
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(catalog_drops.name, ["d1"])
-        instance.add_dynamic_partitions(model_releases.name, ["r001"])
-        for asset in ("catalog_products", "catalog_image_features", "product_embeddings"):
-            _materialize(instance, asset, "d1")
-        _materialize(instance, "model_release", "r001")
-        _materialize(instance, "attribute_assignments", "d1", release="r001")
-        _materialize(instance, "demand_intents", "r001")
-        _materialize(instance, "collections", "r001")
+        _d1_scored_with_r001(instance, "demand_intents", "collections")
         cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
         _materialize(instance, "demand_intents", "r001")  # a new week's demand
         dg.materialize([raw_vlm_attributes], instance=instance, partition_key="d1", selection=[raw_vlm_attributes])

@@ -8,9 +8,14 @@ from xml.etree import ElementTree
 import polars as pl
 import pytest
 
-from pinlanding_assets.site.pages import SiteConfig, SiteError, build_site, page_path, safe_path
-from pinlanding_assets.site.thumbnails import make_thumbnails
-from pinlanding_assets_tests.fast.synthetic import XSS, draw_product, fashion_rows, three_collection_site
+from pinlanding_assets.site.pages import SiteError, page_path, safe_path
+from pinlanding_assets_tests.fast.synthetic import (
+    XSS,
+    build_shop_site,
+    draw_product,
+    fashion_rows,
+    three_collection_site,
+)
 
 
 @pytest.mark.parametrize("slug", ["../escape", "a/b", "", "UPPER", "x.html", "-lead"])
@@ -33,7 +38,7 @@ def site_inputs(tmp_path_factory) -> tuple[pl.DataFrame, ...]:
 @pytest.fixture(scope="module")
 def site(site_inputs, tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site") / "site"
-    summary = build_site(*site_inputs, target, SiteConfig(base_url="https://shop.example/"), make_thumbnails)
+    summary = build_shop_site(site_inputs, target)
     assert summary.collection_pages == 3 and summary.pages == 4 and summary.thumbnails == 24
     return target
 
@@ -54,7 +59,7 @@ def test_text_is_escaped_and_files_are_complete(site: Path) -> None:
 
 def test_rebuilding_gives_the_same_site(site: Path, site_inputs, tmp_path: Path) -> None:
     again = tmp_path / "again"
-    build_site(*site_inputs, again, SiteConfig(base_url="https://shop.example/"), make_thumbnails)
+    build_shop_site(site_inputs, again)
     files = sorted(p.relative_to(site) for p in site.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     assert all((site / f).read_bytes() == (again / f).read_bytes() for f in files)
