@@ -53,7 +53,7 @@ SYNONYMS = {
     "check": "checked", "checks": "checked", "stripes": "striped", "stripe": "striped", "print": "printed",
     "wristwatch": "watch", "hand bag": "handbag", "jean": "jeans", "kurtis": "kurti", "trunk": "trunks",
     "scarves": "scarf", "scarve": "scarf", "short": "shorts", "legging": "leggings", "sunglass": "sunglasses",
-    "heel": "heels", "flat": "flats",
+    "heel": "heels", "flat": "flats", "brief": "briefs", "pant": "pants", "track pant": "track pants",
 }
 KEEP = "keep"  # the curation decision of a vocabulary entry in use
 

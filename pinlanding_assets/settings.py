@@ -53,12 +53,19 @@ DEFAULTS: dict[str, str | None] = {
     "PINLANDING_VLM_CHECKPOINT": None,
     "PINLANDING_MIN_SUPPORT": "2",
     "PINLANDING_JUDGE_THRESHOLD": "0.5",
+    "PINLANDING_MIN_TITLE_TYPE_PRODUCTS": "20",
     "PINLANDING_ENCODER": "pinlanding-effnetlite0-minilm",
     "PINLANDING_ENCODER_PRODUCTS": "3000",
     "PINLANDING_UNFREEZE_IMAGE_BLOCKS": "0",
     "PINLANDING_MIN_FUSED_RECALL": "0.97",
     "PINLANDING_MIN_IMAGE_RECALL": "0.85",
-    "PINLANDING_MAX_COLLECTIONS": "150",
+    "PINLANDING_MAX_COLLECTIONS": "5000",
+    "PINLANDING_TARGET_PRECISION": "0.9",
+    "PINLANDING_MIN_JOINT_CONFIDENCE": "0.5",
+    "PINLANDING_MAX_REFINEMENT_SHARE": "0.75",
+    "PINLANDING_DUPLICATE_JACCARD": "0.8",
+    "PINLANDING_TITLE_LLM_CALLS": "40",
+    "PINLANDING_BASELINE_MIN_DEMAND": "2",
     "PINLANDING_MIN_FEED_SIZE": "10",
     "PINLANDING_MAX_FEED_SIZE": "100",
     "PINLANDING_MIN_PRECISION_AT_10": "0.5",
@@ -156,6 +163,7 @@ class AttributeSettings:
     actors: int
     min_support: int
     judge_threshold: float
+    min_title_type_products: int  # titles that must end in a product type before it is a candidate phrase
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,18 @@ class RefreshSettings:
     demand_weeks: int  # weeks in the rolling demand window collections read
     release_new_label_share: float  # cut a release once this share of labelled products is new to it
     release_max_age_days: float  # or once the current release is this old and anything is new
+
+
+@dataclass(frozen=True)
+class CollectionSettings:
+    """The gates a topic passes before it is published (README: "Collection gates")."""
+
+    target_precision: float  # an attribute defines collections only when its estimated precision reaches this
+    min_joint_confidence: float  # a product shows on a page only when every attribute is this likely right
+    max_refinement_share: float  # a refinement keeping more of its parent's products is an alias of it
+    duplicate_jaccard: float  # pages whose product sets or feeds overlap this much are one page
+    title_llm_calls: int  # LLM title calls per publish; past them, template titles until a later publish
+    baseline_min_demand: int  # distinct users a query group needs to be a search-log baseline collection
 
 
 class QualityGates(dg.ConfigurableResource):
@@ -197,7 +217,8 @@ class Settings:
     models: ModelSettings
     attributes: AttributeSettings
     encoder: EncoderSettings
-    max_collections: int
+    max_collections: int  # a safety limit on published collections, not a target
+    collections: CollectionSettings
     site_url: str
     refresh: RefreshSettings
     gates: QualityGates
@@ -263,6 +284,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             actors=number("PINLANDING_ATTRIBUTE_ACTORS", int),
             min_support=number("PINLANDING_MIN_SUPPORT", int),
             judge_threshold=number("PINLANDING_JUDGE_THRESHOLD", float),
+            min_title_type_products=number("PINLANDING_MIN_TITLE_TYPE_PRODUCTS", int),
         ),
         encoder=EncoderSettings(
             model_name=value("PINLANDING_ENCODER"),
@@ -270,6 +292,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             unfreeze_image_blocks=number("PINLANDING_UNFREEZE_IMAGE_BLOCKS", int),
         ),
         max_collections=number("PINLANDING_MAX_COLLECTIONS", int),
+        collections=CollectionSettings(
+            target_precision=number("PINLANDING_TARGET_PRECISION", float),
+            min_joint_confidence=number("PINLANDING_MIN_JOINT_CONFIDENCE", float),
+            max_refinement_share=number("PINLANDING_MAX_REFINEMENT_SHARE", float),
+            duplicate_jaccard=number("PINLANDING_DUPLICATE_JACCARD", float),
+            title_llm_calls=number("PINLANDING_TITLE_LLM_CALLS", int),
+            baseline_min_demand=number("PINLANDING_BASELINE_MIN_DEMAND", int),
+        ),
         site_url=value("PINLANDING_SITE_URL"),
         refresh=RefreshSettings(
             demand_weeks=number("PINLANDING_DEMAND_WEEKS", int),

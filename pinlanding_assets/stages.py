@@ -31,7 +31,7 @@ STAGES = (
     Stage("demand", "search_demand_job", "weeks", ("query_intents", "search_log_quarantine", "demand_window"),
           "Per week of the search log: intents and the rolling demand window."),
     Stage("publish", "publish_job", "release",
-          ("demand_intents", "collections", "demand_gaps", "publish_exclusions", "collection_feeds",
+          ("demand_intents", "collections", "attribute_reliability", "demand_gaps", "publish_exclusions", "collection_feeds",
            "search_baseline", "collection_comparison", "landing_pages"),
           "Per release, once every drop is scored with it: collections, Spark feeds, baseline, comparison, pages."),
 )

@@ -37,8 +37,8 @@ PER_DROP = {"catalog_products", "catalog_quarantine", "catalog_labels", "catalog
             "assignment_quarantine"}
 RELEASE = {"curated_vocabulary", "dual_encoder", "attribute_embeddings", "attribute_embedding_rejections",
            "model_release"}
-PUBLISH = {"demand_intents", "collections", "demand_gaps", "publish_exclusions", "collection_feeds", "search_baseline",
-           "collection_comparison", "landing_pages"}
+PUBLISH = {"demand_intents", "collections", "attribute_reliability", "demand_gaps", "publish_exclusions",
+           "collection_feeds", "search_baseline", "collection_comparison", "landing_pages"}
 WEEKLY = {"query_intents", "search_log_quarantine", "demand_window"}
 
 
@@ -58,7 +58,9 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
            "PINLANDING_LLM": "qwen2.5-coder-0.5b-instruct-q4", "PINLANDING_ATTRIBUTE_SAMPLE": "6",
            "PINLANDING_MIN_SUPPORT": "1", "PINLANDING_ENCODER_PRODUCTS": "300", "PINLANDING_MAX_COLLECTIONS": "12",
            "PINLANDING_MIN_FEED_SIZE": "3", "PINLANDING_DEMAND_WEEKS": "2",
-           "PINLANDING_RELEASE_NEW_LABEL_SHARE": "0.4", "RAY_DEDUP_LOGS": "0"}
+           "PINLANDING_RELEASE_NEW_LABEL_SHARE": "0.4", "RAY_DEDUP_LOGS": "0",
+           # 30-product drops give a handful of judged products per attribute: too few to certify 0.9
+           "PINLANDING_TARGET_PRECISION": "0.5", "PINLANDING_MIN_JOINT_CONFIDENCE": "0.2"}
     subprocess.run([VENV_BIN / "pinlanding", "run"], cwd=ROOT, env=env, check=True, timeout=1200)
     site = project_dirs / "site"
     assert (site / "release.txt").read_text().strip() == "r001"

@@ -91,6 +91,9 @@ def test_main_command_runs_on_external_ray_and_spark(
         "PINLANDING_MIN_SUPPORT": "1",
         "PINLANDING_ENCODER_PRODUCTS": "300",
         "PINLANDING_MAX_COLLECTIONS": "20",
+        # a few labelled products per attribute: too few to certify the default precision target
+        "PINLANDING_TARGET_PRECISION": "0.5",
+        "PINLANDING_MIN_JOINT_CONFIDENCE": "0.2",
     }
     subprocess.run([VENV_BIN / "pinlanding", "make-drops", "--drops", "8"], cwd=ROOT, env=env, check=True)
     subprocess.run([VENV_BIN / "pinlanding", "run", "--only", "drop-007"], cwd=ROOT, env=env, check=True, timeout=900)

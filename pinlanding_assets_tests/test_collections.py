@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from pinlanding_assets.catalog.products import validate_catalog
-from pinlanding_assets.collections.baseline import top_queries
+from pinlanding_assets.collections.baseline import baseline_queries
 from pinlanding_assets.collections.comparison import evaluable_targets, precision_at_k
 from pinlanding_assets.collections.feeds import (
     FeedBuildError,
@@ -102,10 +102,6 @@ def test_over_assigned_attributes_are_not_used(assignments: pl.DataFrame, vocabu
     assert list(reasons) == ["pattern:printed"] and "over-assigned" in reasons["pattern:printed"]
 
 
-
-
-
-
 @pytest.mark.parametrize("cut", [0.5, 0.9])
 def test_prefix_filtered_merge_equals_comparing_every_pair(assignments, vocabulary, intents, cut: float) -> None:
     from pinlanding_assets.collections.topics import attach_demand, score_topics
@@ -148,8 +144,6 @@ def test_titles_are_checked_before_use(chat) -> None:
         "Women's Black Dresses", "template", "LLM answer was not JSON")
 
 
-
-
 def test_plan_collections_with_titles_and_gaps(assignments, vocabulary, intents, chat) -> None:
     plan = plan_collections(assignments, vocabulary, intents, 200, chat, TopicConfig(max_collections=15))
     table = plan.collections
@@ -174,17 +168,37 @@ def _collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, count: int
                           "attribute_ids": list(key)} for key, _ in topics])
 
 
-def test_partitioned_join_equals_the_naive_cross_join(spark, assignments, vocabulary) -> None:
+def _calibration(assignments: pl.DataFrame) -> pl.DataFrame:
+    """A calibration as the reliability estimate writes one: every attribute but the rarest tenth, cut at
+    its median score, confidence rising with the score around it."""
+    stats = assignments.group_by("attribute_id").agg(pl.len().alias("n"), pl.col("score").median().alias("cut"),
+                                                     pl.col("score").mean().alias("score_mean"))
+    kept = stats.filter(pl.col("n") >= stats["n"].quantile(0.1)).sort("attribute_id")
+    return kept.select("attribute_id", pl.col("cut").cast(pl.Float64), pl.col("score_mean").cast(pl.Float64),
+                       pl.lit(0.05).alias("score_scale"), pl.lit(1.5).alias("weight"), pl.lit(1.0).alias("bias"))
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_partitioned_join_equals_the_naive_cross_join(spark, assignments, vocabulary, calibrated: bool) -> None:
     collections = _collections(assignments, vocabulary)
     sdf = spark.createDataFrame(spark_table(assignments.select("product_id", "attribute_id", "score")))
     members = spark.createDataFrame(spark_table(collection_members(collections)))
-    config = FeedConfig(min_feed_size=10, max_feed_size=50)
-    fast = pl.from_pandas(partitioned_feeds(sdf, members, config).toPandas()).sort(["collection_id", "rank"])
-    slow = pl.from_pandas(naive_feeds(sdf, members, config).toPandas()).sort(["collection_id", "rank"])
-    assert fast.height > 1000 and fast.equals(slow)
+    calibration = spark.createDataFrame(spark_table(_calibration(assignments))) if calibrated else None
+    config = FeedConfig(min_feed_size=10, max_feed_size=50, min_joint_confidence=0.6 if calibrated else 0.0)
+    fast = pl.from_pandas(partitioned_feeds(sdf, members, config, calibration=calibration).toPandas()).sort(
+        ["collection_id", "rank"])
+    slow = pl.from_pandas(naive_feeds(sdf, members, config, calibration).toPandas()).sort(["collection_id", "rank"])
+    assert fast.height > (300 if calibrated else 1000) and fast.equals(slow)
     for _, feed in fast.group_by(["collection_id"]):
         relevance = feed.sort("rank")["relevance"].to_list()
         assert relevance == sorted(relevance, reverse=True) and feed.height <= 50
+        assert min(relevance) >= config.min_joint_confidence
+    if calibrated:
+        cuts = dict(_calibration(assignments).select("attribute_id", "cut").iter_rows())
+        shown = fast.join(collection_members(collections), on="collection_id").join(
+            assignments.select("product_id", "attribute_id", "score"), on=["product_id", "attribute_id"])
+        assert shown["attribute_id"].is_in(list(cuts)).all(), "unreliable attributes never define a feed"
+        assert (shown["score"] >= shown["attribute_id"].replace_strict(cuts)).all(), "no product under a cut"
 
 
 def test_short_feeds_are_dropped_and_publishing_is_repeatable(spark, assignments, vocabulary, tmp_path: Path) -> None:
@@ -231,11 +245,11 @@ def test_task_failures_are_retried_or_fail_clearly(spark, assignments, vocabular
     assert not (tmp_path / "broken").exists(), "nothing half-written is left looking complete"
 
 
-
-
-def test_top_queries_and_precision(intents: pl.DataFrame) -> None:
-    queries = top_queries(intents, 5)
-    assert queries.height == 5 and queries["collection_id"].str.starts_with("q-").all()
+def test_baseline_queries_and_precision(intents: pl.DataFrame) -> None:
+    queries = baseline_queries(intents, 3)
+    leaders = intents.filter(pl.col("is_group_leader") & (pl.col("group_demand") >= 3))
+    assert 0 < queries.height <= leaders.height and queries["collection_id"].is_unique().all()
+    assert queries["collection_id"].str.starts_with("q-").all() and (queries["group_demand"] >= 3).all()
     assert queries["group_demand"].to_list() == sorted(queries["group_demand"].to_list(), reverse=True)
     feeds = pl.DataFrame({"collection_id": ["c"] * 3, "rank": [1, 2, 3], "product_id": ["1", "2", "3"]})
     truth = pl.DataFrame({"product_id": ["1", "1", "2", "3"],

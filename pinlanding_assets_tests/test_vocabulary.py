@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from pinlanding_assets.attributes.brands import find_brands
+from pinlanding_assets.attributes.product_types import modifier_words, title_product_types
 from pinlanding_assets.attributes.vocabulary import (
     CurationConfig,
     curate,
@@ -72,7 +73,18 @@ def test_curation_is_deterministic(encode, judge: LocalLLM) -> None:
     assert first.equals(curate(raw.reverse(), encode, judge.yes_probabilities).vocabulary)
 
 
-
-
-
-
+def test_product_types_named_in_titles_join_the_vocabulary(encode, judge: LocalLLM) -> None:
+    raw = _raw([("category", "shoes", 4), ("category", "jeans", 3), ("colour", "black", 4), ("colour", "blue", 3)])
+    titles = pl.DataFrame([{"product_id": f"{kind}-{i}", "title": title} for kind, title, n in [
+        ("sports", "Puma Men Black Sports Shoes", 6), ("casual", "Red Tape Men Brown Casual Shoes", 5),
+        ("trousers", "Mother Earth Women Grey Trousers", 5), ("jeans", "Locomotive Men Blue Jeans", 4),
+    ] for i in range(n)])
+    types = title_product_types(titles, modifier_words(raw, find_brands(titles["title"])), min_products=4)
+    vocab = curate(raw, encode, judge.yes_probabilities, CurationConfig(min_support=3), product_types=types).vocabulary
+    decisions = dict(zip(vocab["attribute_id"], vocab["decision"]))
+    assert {"category:sports-shoes", "category:casual-shoes", "category:trousers", "category:jeans"} <= set(decisions)
+    assert decisions["category:trousers"] == "keep", "trousers have their own type: never jeans"
+    shoes = vocab.filter(pl.col("attribute_id") == "category:shoes").row(0, named=True)
+    assert shoes["decision"] == "drop" and shoes["reason"].startswith("product type: 11 of the 11 titles")
+    jeans = vocab.filter(pl.col("attribute_id") == "category:jeans").row(0, named=True)
+    assert jeans["support"] == 7, "the attribute stage's 3 products and the 4 titles"

@@ -9,6 +9,7 @@ import polars as pl
 from pydantic import Field
 
 from pinlanding_assets.attributes.brands import find_brands
+from pinlanding_assets.attributes.product_types import modifier_words, title_product_types
 from pinlanding_assets.attributes.quality import raw_accuracy, vocabulary_coverage
 from pinlanding_assets.attributes.raw_attributes import (
     extract_with_ray,
@@ -67,6 +68,7 @@ class CurationRunConfig(dg.Config):
     min_support: int = Field(default_factory=lambda: load_settings().attributes.min_support)
     merge_distance: float = 0.13
     judge_threshold: float = Field(default_factory=lambda: load_settings().attributes.judge_threshold)
+    min_title_type_products: int = Field(default_factory=lambda: load_settings().attributes.min_title_type_products)
 
 
 @dg.multi_asset(
@@ -165,7 +167,11 @@ def curated_vocabulary(
         return concat_partitions({d: f for d, f in frames.items() if d in raw_vlm_attributes})
 
     labels = of_labelled_drops(catalog_labels)
-    brands = find_brands(of_labelled_drops(catalog_products)["title"])
+    titles = of_labelled_drops(catalog_products).select("product_id", "title")
+    brands = find_brands(titles["title"])
+    types = title_product_types(titles, modifier_words(raw, brands), config.min_title_type_products)
+    context.log.info(f"{len(types.types)} product types named in {titles.height} titles; "
+                     f"{len(types.covered)} one-word phrases covered by them")
     encode = minilm_encoder()
     judge = models.judge()
     started = time.perf_counter()
@@ -177,7 +183,7 @@ def curated_vocabulary(
 
     result = curate(raw, encode, judge_all, CurationConfig(
         min_support=config.min_support, merge_distance=config.merge_distance, judge_threshold=config.judge_threshold),
-        brands=brands)
+        brands=brands, product_types=types)
     seconds = time.perf_counter() - started
     kept = kept_vocabulary(result.vocabulary)
     coverage = vocabulary_coverage(result.vocabulary, labels, encode)
@@ -196,6 +202,9 @@ def curated_vocabulary(
         "coverage_per_facet": dg.MetadataValue.json(coverage["per_facet"]),
         "coverage_missing": dg.MetadataValue.json(coverage["missing"]),
         "brand_names_found": len(brands.names),
+        "product_types_from_titles": dg.MetadataValue.json(types.types),
+        "product_type_aliases": dg.MetadataValue.json(types.aliases),
+        "covered_by_product_types": dg.MetadataValue.json(types.covered),
         "dropped_as_brand": dg.MetadataValue.json(sorted(result.vocabulary.filter(
             pl.col("reason").str.starts_with("brand:"))["phrase"].to_list())),
         "judge_model": judge.model_name,

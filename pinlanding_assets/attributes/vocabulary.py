@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from pinlanding_assets.attributes.brands import Brands
+from pinlanding_assets.attributes.product_types import ProductTypes
 from pinlanding_assets.facets import JUDGE_WORDING, KEEP, SHARED_FACETS, kept_vocabulary, normalise_value
 
 
@@ -180,9 +181,15 @@ def curate(
     yes_probabilities: YesProbabilities,
     config: CurationConfig = CurationConfig(),
     brands: Brands | None = None,
+    product_types: ProductTypes | None = None,
 ) -> CurationResult:
-    """The whole curation; the result lists kept and dropped phrases alike, each with its reason."""
+    """The whole curation; the result lists kept and dropped phrases alike, each with its reason.
+    With ``product_types`` (read from every title), the types join the attribute stage's phrases as
+    candidates and the one-word phrases they cover leave with that reason."""
     raw_phrases = raw.select("facet", "value").unique().height
+    covered = pl.DataFrame()
+    if product_types is not None:
+        raw, covered = _with_product_types(raw, product_types)
     cands = candidates(raw)
     supported = cands.filter(pl.col("support") >= config.min_support)
     # Keep the head of each facet: a facet with hundreds of supported phrases is noise past its top.
@@ -193,6 +200,8 @@ def curate(
         else pl.Series([False] * frequent.height, dtype=pl.Boolean)
     brand_rows, frequent = frequent.filter(is_brand), frequent.filter(~is_brand)
     merged = merge_clusters(frequent, encode, config.merge_distance)
+    if product_types is not None:
+        merged = _with_type_aliases(merged, product_types.aliases)
     placed, misplaced = one_facet_per_phrase(merged)
     judged = judge_vocabulary(placed, yes_probabilities, config.judge_threshold) if placed.height else placed
     dropped_brand = _dropped_candidates(brand_rows, pl.format(
@@ -204,7 +213,8 @@ def curate(
         pl.lit(None, pl.Float64).alias("searchable"), pl.lit(None, pl.Float64).alias("coherent"),
         pl.lit(None, pl.Float64).alias("judge_score"), pl.lit("drop").alias("decision"),
     )
-    frames = [f for f in (judged, misplaced, dropped_brand, dropped_rare) if f.height]
+    dropped_covered = _dropped_candidates(covered, pl.col("reason")) if covered.height else covered
+    frames = [f for f in (judged, misplaced, dropped_brand, dropped_rare, dropped_covered) if f.height]
     vocabulary = (
         pl.concat([f.select([c for c in VOCABULARY_SCHEMA if c != "attribute_id"]).cast(
             {c: t for c, t in VOCABULARY_SCHEMA.items() if c != "attribute_id"}) for f in frames])
@@ -220,6 +230,28 @@ def curate(
         "after_frequency_filter": frequent.height + brand_rows.height, "after_brand_filter": frequent.height,
         "after_clustering": merged.height, "after_one_facet_per_phrase": placed.height, "after_judge": kept.height,
     })
+
+
+def _with_product_types(raw: pl.DataFrame, types: ProductTypes) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """raw plus one category row per product whose title names a type; the attribute stage's category
+    phrases that a type covers are taken out, and returned as candidates with their reason."""
+    raw = raw.select("product_id", "facet", "value")
+    is_covered = (pl.col("facet") == "category") & pl.col("value").map_elements(
+        lambda v: normalise_value("category", v) in types.covered, return_dtype=pl.Boolean)
+    taken = raw.filter(is_covered)
+    covered = candidates(taken).with_columns(
+        pl.col("phrase").replace_strict(types.covered, default=None).alias("reason"))
+    return pl.concat([raw.filter(~is_covered), types.rows.select(raw.columns)]), covered
+
+
+def _with_type_aliases(merged: pl.DataFrame, aliases: dict[str, str]) -> pl.DataFrame:
+    """Two-word types under a one-word type ("dial watch" under "watch") listed among its aliases."""
+    extra: dict[str, list[str]] = {}
+    for alias, head in aliases.items():
+        extra.setdefault(head, []).append(alias)
+    return merged.with_columns(pl.when(pl.col("facet") == "category").then(pl.struct("phrase", "aliases").map_elements(
+        lambda r: sorted(set(r["aliases"] or []) | set(extra.get(r["phrase"], []))), return_dtype=pl.List(pl.Utf8)))
+        .otherwise(pl.col("aliases")).alias("aliases"))
 
 
 def release_drops(vocabulary: pl.DataFrame) -> list[str]:

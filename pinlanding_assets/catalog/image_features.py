@@ -28,7 +28,8 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "Orange": (240, 128, 36), "Peach": (246, 190, 160), "Brown": (112, 70, 42), "Tan": (196, 150, 104),
     "Beige": (222, 204, 170), "Cream": (244, 236, 214), "Khaki": (186, 170, 120), "Gold": (200, 162, 60),
 }
-_NAMES = list(PALETTE) + ["Black", "Grey", "White"]
+COLOUR_NAMES = (*PALETTE, "Black", "Grey", "White")  # every colour the image evidence names
+_NAMES = list(COLOUR_NAMES)
 _BLACK, _GREY, _WHITE = len(PALETTE), len(PALETTE) + 1, len(PALETTE) + 2
 BLUR_THRESHOLD = 60.0
 FEATURE_SCHEMA = pa.schema([

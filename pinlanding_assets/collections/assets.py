@@ -12,13 +12,21 @@ from pydantic import Field
 
 from pinlanding_assets.attributes.vocabulary import release_drops
 from pinlanding_assets.automation import PUBLISH
+from pinlanding_assets.collections.audit import page_audit
 from pinlanding_assets.collections.baseline import BaselineConfig, baseline_queries, nearest_products
-from pinlanding_assets.collections.comparison import compare_systems
+from pinlanding_assets.collections.comparison import JUDGED_FACETS, compare_systems
 from pinlanding_assets.collections.feeds import FeedConfig, build_feeds, collection_members, read_feeds
 from pinlanding_assets.collections.publish_scope import of_release, require_settled
+from pinlanding_assets.collections.reliability import (
+    ReliabilityConfig,
+    estimate_reliability,
+    judged_rows,
+    release_evidence,
+)
 from pinlanding_assets.collections.title_cache import CachedChat
 from pinlanding_assets.collections.topics import TopicConfig, plan_collections
 from pinlanding_assets.encoder.evaluation import ground_truth_attributes
+from pinlanding_assets.facets import kept_vocabulary
 from pinlanding_assets.metadata import histogram_markdown, table_preview
 from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, model_releases
 from pinlanding_assets.releases import drop_states
@@ -36,7 +44,6 @@ def registered_drops(context) -> list[str]:
 class CollectionsConfig(dg.Config):
     max_collections: int = Field(default_factory=lambda: load_settings().max_collections)
     max_attributes: int = 3
-    duplicate_jaccard: float = 0.9
     max_over_assignment: float = 10.0
 
 
@@ -46,9 +53,15 @@ class FeedsConfig(dg.Config):
 
 @dg.multi_asset(
     outs={
-        "collections": dg.AssetOut(description="Collection topics (1-3 attributes), scored by demand and content, "
-                                               "with LLM titles and stable slugs.", kinds={"polars", "parquet"},
-                                   owners=OWNERS, automation_condition=PUBLISH),
+        "collections": dg.AssetOut(description="Collection topics (1-3 reliable attributes), scored by demand and "
+                                               "content, distinct (refinements that barely refine are aliases, "
+                                               "near-duplicates merged), with unique titles and stable slugs.",
+                                   kinds={"polars", "parquet"}, owners=OWNERS, automation_condition=PUBLISH),
+        "attribute_reliability": dg.AssetOut(
+            description="Per attribute, its precision estimated on products training never saw (the attribute "
+                        "stage's answers and the titles, never the catalog's labels), the score cut that reaches "
+                        "the target precision and its score -> confidence map; unreliable ones with the reason.",
+            kinds={"parquet"}, owners=OWNERS, automation_condition=PUBLISH),
         "demand_gaps": dg.AssetOut(description="Search intents with demand but no collection, and why.",
                                    kinds={"parquet"}, owners=OWNERS, automation_condition=PUBLISH),
         "publish_exclusions": dg.AssetOut(description="Drops the release does not publish (not scored with it), "
@@ -56,48 +69,84 @@ class FeedsConfig(dg.Config):
                                           automation_condition=PUBLISH),
     },
     ins={"attribute_assignments": all_drops_in(), "curated_vocabulary": dg.AssetIn(), "demand_intents": dg.AssetIn(),
-         "raw_vlm_attributes": all_drops_in()},
+         "raw_vlm_attributes": all_drops_in(), "catalog_products": all_drops_in(), "dual_encoder": dg.AssetIn()},
     partitions_def=model_releases, group_name="collections",
 )
 def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, models: ModelBackends,
                 quality_gates: QualityGates,
                 attribute_assignments: dict[str, pl.LazyFrame], curated_vocabulary: pl.DataFrame,
-                demand_intents: pl.DataFrame, raw_vlm_attributes: dict[str, pl.DataFrame]):
-    """Content-first topics: what the catalog can fill, ordered by what people search for. Titles of
-    unchanged collections come from the title cache."""
+                demand_intents: pl.DataFrame, raw_vlm_attributes: dict[str, pl.DataFrame],
+                catalog_products: dict[str, pl.DataFrame], dual_encoder: pl.DataFrame):
+    """Content-first topics: what the catalog can fill, with attributes it can trust, ordered by what
+    people search for. Titles of unchanged collections come from the title cache."""
     release = context.partition_key
+    settings = load_settings()
+    gates = settings.collections
     require_settled(release, drop_states(context.instance, release))
     assignments, excluded_drops = of_release(attribute_assignments, release, registered_drops(context))
-    assignments = assignments.select("drop", "product_id", "attribute_id").collect()
+    assignments = assignments.select("drop", "product_id", "attribute_id", "score").collect()
     if excluded_drops.height:
         context.log.warning(f"release {release} leaves out {excluded_drops.height} drop(s): "
                             + "; ".join(f"{d}: {r}" for d, r in excluded_drops.iter_rows()))
+    published_drops = sorted(assignments["drop"].unique().to_list())
     labelled = release_drops(curated_vocabulary)
     sampled = concat_partitions({d: f for d, f in raw_vlm_attributes.items() if d in labelled})["product_id"].n_unique()
-    chat = CachedChat(load_settings().paths.title_cache, models.judge_llm, models.judge)
+    kept = kept_vocabulary(curated_vocabulary)
+    seed = json.loads(dual_encoder["spec"][0])["seed"]
+    evidence, answered = release_evidence(
+        concat_partitions({d: f for d, f in catalog_products.items() if d in published_drops}).select("product_id", "title"),
+        concat_partitions(raw_vlm_attributes), curated_vocabulary, seed)
+    judged = judged_rows(assignments, evidence, answered, dict(zip(kept["attribute_id"], kept["facet"])))
+    reliability, facet_reliability = estimate_reliability(
+        assignments, judged, kept, ReliabilityConfig(target_precision=gates.target_precision))
+    context.log.info(f"reliability: {int(reliability['reliable'].sum())} of {reliability.height} attributes reach the "
+                     f"target precision {gates.target_precision} on {judged['product_id'].n_unique()} judged products")
+    chat = CachedChat(settings.paths.title_cache, models.judge_llm, models.judge, max_calls=gates.title_llm_calls)
     started = time.perf_counter()
     plan = plan_collections(assignments, curated_vocabulary, demand_intents, sampled, chat, TopicConfig(
         min_products=quality_gates.min_feed_size, max_attributes=config.max_attributes,
-        max_collections=config.max_collections, duplicate_jaccard=config.duplicate_jaccard,
-        max_over_assignment=config.max_over_assignment), log=context.log.info)
+        max_collections=config.max_collections, duplicate_jaccard=gates.duplicate_jaccard,
+        max_over_assignment=config.max_over_assignment, max_refinement_share=gates.max_refinement_share),
+        reliability=reliability, log=context.log.info)
     chat.save()
     table, gaps = plan.collections, plan.gaps
-    context.log.info(f"{table.height} collections; titles: {chat.hits} from the cache, {chat.calls} LLM calls")
+    context.log.info(f"{table.height} collections; titles: {chat.hits} from the cache, {chat.calls} LLM calls, "
+                     f"{chat.deferred} deferred to a later publish")
+    if table.height >= config.max_collections:
+        context.log.warning(f"the safety limit of {config.max_collections} collections was reached: topics past it "
+                            "are not published (PINLANDING_MAX_COLLECTIONS)")
     sizes = table["facets"].list.len().value_counts().sort("facets")
     yield dg.Output(table, output_name="collections", metadata={
         "dagster/row_count": table.height,
         "candidate_topics": plan.candidates, "merged_near_duplicates": plan.merged,
+        "refinements_and_same_names_as_aliases": len(plan.absorbed),
+        "aliases_preview": dg.MetadataValue.json(dict(list(plan.absorbed.items())[:40])),
         "excluded_attributes": dg.MetadataValue.json(plan.excluded),
         "by_number_of_attributes": dg.MetadataValue.json({str(k): v for k, v in sizes.iter_rows()}),
-        "llm_titles": int((table["title_source"] == "llm").sum()),
-        "template_titles": int((table["title_source"] == "template").sum()),
+        "llm_titles": plan.titles["llm"], "template_titles": plan.titles["template"],
+        "deferred_llm_titles": plan.titles["deferred"],
         "title_model": models.judge_llm,
-        "title_llm_calls": chat.calls, "title_cache_hits": chat.hits,
-        "drops_published": assignments["drop"].n_unique() if "drop" in assignments.columns else 0,
+        "title_llm_calls": chat.calls, "title_cache_hits": chat.hits, "title_llm_call_budget": gates.title_llm_calls,
+        "safety_limit": config.max_collections,
+        "drops_published": len(published_drops),
         "drops_left_out": excluded_drops.height,
         "seconds": round(time.perf_counter() - started, 1),
         "preview": table_preview(table, rows=30, columns=["rank", "title", "collection_id", "products", "demand",
-                                                         "title_source", "intents"]),
+                                                         "title_source", "aliases"]),
+    })
+    yield dg.Output(reliability, output_name="attribute_reliability", metadata={
+        "dagster/row_count": reliability.height,
+        "reliable_attributes": int(reliability["reliable"].sum()),
+        "target_precision": gates.target_precision,
+        "judged_products": judged["product_id"].n_unique(),
+        "per_facet": table_preview(facet_reliability, rows=10),
+        "per_facet_estimated_precision": dg.MetadataValue.json(
+            {f: p for f, p in facet_reliability.select("facet", "estimated_precision").iter_rows()}),
+        "unreliable": table_preview(reliability.filter(~pl.col("reliable")), rows=40,
+                                    columns=["attribute_id", "judged", "agreeing", "estimated_precision", "reason"]),
+        "reliable": table_preview(reliability.filter(pl.col("reliable")), rows=60,
+                                  columns=["attribute_id", "judged_above_cut", "estimated_precision", "lower_bound",
+                                           "cut", "kept_products", "assigned"]),
     })
     yield dg.Output(gaps, output_name="demand_gaps", metadata={
         "dagster/row_count": gaps.height,
@@ -111,19 +160,23 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
 
 
 @dg.asset(
-    ins={"collections": dg.AssetIn(), "attribute_assignments": all_drops_in()},
+    ins={"collections": dg.AssetIn(), "attribute_assignments": all_drops_in(), "attribute_reliability": dg.AssetIn()},
     partitions_def=model_releases, group_name="collections", kinds={"spark", "parquet"}, owners=OWNERS,
     automation_condition=PUBLISH,
 )
 def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pyspark: PySparkResource,
                      quality_gates: QualityGates, collections: pl.DataFrame,
-                     attribute_assignments: dict[str, pl.LazyFrame]) -> dg.Output[pl.DataFrame]:
-    """Ranked product feeds (Spark: rarest-attribute candidate join, never a cross join). The rows go to
-    Parquet partitioned by anchor, one folder per release; this table says, per collection, whether it
-    was published and why not."""
+                     attribute_assignments: dict[str, pl.LazyFrame],
+                     attribute_reliability: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+    """Ranked product feeds (Spark: rarest-attribute candidate join, never a cross join), ranked by the
+    joint confidence of the collection's attributes and cut at its floor. The rows go to Parquet
+    partitioned by anchor, one folder per release; this table says, per collection, whether it was
+    published, dropped (too few products) or merged (its feed nearly repeats a better page's)."""
     spark = pyspark.spark_session
     release = context.partition_key
-    settings = FeedConfig(min_feed_size=quality_gates.min_feed_size, max_feed_size=quality_gates.max_feed_size)
+    gates = load_settings().collections
+    settings = FeedConfig(min_feed_size=quality_gates.min_feed_size, max_feed_size=quality_gates.max_feed_size,
+                          min_joint_confidence=gates.min_joint_confidence, duplicate_jaccard=gates.duplicate_jaccard)
     _, excluded = of_release(attribute_assignments, release, registered_drops(context))
     drops = sorted(set(attribute_assignments) - set(excluded["drop"]))
     paths = load_settings().paths
@@ -132,14 +185,17 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
     context.log.info(f"Spark reads the assignments of {len(drops)} drop(s) scored with {release}")
     started = time.perf_counter()
     status = build_feeds(spark.read.parquet(*sources).select("product_id", "attribute_id", "score"), collections,
-                         settings, feed_rows, config.attribute_partitions)
+                         settings, feed_rows, config.attribute_partitions,
+                         calibration=attribute_reliability.filter(pl.col("reliable")))
     seconds = time.perf_counter() - started
     published = status.filter(pl.col("status") == "published")
     context.log.info(f"{published.height} feeds published in {seconds:.0f}s")
     rows = read_feeds(feed_rows)
     return dg.Output(status, metadata={
         "dagster/row_count": status.height,
-        "published": published.height, "dropped": status.height - published.height,
+        "published": published.height, "dropped": int((status["status"] == "dropped").sum()),
+        "merged_near_duplicate_feeds": int((status["status"] == "merged").sum()),
+        "min_joint_confidence": settings.min_joint_confidence, "duplicate_jaccard": settings.duplicate_jaccard,
         "feed_rows": rows.height,
         "anchors": rows["anchor"].n_unique(),
         "feeds_path": dg.MetadataValue.path(str(feed_rows)),
@@ -147,8 +203,9 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
         "seconds": round(seconds, 1),
         "min_feed_size": settings.min_feed_size, "max_feed_size": settings.max_feed_size,
         "feed_size_histogram": histogram_markdown(published["products"], "feed sizes", "products per feed"),
-        "relevance_histogram": histogram_markdown(rows["relevance"], "relevance of feed rows", "mean attribute score"),
+        "relevance_histogram": histogram_markdown(rows["relevance"], "relevance of feed rows", "joint confidence"),
         "dropped_collections": table_preview(status.filter(pl.col("status") == "dropped"), rows=20),
+        "merged_collections": table_preview(status.filter(pl.col("status") == "merged"), rows=20),
     })
 
 
@@ -169,6 +226,25 @@ def feed_sizes_within_bounds(context: dg.AssetCheckExecutionContext, quality_gat
     )
 
 
+@dg.asset_check(asset="collection_feeds", partitions_def=model_releases, blocking=True,
+                additional_ins={"collections": dg.AssetIn()},
+                description="The published pages are distinct: no shared title or attribute set, no feed that "
+                            "repeats a better page's, no refinement that keeps nearly all of its parent.")
+def distinct_pages(context: dg.AssetCheckExecutionContext, collections: pl.DataFrame,
+                   collection_feeds: pl.DataFrame) -> dg.AssetCheckResult:
+    """Blocking: duplicate pages compete for the same searches, so they never reach the site."""
+    gates = load_settings().collections
+    feeds = read_feeds(load_settings().paths.feed_rows_dir(context.partition_key))
+    problems = page_audit(collections, collection_feeds, feeds, gates.duplicate_jaccard, gates.max_refinement_share)
+    return dg.AssetCheckResult(
+        passed=not any(problems.values()),
+        metadata={**{name: len(found) for name, found in problems.items()},
+                  "published_pages": int((collection_feeds["status"] == "published").sum()),
+                  "problems": dg.MetadataValue.json({k: v[:20] for k, v in problems.items()}),
+                  "duplicate_jaccard": gates.duplicate_jaccard, "max_refinement_share": gates.max_refinement_share},
+    )
+
+
 @dg.asset(
     ins={"demand_intents": dg.AssetIn(), "product_embeddings": all_drops_in(), "dual_encoder": dg.AssetIn(),
          "collection_feeds": dg.AssetIn()},
@@ -178,14 +254,15 @@ def feed_sizes_within_bounds(context: dg.AssetCheckExecutionContext, quality_gat
 def search_baseline(context: dg.AssetExecutionContext, quality_gates: QualityGates, demand_intents: pl.DataFrame,
                     product_embeddings: dict[str, pl.LazyFrame], dual_encoder: pl.DataFrame,
                     collection_feeds: pl.DataFrame) -> dg.Output[pl.DataFrame]:
-    """The search-log way: as many collections as PinLanding published, taken from the top queries,
-    each feed the products nearest to the query's embedding (same release's encoder and products)."""
+    """The search-log way: every query group with enough demand (PINLANDING_BASELINE_MIN_DEMAND distinct
+    users) is a collection, its feed the products nearest to the query's embedding (same release's
+    encoder and products)."""
     from pinlanding_assets.encoder.model import DualEncoder, spec_from_record  # torch: only when this asset runs
 
     record = dual_encoder.row(0, named=True)
     encoder = DualEncoder(spec_from_record(record), load_settings().paths.open_clip_cache)
-    queries = baseline_queries(demand_intents, collection_feeds)
-    settings = BaselineConfig(collections=queries.height, max_feed_size=quality_gates.max_feed_size)
+    queries = baseline_queries(demand_intents, load_settings().collections.baseline_min_demand)
+    settings = BaselineConfig(max_feed_size=quality_gates.max_feed_size)
     products, _ = of_release(product_embeddings, context.partition_key, registered_drops(context))
     products = products.select("product_id", "embedding").sort("product_id").collect()
     floor = float(np.mean(list(json.loads(record["thresholds"]).values())))
@@ -214,10 +291,13 @@ def collection_comparison(context: dg.AssetExecutionContext, quality_gates: Qual
     truth = ground_truth_attributes(concat_partitions(catalog_labels), curated_vocabulary, minilm_encoder())
     feeds = read_feeds(load_settings().paths.feed_rows_dir(context.partition_key))
     members = collection_members(collections)
+    kept = kept_vocabulary(curated_vocabulary)
     table = compare_systems(collections, collection_feeds, feeds, search_baseline,
-                            baseline_queries(demand_intents, collection_feeds), members, demand_intents, truth,
-                            quality_gates.min_feed_size)
+                            baseline_queries(demand_intents, load_settings().collections.baseline_min_demand), members,
+                            demand_intents, truth, quality_gates.min_feed_size,
+                            dict(zip(kept["attribute_id"], kept["facet"])))
     content, baseline = table.drop("system").rows(named=True)
+    ratio = round(content["viable_topics"] / baseline["viable_topics"], 3) if baseline["viable_topics"] else None
     return dg.Output(table, metadata={
         "dagster/row_count": table.height,
         "side_by_side": table_preview(table),
@@ -225,8 +305,11 @@ def collection_comparison(context: dg.AssetExecutionContext, quality_gates: Qual
         "search_log_baseline": dg.MetadataValue.json(baseline),
         "content_first_precision_at_10": content["precision_at_10"],
         "baseline_precision_at_10": baseline["precision_at_10"],
-        "content_first_topic_coverage": content["collections_with_min_products"],
-        "baseline_topic_coverage": baseline["collections_with_min_products"],
+        "content_first_viable_topics": content["viable_topics"],
+        "baseline_viable_topics": baseline["viable_topics"],
+        "viable_topics_ratio": ratio,
+        "content_first_per_facet_agreement": dg.MetadataValue.json(
+            {f: content[f"precision_at_10_{f}"] for f in JUDGED_FACETS}),
         "content_first_demand_covered": content["demand_covered"],
         "baseline_demand_covered": baseline["demand_covered"],
     })

@@ -1,6 +1,8 @@
-"""The search-log baseline PinLanding is measured against: collections are the top search queries
-(one per group of near-duplicate queries), and each feed is the products whose embedding is nearest
-to the query's text embedding (same dual encoder, same product vectors as the content-first feeds).
+"""The search-log baseline PinLanding is measured against: collections are the search queries with
+enough demand (one per group of near-duplicate queries: every group with at least ``min_demand``
+distinct users, not "as many as PinLanding published"), and each feed is the products whose embedding
+is nearest to the query's text embedding (same dual encoder, same product vectors as the content-first
+feeds). A query whose feed reaches the minimum feed size is a viable topic of the baseline.
 
 A product enters a baseline feed only above a similarity floor: by default the mean calibrated
 attribute threshold, the bar a phrase must clear before the content-first system assigns it.
@@ -21,22 +23,18 @@ BASELINE_FEED_SCHEMA = {"collection_id": pl.Utf8, "query": pl.Utf8, "rank": pl.I
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    collections: int = 150
     max_feed_size: int = 100
 
 
-def top_queries(intents: pl.DataFrame, count: int) -> pl.DataFrame:
-    """The ``count`` most demanded query groups, each represented by its most searched query."""
-    leaders = intents.filter(pl.col("is_group_leader")).sort(["group_demand", "intent"], descending=[True, False])
-    return leaders.head(count).select(
+def baseline_queries(intents: pl.DataFrame, min_demand: int) -> pl.DataFrame:
+    """The baseline's collections: every query group with at least ``min_demand`` distinct users, each
+    represented by its most searched query, most demanded first (one per page name)."""
+    leaders = intents.filter(pl.col("is_group_leader") & (pl.col("group_demand") >= min_demand)).sort(
+        ["group_demand", "intent"], descending=[True, False])
+    return leaders.select(
         pl.col("intent").map_elements(lambda q: "q-" + slug_for([q]), return_dtype=pl.Utf8).alias("collection_id"),
         pl.col("intent").alias("query"), "group_key", "group_demand", "attribute_ids",
-    )
-
-
-def baseline_queries(intents: pl.DataFrame, feed_status: pl.DataFrame) -> pl.DataFrame:
-    """The baseline's collections: as many top query groups as content-first collections were published."""
-    return top_queries(intents, int((feed_status["status"] == "published").sum()))
+    ).unique("collection_id", keep="first", maintain_order=True)
 
 
 def nearest_products(query_vectors: np.ndarray, product_vectors: np.ndarray, product_ids: list[str],

@@ -1,11 +1,16 @@
 """Collection feeds on Spark: which products belong on each collection page, and in what order.
 
-Never a cross join of products x collections. Each collection is keyed by its rarest attribute
-(fewest assigned products); the assignments, hash-partitioned by attribute, meet the small
-(collection, rarest attribute) table broadcast to every partition, so only products that carry
-the rarest attribute become candidates. A candidate is kept when it carries every attribute of
-the collection; relevance is the mean of those attribute scores; ties go to the smaller product id.
-Feeds shorter than the minimum are not published, each with its reason.
+Never a cross join of products x collections. The assignments first meet the release's calibration
+(a broadcast table, one row per reliable attribute: its cut and its score -> confidence map, see
+``reliability.py``): unreliable attributes and scores under an attribute's cut drop out, the rest get
+a confidence. Each collection is keyed by its rarest attribute (fewest assigned products); the
+assignments, hash-partitioned by attribute, meet the small (collection, rarest attribute) table
+broadcast to every partition, so only products that carry the rarest attribute become candidates. A
+candidate is kept when it carries every attribute of the collection and its joint confidence (the
+product of its attributes' confidences: the chance every attribute of the page is right) reaches the
+floor; relevance is that joint confidence, ties go to the higher mean score, then the smaller product
+id. Feeds shorter than the minimum are not published, and a feed that shows nearly the same products
+as a better-ranked one (Jaccard of the published feeds) is merged into it, each with its reason.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from pathlib import Path
 
 import polars as pl
 
+from pinlanding_assets.collections.topics import visible_duplicates
 from resources.tables import replace_directory, spark_table
 
 FEED_COLUMNS = ["anchor", "collection_id", "rank", "product_id", "relevance"]
 STATUS_SCHEMA = {"collection_id": pl.Utf8, "title": pl.Utf8, "anchor": pl.Utf8, "products": pl.Int64,
-                 "status": pl.Utf8, "reason": pl.Utf8}
+                 "status": pl.Utf8, "reason": pl.Utf8, "merged_into": pl.Utf8}
+CALIBRATION_COLUMNS = ["attribute_id", "cut", "score_mean", "score_scale", "weight", "bias"]
 
 
 class FeedBuildError(RuntimeError):
@@ -31,6 +38,8 @@ class FeedBuildError(RuntimeError):
 class FeedConfig:
     min_feed_size: int = 10
     max_feed_size: int = 100
+    min_joint_confidence: float = 0.0  # products under it never show (with a calibration)
+    duplicate_jaccard: float = 0.8  # published feeds at least this alike are one page
 
 
 def collection_members(collections: pl.DataFrame) -> pl.DataFrame:
@@ -39,12 +48,27 @@ def collection_members(collections: pl.DataFrame) -> pl.DataFrame:
         {"attribute_ids": "attribute_id"}).sort(["collection_id", "attribute_id"])
 
 
-def partitioned_feeds(assignments, members, config: FeedConfig, attribute_partitions: int = 8):
+def calibrated(assignments, calibration):
+    """product_id, attribute_id, score, confidence: with a calibration (a Spark DataFrame of
+    ``CALIBRATION_COLUMNS``), only reliable attributes at or above their cut; without one, every
+    assignment at confidence 1 (the feed is then ranked by mean score)."""
+    from pyspark.sql import functions as F
+
+    assignments = assignments.select("product_id", "attribute_id", F.col("score").cast("double"))
+    if calibration is None:
+        return assignments.withColumn("confidence", F.lit(1.0))
+    joined = assignments.join(F.broadcast(calibration.select(*CALIBRATION_COLUMNS)), "attribute_id").where(
+        F.col("score") >= F.col("cut"))
+    logit = F.col("weight") * (F.col("score") - F.col("score_mean")) / F.col("score_scale") + F.col("bias")
+    return joined.select("product_id", "attribute_id", "score", (1 / (1 + F.exp(-logit))).alias("confidence"))
+
+
+def partitioned_feeds(assignments, members, config: FeedConfig, attribute_partitions: int = 8, calibration=None):
     """Spark DataFrame of ranked feed rows (see module docstring); assignments: product_id, attribute_id, score."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    assignments = assignments.select("product_id", "attribute_id", F.col("score").cast("double"))
+    assignments = calibrated(assignments, calibration)
     by_attribute = assignments.repartition(attribute_partitions, "attribute_id")
     counts = assignments.groupBy("attribute_id").agg(F.count("*").alias("carriers"))
     keyed = members.join(counts, "attribute_id", "left").fillna(0, subset=["carriers"])
@@ -56,39 +80,38 @@ def partitioned_feeds(assignments, members, config: FeedConfig, attribute_partit
         "collection_id", "anchor", "product_id")
     needed = candidates.join(members.select("collection_id", "attribute_id"), "collection_id")
     matched = needed.join(assignments, ["product_id", "attribute_id"]).groupBy(
-        "collection_id", "anchor", "product_id").agg(F.count("*").alias("matched"), F.avg("score").alias("relevance"))
+        "collection_id", "anchor", "product_id").agg(
+        F.count("*").alias("matched"), F.exp(F.sum(F.log("confidence"))).alias("relevance"),
+        F.avg("score").alias("mean_score"))
     return _ranked(matched.join(size, "collection_id").where(F.col("matched") == F.col("needed")), config)
 
 
-def naive_feeds(assignments, members, config: FeedConfig):
+def naive_feeds(assignments, members, config: FeedConfig, calibration=None):
     """The reference the partitioned join must equal: every product against every collection."""
     from pyspark.sql import functions as F
 
+    assignments = calibrated(assignments, calibration)
     products = assignments.groupBy("product_id").agg(
-        F.map_from_entries(F.collect_list(F.struct("attribute_id", F.col("score").cast("double")))).alias("scores"))
+        F.map_from_entries(F.collect_list(F.struct("attribute_id", F.struct("score", "confidence")))).alias("scores"))
     wanted = members.groupBy("collection_id", "anchor").agg(F.collect_list("attribute_id").alias("attributes"))
     pairs = products.crossJoin(wanted).withColumn(
         "found", F.transform("attributes", lambda a: F.col("scores")[a]))
     complete = pairs.where(F.forall("found", lambda s: s.isNotNull()))
     scored = complete.withColumn(
-        "relevance", F.aggregate("found", F.lit(0.0), lambda acc, s: acc + s) / F.size("found"))
-    return _ranked(scored.select("collection_id", "anchor", "product_id", "relevance"), config)
+        "relevance", F.exp(F.aggregate("found", F.lit(0.0), lambda acc, s: acc + F.log(s["confidence"])))
+    ).withColumn("mean_score", F.aggregate("found", F.lit(0.0), lambda acc, s: acc + s["score"]) / F.size("found"))
+    return _ranked(scored.select("collection_id", "anchor", "product_id", "relevance", "mean_score"), config)
 
 
 def _ranked(scored, config: FeedConfig):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    order = Window.partitionBy("collection_id").orderBy(F.desc("relevance"), F.asc("product_id"))
-    return (scored.withColumn("relevance", F.round("relevance", 6)).withColumn("rank", F.row_number().over(order))
+    scored = scored.withColumn("relevance", F.round("relevance", 6)).withColumn("mean_score", F.round("mean_score", 6))
+    order = Window.partitionBy("collection_id").orderBy(F.desc("relevance"), F.desc("mean_score"), F.asc("product_id"))
+    return (scored.where(F.col("relevance") >= config.min_joint_confidence)
+            .withColumn("rank", F.row_number().over(order))
             .where(F.col("rank") <= config.max_feed_size).select(*FEED_COLUMNS))
-
-
-def feed_sizes(feeds) -> pl.DataFrame:
-    from pyspark.sql import functions as F
-
-    rows = feeds.groupBy("collection_id").agg(F.count("*").alias("products")).collect()
-    return pl.DataFrame([r.asDict() for r in rows], schema={"collection_id": pl.Utf8, "products": pl.Int64})
 
 
 def write_feeds(feeds, keep: list[str], target: Path) -> None:
@@ -108,11 +131,14 @@ def write_feeds(feeds, keep: list[str], target: Path) -> None:
 
 
 def build_feeds(assignments, collections: pl.DataFrame, config: FeedConfig, target: Path,
-                attribute_partitions: int = 8) -> pl.DataFrame:
-    """Build, size-check and publish the feeds; returns per collection: products, status, reason.
+                attribute_partitions: int = 8, calibration: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Build, size-check, de-duplicate and publish the feeds; returns per collection: products, status
+    (published, dropped, merged), reason and the collection it was merged into.
 
-    ``assignments`` is a Spark DataFrame (product_id, attribute_id, score). Spark retries failed tasks
-    itself (spark.task.maxFailures); what it cannot recover from fails here, naming the cause."""
+    ``assignments`` is a Spark DataFrame (product_id, attribute_id, score); ``calibration`` the
+    release's reliable attributes (``CALIBRATION_COLUMNS``), or None for uncalibrated feeds. Collections
+    are taken best first by their ``rank``. Spark retries failed tasks itself (spark.task.maxFailures);
+    what it cannot recover from fails here, naming the cause."""
     spark = assignments.sparkSession
     if collections.is_empty():
         target.mkdir(parents=True, exist_ok=True)
@@ -120,15 +146,30 @@ def build_feeds(assignments, collections: pl.DataFrame, config: FeedConfig, targ
         return pl.DataFrame(schema=STATUS_SCHEMA)
     try:
         members = spark.createDataFrame(spark_table(collection_members(collections)))
-        feeds = partitioned_feeds(assignments, members, config, attribute_partitions).cache()
-        sizes = feed_sizes(feeds)
-        status = collections.select("collection_id", "title", "anchor").join(
+        table = None if calibration is None else spark.createDataFrame(spark_table(
+            calibration.select(CALIBRATION_COLUMNS).cast({c: pl.Float64 for c in CALIBRATION_COLUMNS[1:]})))
+        feeds = partitioned_feeds(assignments, members, config, attribute_partitions, table).cache()
+        shown = pl.from_pandas(feeds.select("collection_id", "product_id").toPandas())
+        shown = shown if shown.height else pl.DataFrame(schema={"collection_id": pl.Utf8, "product_id": pl.Utf8})
+        sizes = shown.group_by("collection_id").len().rename({"len": "products"}).cast({"products": pl.Int64})
+        status = collections.select("collection_id", "title", "anchor", "rank").join(
             sizes, on="collection_id", how="left").with_columns(pl.col("products").fill_null(0))
+        long_enough = status.filter(pl.col("products") >= config.min_feed_size).sort("rank")["collection_id"].to_list()
+        twins = visible_duplicates(shown.filter(pl.col("collection_id").is_in(long_enough)), long_enough,
+                                   config.duplicate_jaccard)
         short = pl.col("products") < config.min_feed_size
+        twin_of = pl.col("collection_id").replace_strict({c: t for c, (t, _) in twins.items()}, default=None)
+        overlap = pl.col("collection_id").replace_strict({c: j for c, (_, j) in twins.items()}, default=None,
+                                                         return_dtype=pl.Float64)
         status = status.with_columns(
-            pl.when(short).then(pl.lit("dropped")).otherwise(pl.lit("published")).alias("status"),
+            pl.when(short).then(pl.lit("dropped")).when(twin_of.is_not_null()).then(pl.lit("merged"))
+            .otherwise(pl.lit("published")).alias("status"),
             pl.when(short).then(pl.format("feed has {} products, under the minimum of {}", "products",
-                                          pl.lit(config.min_feed_size))).alias("reason"),
+                                          pl.lit(config.min_feed_size)))
+            .when(twin_of.is_not_null()).then(pl.format("near-duplicate: its feed and {}'s overlap by Jaccard {}",
+                                                        twin_of, overlap.round(3)))
+            .alias("reason"),
+            twin_of.alias("merged_into"),
         ).sort("collection_id").cast(STATUS_SCHEMA).select(list(STATUS_SCHEMA))
         write_feeds(feeds, status.filter(pl.col("status") == "published")["collection_id"].to_list(), target)
         feeds.unpersist()

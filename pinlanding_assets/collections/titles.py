@@ -86,9 +86,15 @@ def title_messages(attributes: list[tuple[str, str]]) -> list[dict[str, str]]:
     ]
 
 
-def write_title(attributes: list[tuple[str, str]], chat: Callable[..., str]) -> tuple[str, str, str | None]:
-    """(title, source, reason): the LLM's title when it passes the checks, else the template's."""
+DEFERRED = "deferred: the LLM title comes on a later publish (this publish's LLM calls are spent)"
+
+
+def write_title(attributes: list[tuple[str, str]], chat: Callable[..., str | None]) -> tuple[str, str, str | None]:
+    """(title, source, reason): the LLM's title when it passes the checks, else the template's (also
+    when the chat defers the LLM call: it answers None)."""
     raw = chat(title_messages(attributes), max_tokens=32, json_schema=TITLE_SCHEMA)
+    if raw is None:
+        return template_title(attributes), "template", DEFERRED
     try:
         title = " ".join(str(json.loads(raw).get("title", "")).split())
     except (json.JSONDecodeError, AttributeError):

@@ -1,9 +1,12 @@
 """Collection topics: combinations of 1-3 attributes from different facets, scored by demand and content.
 
-    attributes per product (from the assignments) -> every combination that contains an anchor facet
-    (a category: "black dresses", not "black") with at most one attribute per facet -> products that
-    carry all of it (content support) -> matching search intents (demand) -> score -> near-duplicates
-    merged (product sets that overlap almost completely: keep the better topic) -> top N.
+    attributes per product (from the assignments; with the release's reliability, only reliable
+    attributes at or above their cut) -> every combination that contains an anchor facet (a category:
+    "black dresses", not "black") with at most one attribute per facet -> products that carry all of it
+    (content support) -> matching search intents (demand) -> score -> refinements that barely refine
+    become aliases of their parent ("Women's Handbags" keeping 90% of "Handbags" is the same page)
+    -> topics whose words make the same page name merge -> near-duplicates merged (product sets that
+    overlap almost completely: keep the better topic) -> every topic left, up to a safety limit.
 
 Attributes the encoder hands out far more often than the VLM ever said them (an over-assigned
 attribute, e.g. a noisy "stole" pattern on a third of the catalog) are not used, with a reason.
@@ -11,7 +14,6 @@ attribute, e.g. a noisy "stole" pattern on a third of the catalog) are not used,
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Callable
@@ -20,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from pinlanding_assets.collections.titles import slug_for, write_title
+from pinlanding_assets.collections.reliability import reliable_assignments
+from pinlanding_assets.collections.titles import DEFERRED, slug_for, template_title, write_title
 from pinlanding_assets.facets import NAME_ORDER, kept_vocabulary
 from pinlanding_assets.progress import Progress
 
@@ -30,9 +33,10 @@ class TopicConfig:
     min_products: int = 10
     max_attributes: int = 3
     anchor_facets: tuple[str, ...] = ("category",)
-    max_collections: int = 150
-    duplicate_jaccard: float = 0.9
+    max_collections: int = 5000  # a safety limit, not a target: every topic that passes the gates is kept
+    duplicate_jaccard: float = 0.8
     max_over_assignment: float = 10.0
+    max_refinement_share: float = 0.75  # a refinement keeping more of its parent's products is an alias of it
 
 
 @dataclass
@@ -44,6 +48,14 @@ class Topic:
     intents: tuple[str, ...] = ()
     score: float = 0.0
     merged: tuple[str, ...] = ()
+    aliases: tuple[tuple[str, ...], ...] = ()  # refinements and same-name topics this page stands for
+
+    def absorb(self, other: Topic, as_alias: bool) -> None:
+        """``other`` is served by this page: its searches count here, and its attributes are recorded."""
+        self.merged = (*self.merged, "+".join(other.attribute_ids), *other.merged)
+        self.aliases = (*self.aliases, *((other.attribute_ids,) if as_alias else ()), *other.aliases)
+        self.demand += other.demand
+        self.exact_demand += other.exact_demand
 
 
 def over_assigned(assignments: pl.DataFrame, vocabulary: pl.DataFrame, sampled_products: int,
@@ -174,65 +186,149 @@ def score_topics(topics: list[Topic]) -> list[Topic]:
     return sorted(topics, key=lambda t: (-t.score, len(t.attribute_ids), t.attribute_ids))
 
 
+class NearDuplicateIndex:
+    """Sets kept so far, found again by Jaccard >= ``cut`` exactly, without comparing every pair. Two
+    sets that similar have sizes within a factor ``cut`` of each other (sets are indexed by size band:
+    only neighbouring bands are probed) and share an element among the first floor((1 - cut) * size) + 1
+    of each, sorted (prefix filtering: each band indexes its sets by those prefixes)."""
+
+    def __init__(self, cut: float) -> None:
+        if not 0 < cut <= 1:
+            raise ValueError(f"a near-duplicate Jaccard cut must be in (0, 1], not {cut}")
+        self.cut = cut
+        self.sets: list[np.ndarray] = []
+        self._bands: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+        self._step = math.log(1 / cut) if cut < 1 else None
+
+    def _band(self, size: int) -> int:
+        return int(math.log(max(size, 1)) / self._step) if self._step else size
+
+    def _prefix(self, members: np.ndarray) -> list[int]:
+        return members[: int((1 - self.cut) * len(members)) + 1].tolist()
+
+    def find(self, members: np.ndarray) -> tuple[int, float] | None:
+        """(position of the first kept set at least ``cut`` alike, its Jaccard), or None; sorted members."""
+        size, band = len(members), self._band(len(members))
+        near = (band - 1, band, band + 1) if self._step else (size,)
+        prefix = self._prefix(members)
+        seen = sorted({i for b in near if b in self._bands for p in prefix for i in self._bands[b].get(p, ())})
+        for position in seen:
+            other = self.sets[position]
+            if not self.cut * size <= len(other) <= size / self.cut:
+                continue
+            shared = len(np.intersect1d(members, other, assume_unique=True))
+            jaccard = shared / (size + len(other) - shared)
+            if jaccard >= self.cut:
+                return position, jaccard
+        return None
+
+    def add(self, members: np.ndarray) -> int:
+        index = self._bands[self._band(len(members))]
+        for p in self._prefix(members):
+            index[p].append(len(self.sets))
+        self.sets.append(members)
+        return len(self.sets) - 1
+
+
 def merge_near_duplicates(ranked: list[Topic], config: TopicConfig, sets: ProductSets,
                           limit: int | None = None) -> tuple[list[Topic], list[tuple[Topic, Topic]]]:
     """Walk best-first; a topic whose products overlap a kept one by Jaccard >= cut merges into the
     first such kept topic. With ``limit``, at most that many are kept and later topics only merge into
     them: the kept topics and what merges into them are the same as without the limit (a twin among
-    the first ``limit`` kept always comes before any later one), at a fraction of the memory.
-
-    Exact, without comparing every pair. Two sets with Jaccard >= t have sizes within a factor t of
-    each other (kept topics are indexed by size band: only neighbouring bands are probed) and share a
-    product among the first floor((1 - t) * size) + 1 of each (prefix filtering: each band indexes
-    its topics by those prefixes)."""
-    cut = config.duplicate_jaccard
-    if not 0 < cut <= 1:
-        raise ValueError(f"duplicate_jaccard must be in (0, 1], not {cut}")
+    the first ``limit`` kept always comes before any later one), at a fraction of the memory."""
+    index = NearDuplicateIndex(config.duplicate_jaccard)
     kept: list[Topic] = []
-    members: list[np.ndarray] = []
-    bands: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     merged: list[tuple[Topic, Topic]] = []
-    step = math.log(1 / cut) if cut < 1 else None
-
-    def band(size: int) -> int:
-        return int(math.log(max(size, 1)) / step) if step else size
-
     for topic in ranked:
         products = sets.members(topic.attribute_ids)
-        size = len(products)
-        prefix = products[: int((1 - cut) * size) + 1].tolist()
-        near = (band(size) - 1, band(size), band(size) + 1) if step else (size,)
-        seen = sorted({position for b in near if b in bands for p in prefix for position in bands[b].get(p, ())})
-        twin = None
-        for position in seen:
-            other = members[position]
-            if not cut * size <= len(other) <= size / cut:
-                continue
-            shared = len(np.intersect1d(products, other, assume_unique=True))
-            if shared / (size + len(other) - shared) >= cut:
-                twin = kept[position]
-                break
-        if twin is not None:
-            twin.merged = (*twin.merged, "+".join(topic.attribute_ids))
-            twin.demand += topic.demand
-            twin.exact_demand += topic.exact_demand
+        found = index.find(products)
+        if found is not None:
+            twin = kept[found[0]]
+            twin.absorb(topic, as_alias=False)
             merged.append((topic, twin))
             continue
         if limit is not None and len(kept) >= limit:
             continue
-        index = bands[band(size)]
-        for p in prefix:
-            index[p].append(len(kept))
+        index.add(products)
         kept.append(topic)
-        members.append(products)
     return kept, merged
+
+
+def absorb_refinements(ranked: list[Topic], max_share: float) -> tuple[list[Topic], dict[tuple, tuple[Topic, str]]]:
+    """A refinement adds one attribute to a parent topic (the same attributes less one, still with an
+    anchor). It is informative only when that attribute removes a real share of the parent's products:
+    one that keeps more than ``max_share`` of some parent (the attribute is nearly implied by it) becomes
+    an alias of that parent (of the one it keeps most of), and the parent serves its searches.
+    -> (topics left, best first; absorbed attribute ids -> (the page serving it, the reason))."""
+    by_key = {t.attribute_ids: t for t in ranked}
+    into: dict[tuple, tuple[tuple, float]] = {}
+    for topic in sorted(ranked, key=lambda t: (len(t.attribute_ids), t.attribute_ids)):
+        best = None
+        for left_out in topic.attribute_ids if len(topic.attribute_ids) > 1 else ():
+            parent = tuple(a for a in topic.attribute_ids if a != left_out)
+            if parent in by_key and by_key[parent].size:
+                share = topic.size / by_key[parent].size
+                if share > max_share and (best is None or share > best[1]):
+                    best = (parent, share)
+        if best:
+            into[topic.attribute_ids] = best
+
+    def serving(key: tuple) -> tuple:
+        while key in into:
+            key = into[key][0]
+        return key
+
+    absorbed = {}
+    for key in sorted(into, key=lambda k: (-len(k), k)):  # deepest first, so aliases travel up whole
+        parent, share = into[key]
+        page = by_key[serving(key)]
+        page.absorb(by_key[key], as_alias=True)
+        absorbed[key] = (page, f"keeps {share:.0%} of the products of {'+'.join(parent)}: not informative")
+    return [t for t in ranked if t.attribute_ids not in into], absorbed
+
+
+def merge_same_names(ranked: list[Topic], phrases: dict[str, str]) -> tuple[list[Topic], dict[tuple, tuple[Topic, str]]]:
+    """Topics whose words make the same page name and slug ("party" as a style and as an occasion) are
+    one page: the better-ranked one serves the others."""
+    first: dict[str, Topic] = {}
+    kept, merged = [], {}
+    for topic in ranked:
+        slug = slug_for([phrases[a] for a in topic.attribute_ids])
+        if slug in first:
+            first[slug].absorb(topic, as_alias=True)
+            merged[topic.attribute_ids] = (first[slug], f"same page name as {'+'.join(first[slug].attribute_ids)}")
+            continue
+        first[slug] = topic
+        kept.append(topic)
+    return kept, merged
+
+
+def visible_duplicates(feeds: pl.DataFrame, order: list[str], cut: float) -> dict[str, tuple[str, float]]:
+    """Collections whose published feed shows nearly the same products as a better-ranked one:
+    collection_id -> (the better one, Jaccard of the two feeds). feeds: collection_id, product_id;
+    ``order``: collection ids best first (those without a feed are skipped)."""
+    codes = {p: i for i, p in enumerate(sorted(feeds["product_id"].unique().to_list()))}
+    by_collection = {c: np.asarray(sorted(codes[p] for p in products), np.int64) for c, products in
+                     feeds.group_by("collection_id").agg(pl.col("product_id")).iter_rows()}
+    index, kept, merged = NearDuplicateIndex(cut), [], {}
+    for collection_id in order:
+        members = by_collection.get(collection_id)
+        if members is None or not len(members):
+            continue
+        found = index.find(members)
+        if found is not None:
+            merged[collection_id] = (kept[found[0]], round(found[1], 4))
+            continue
+        index.add(members)
+        kept.append(collection_id)
+    return merged
 
 
 COLLECTION_SCHEMA = {
     "collection_id": pl.Utf8, "rank": pl.Int64, "title": pl.Utf8, "title_source": pl.Utf8, "title_reason": pl.Utf8,
     "description": pl.Utf8, "anchor": pl.Utf8, "attribute_ids": pl.List(pl.Utf8), "facets": pl.List(pl.Utf8),
     "phrases": pl.List(pl.Utf8), "products": pl.Int64, "demand": pl.Int64, "exact_demand": pl.Int64,
-    "intents": pl.List(pl.Utf8), "score": pl.Float64, "merged_topics": pl.List(pl.Utf8),
+    "intents": pl.List(pl.Utf8), "score": pl.Float64, "merged_topics": pl.List(pl.Utf8), "aliases": pl.List(pl.Utf8),
 }
 GAP_SCHEMA = {"intent": pl.Utf8, "demand": pl.Int64, "bucket": pl.Utf8, "attribute_ids": pl.List(pl.Utf8),
               "remainder": pl.Utf8, "reason": pl.Utf8}
@@ -245,10 +341,13 @@ class CollectionPlan:
     excluded: dict[str, str]
     candidates: int
     merged: int
+    absorbed: dict[str, str]  # attribute ids ("+"-joined) -> the page serving them and why
+    titles: dict[str, int]  # llm / template / deferred counts
 
 
 def _gap_reason(row: dict, facets: dict[str, str], published: dict[frozenset, str],
-                merged_into: dict[frozenset, str], sets: ProductSets, config: TopicConfig) -> str | None:
+                merged_into: dict[frozenset, str], excluded: dict[str, str], sets: ProductSets,
+                config: TopicConfig) -> str | None:
     attributes = frozenset(row["attribute_ids"])
     if not attributes:
         return "no vocabulary attribute in the query"
@@ -265,56 +364,88 @@ def _gap_reason(row: dict, facets: dict[str, str], published: dict[frozenset, st
         return "no product type in the query"
     if len(attributes) > config.max_attributes:
         return f"more than {config.max_attributes} attributes"
+    left_out = sorted(a for a in attributes if a in excluded)
+    if left_out:
+        return f"{left_out[0]} is not used: {excluded[left_out[0]]}"
     support = len(sets.members(attributes))
     if support < config.min_products:
         return f"only {support} products carry it (minimum {config.min_products})"
-    return f"ranked below the top {config.max_collections} topics"
+    return f"over the safety limit of {config.max_collections} collections"
+
+
+def _unused_attributes(assignments: pl.DataFrame, kept: pl.DataFrame, sampled_products: int, config: TopicConfig,
+                       reliability: pl.DataFrame | None) -> dict[str, str]:
+    """attribute_id -> why no collection uses it: unreliable (the release's estimate), over-assigned."""
+    excluded = {}
+    if reliability is not None:
+        excluded = {a: f"unreliable: {r}" for a, r in reliability.filter(~pl.col("reliable")).select(
+            "attribute_id", "reason").iter_rows()}
+    for attribute_id, reason in over_assigned(assignments, kept, sampled_products, config.max_over_assignment).items():
+        excluded.setdefault(attribute_id, reason)
+    return excluded
 
 
 def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intents: pl.DataFrame,
-                     sampled_products: int, chat, config: TopicConfig,
+                     sampled_products: int, chat, config: TopicConfig, reliability: pl.DataFrame | None = None,
                      log: Callable[[str], None] | None = None) -> CollectionPlan:
-    """Candidate topics -> demand -> score -> merge near-duplicates -> top N with LLM titles; plus the gaps."""
+    """Candidate topics -> demand -> score -> aliases and merges -> every distinct topic (up to the
+    safety limit) with a unique title; plus the gaps. With ``reliability`` (``estimate_reliability``),
+    only reliable attributes at or above their cut define collections; ``assignments`` then needs
+    ``score``. ``chat`` answers None for a title it defers to a later publish (its budget is spent)."""
     kept = kept_vocabulary(vocabulary)
     facets = dict(zip(kept["attribute_id"], kept["facet"]))
     phrases = dict(zip(kept["attribute_id"], kept["phrase"]))
-    excluded = over_assigned(assignments, kept, sampled_products, config.max_over_assignment)
-    sets = ProductSets(assignments)
+    excluded = _unused_attributes(assignments, kept, sampled_products, config, reliability)
+    usable = assignments if reliability is None else reliable_assignments(assignments, reliability)
+    sets = ProductSets(usable)
     candidates = candidate_topics(sets, facets, set(excluded), config)
     ranked = score_topics(attach_demand(candidates, intents))
+    ranked, absorbed = absorb_refinements(ranked, config.max_refinement_share)
+    ranked, same_name = merge_same_names(score_topics(ranked), phrases)
     chosen, merged = merge_near_duplicates(ranked, config, sets, limit=config.max_collections)
     chosen = chosen[: config.max_collections]
     if log:
-        log(f"{len(candidates)} candidate topics -> {len(chosen)} collections; writing their titles")
+        log(f"{len(candidates)} candidate topics -> {len(chosen)} collections ({len(absorbed)} refinements kept as "
+            f"aliases, {len(same_name)} same-name and {len(merged)} near-duplicate topics merged); writing their titles")
     titled = Progress(log, "collection titles", len(chosen), unit="titles")
-    rows, slugs = [], set()
-    for rank, topic in enumerate(chosen, 1):
+    rows, titles_seen = [], {}
+    sources = {"llm": 0, "template": 0, "deferred": 0}
+    for topic in chosen:
         attributes = [(facets[a], phrases[a]) for a in topic.attribute_ids]
         slug = slug_for([p for _, p in attributes])
-        if slug in slugs:  # two attribute sets with the same words: a stable suffix keeps both pages apart
-            slug = f"{slug}-{hashlib.sha1('|'.join(topic.attribute_ids).encode()).hexdigest()[:6]}"
-        slugs.add(slug)
         title, source, reason = write_title(attributes, chat)
+        if title.lower() in titles_seen:  # an LLM title another page has: this one says exactly what it holds
+            title, source, reason = template_title(attributes), "template", f"LLM title taken by {titles_seen[title.lower()]}"
+        if title.lower() in titles_seen:
+            twin = next(r for r in rows if r["collection_id"] == titles_seen[title.lower()])
+            twin["merged_topics"].append("+".join(topic.attribute_ids))
+            twin["demand"] += topic.demand
+            continue
+        titles_seen[title.lower()] = slug
+        sources["deferred" if reason == DEFERRED else source] += 1
         titled.add(1)
         anchor = next(p for f, p in attributes if f in config.anchor_facets)
         rows.append({
-            "collection_id": slug, "rank": rank, "title": title, "title_source": source, "title_reason": reason,
+            "collection_id": slug, "rank": len(rows) + 1, "title": title, "title_source": source,
+            "title_reason": reason,
             "description": f"{topic.size} products matching {', '.join(p for _, p in attributes)}, "
-                           "ranked by how closely each one matches.",
+                           "ranked by how surely each one matches.",
             "anchor": slug_for([anchor]), "attribute_ids": list(topic.attribute_ids),
             "facets": [f for f, _ in attributes], "phrases": [p for _, p in attributes],
             "products": topic.size, "demand": topic.demand, "exact_demand": topic.exact_demand,
             "intents": list(topic.intents), "score": topic.score, "merged_topics": list(topic.merged),
+            "aliases": [template_title([(facets[a], phrases[a]) for a in alias]) for alias in topic.aliases],
         })
     collections = pl.DataFrame(rows, schema=COLLECTION_SCHEMA)
-    published = {frozenset(r["attribute_ids"]): r["collection_id"] for r in rows}
-    merged_into = {frozenset(m.attribute_ids): published[frozenset(twin.attribute_ids)]
-                   for m, twin in merged if frozenset(twin.attribute_ids) in published}
+    served = {frozenset(r["attribute_ids"]): r["collection_id"] for r in rows}
+    merged_into = {frozenset(t.split("+")): r["collection_id"] for r in rows for t in r["merged_topics"]}
     gaps = []
     for row in intents.filter(pl.col("is_group_leader")).iter_rows(named=True):
-        reason = _gap_reason(row, facets, published, merged_into, sets, config)
+        reason = _gap_reason(row, facets, served, merged_into, excluded, sets, config)
         if reason:
             gaps.append({"intent": row["intent"], "demand": row["group_demand"], "bucket": row["bucket"],
                          "attribute_ids": row["attribute_ids"], "remainder": row["remainder"], "reason": reason})
     gap_table = pl.DataFrame(gaps, schema=GAP_SCHEMA).sort(["demand", "intent"], descending=[True, False])
-    return CollectionPlan(collections, gap_table, excluded, len(candidates), len(merged))
+    absorbed_reasons = {"+".join(k): f"{served.get(frozenset(page.attribute_ids), '+'.join(page.attribute_ids))}: {why}"
+                        for k, (page, why) in {**absorbed, **same_name}.items()}
+    return CollectionPlan(collections, gap_table, excluded, len(candidates), len(merged), absorbed_reasons, sources)

@@ -10,6 +10,11 @@ import polars as pl
 
 from pinlanding_assets.facets import kept_vocabulary, normalise_value, title_tokens, vocabulary_lookup
 
+# Shares of products held out of training: the holdout (evaluation against ground truth only) and the
+# validation split (early stopping, threshold calibration, and the collections' reliability estimates).
+HOLDOUT_SHARE = 0.2
+VALIDATION_SHARE = 0.15
+
 
 def split_of(product_id: str, seed: int, holdout_share: float, validation_share: float) -> str:
     """A product's split from a hash of its id: 'holdout' (evaluation only), 'validation' or 'train'."""

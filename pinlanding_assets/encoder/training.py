@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from pinlanding_assets.encoder.model import IMAGE_SIDE
-from pinlanding_assets.encoder.pairs import split_of, title_matches, vlm_pairs
+from pinlanding_assets.encoder.pairs import HOLDOUT_SHARE, VALIDATION_SHARE, split_of, title_matches, vlm_pairs
 from pinlanding_assets.facets import kept_vocabulary
 from pinlanding_assets.progress import Progress
 
@@ -38,8 +38,8 @@ from pinlanding_assets.progress import Progress
 class TrainingConfig:
     seed: int = 0
     max_products: int = 3000
-    holdout_share: float = 0.2
-    validation_share: float = 0.15
+    holdout_share: float = HOLDOUT_SHARE
+    validation_share: float = VALIDATION_SHARE
     epochs: int = 80
     patience: int = 8
     batch_size: int = 128

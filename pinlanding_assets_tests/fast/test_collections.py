@@ -131,8 +131,8 @@ def test_comparison_counts_coverage_precision_and_demand() -> None:
                             min_feed_size=2)
     content, search = table.row(0, named=True), table.row(1, named=True)
     assert table["system"].to_list() == ["content_first", "search_log_baseline"]
-    assert content["collections_with_min_products"] == 1 and content["collections"] == 2
+    assert content["viable_topics"] == 1 and content["collections"] == 2
     assert content["precision_at_10"] == round(1 / 3, 4), "only a is a black tee"
     assert content["demand_covered"] == 0.5, "black tee and the merged dark tee: 50 of 100"
-    assert search["collections_with_min_products"] == 1 and search["demand_covered"] == 0.3
+    assert search["viable_topics"] == 1 and search["demand_covered"] == 0.3
     assert search["precision_at_10"] is None, "no product is labelled jeans: nothing to judge"
