@@ -14,7 +14,7 @@ from pinlanding_assets.attributes.vocabulary import release_drops
 from pinlanding_assets.automation import PUBLISH
 from pinlanding_assets.collections.audit import page_audit
 from pinlanding_assets.collections.baseline import BaselineConfig, baseline_queries, nearest_products
-from pinlanding_assets.collections.comparison import JUDGED_FACETS, compare_systems
+from pinlanding_assets.collections.comparison import JUDGED_FACETS, compare_systems, estimated_vs_ground_truth
 from pinlanding_assets.collections.feeds import FeedConfig, build_feeds, collection_members, read_feeds
 from pinlanding_assets.collections.publish_scope import of_release, require_settled
 from pinlanding_assets.collections.reliability import (
@@ -279,14 +279,15 @@ def search_baseline(context: dg.AssetExecutionContext, quality_gates: QualityGat
 
 @dg.asset(
     ins={"collections": dg.AssetIn(), "collection_feeds": dg.AssetIn(), "search_baseline": dg.AssetIn(),
-         "demand_intents": dg.AssetIn(), "catalog_labels": all_drops_in(), "curated_vocabulary": dg.AssetIn()},
+         "demand_intents": dg.AssetIn(), "catalog_labels": all_drops_in(), "curated_vocabulary": dg.AssetIn(),
+         "attribute_reliability": dg.AssetIn()},
     partitions_def=model_releases, group_name="collections", kinds={"polars", "parquet"}, owners=OWNERS,
     automation_condition=PUBLISH,
 )
 def collection_comparison(context: dg.AssetExecutionContext, quality_gates: QualityGates, collections: pl.DataFrame,
                           collection_feeds: pl.DataFrame, search_baseline: pl.DataFrame,
                           demand_intents: pl.DataFrame, catalog_labels: dict[str, pl.DataFrame],
-                          curated_vocabulary: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+                          curated_vocabulary: pl.DataFrame, attribute_reliability: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """PinLanding's claim, measured: content-first collections vs the search-log baseline on the same data."""
     truth = ground_truth_attributes(concat_partitions(catalog_labels), curated_vocabulary, minilm_encoder())
     feeds = read_feeds(load_settings().paths.feed_rows_dir(context.partition_key))
@@ -310,6 +311,7 @@ def collection_comparison(context: dg.AssetExecutionContext, quality_gates: Qual
         "viable_topics_ratio": ratio,
         "content_first_per_facet_agreement": dg.MetadataValue.json(
             {f: content[f"precision_at_10_{f}"] for f in JUDGED_FACETS}),
+        "estimated_vs_ground_truth": table_preview(estimated_vs_ground_truth(attribute_reliability, content)),
         "content_first_demand_covered": content["demand_covered"],
         "baseline_demand_covered": baseline["demand_covered"],
     })

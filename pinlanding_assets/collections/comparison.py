@@ -111,3 +111,16 @@ def compare_systems(collections: pl.DataFrame, feed_status: pl.DataFrame, feeds:
                             demand_covered(intents, intents["group_key"].is_in(list(served))), min_feed_size,
                             facet_agreement(baseline_feeds, baseline_targets, truth, facets))
     return pl.DataFrame([{"system": "content_first", **content}, {"system": "search_log_baseline", **search}])
+
+
+def estimated_vs_ground_truth(reliability: pl.DataFrame, content: dict) -> pl.DataFrame:
+    """Per facet: the precision the release estimated without labels (its reliable attributes, pooled
+    above their cuts), beside the top-10 agreement the labels measure: how far the estimate can be trusted."""
+    reliable = reliability.filter(pl.col("reliable"))
+    pooled = reliable.group_by("facet").agg(
+        pl.len().alias("reliable_attributes"),
+        (pl.col("agreeing").sum() / pl.col("judged_above_cut").sum()).round(4).alias("estimated_precision"))
+    facets = sorted(set(reliability["facet"]))
+    return pl.DataFrame({"facet": facets}).join(pooled, on="facet", how="left").with_columns(
+        pl.col("facet").replace_strict({f: content.get(f"precision_at_10_{f}") for f in facets}, default=None,
+                                       return_dtype=pl.Float64).alias("ground_truth_top10"))

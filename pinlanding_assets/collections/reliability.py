@@ -23,6 +23,7 @@ Per attribute, over the judged products it was assigned to, best score first:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -50,14 +51,20 @@ class ReliabilityConfig:
     prior_strength: float = 4.0  # pseudo-products pulling a confidence toward its facet's pooled precision
 
 
-def release_evidence(products: pl.DataFrame, raw: pl.DataFrame, vocabulary: pl.DataFrame,
-                     seed: int) -> tuple[pl.DataFrame, set[str]]:
+def release_evidence(products: pl.DataFrame, raw: pl.DataFrame, vocabulary: pl.DataFrame, seed: int,
+                     max_products: int = 20_000) -> tuple[pl.DataFrame, set[str]]:
     """(product_id, attribute_id) that the attribute stage or the title says, and the products the
     attribute stage labelled (judged on every facet), for the products training never learnt from (the
-    validation and holdout splits of the encoder's ``seed``). products: product_id, title; raw: the
-    attribute stage's answers (product_id, facet, value)."""
+    validation and holdout splits of the encoder's ``seed``; at most ``max_products`` of them, by a hash
+    of the id, so a large catalog's estimate costs what a small one's does). products: product_id,
+    title; raw: the attribute stage's answers (product_id, facet, value)."""
     unseen = products.filter(pl.col("product_id").map_elements(
         lambda p: split_of(p, seed, HOLDOUT_SHARE, VALIDATION_SHARE) != "train", return_dtype=pl.Boolean))
+    if unseen.height > max_products:
+        labelled = pl.col("product_id").is_in(raw["product_id"].unique().to_list())
+        key = pl.col("product_id").map_elements(lambda p: hashlib.sha1(f"evidence:{seed}:{p}".encode()).hexdigest(),
+                                                 return_dtype=pl.Utf8)
+        unseen = unseen.sort([labelled, key], descending=[True, False]).head(max_products)
     answers = raw.filter(pl.col("product_id").is_in(unseen["product_id"].to_list()))
     evidence = pl.concat([vlm_pairs(answers, vocabulary), title_matches(unseen, vocabulary)]).unique().sort(
         ["product_id", "attribute_id"])
@@ -144,9 +151,11 @@ def estimate_reliability(assignments: pl.DataFrame, judged: pl.DataFrame, vocabu
     for (facet,), part in judged.group_by(["facet"], maintain_order=True):
         pooled[facet] = (int(part["agrees"].sum()), part.height)
     rows = []
+    parts = judged.partition_by("attribute_id", as_dict=True)
+    empty = judged.clear()
     for entry in vocabulary.sort("attribute_id").iter_rows(named=True):
         aid, facet = entry["attribute_id"], entry["facet"]
-        part = judged.filter(pl.col("attribute_id") == aid)
+        part = parts.get((aid,), empty)
         scores, agrees = part["score"].to_numpy().astype(np.float64), part["agrees"].to_numpy().astype(bool)
         keep = calibrated_cut(scores, agrees, config)
         facet_hits, facet_judged = pooled.get(facet, (0, 0))

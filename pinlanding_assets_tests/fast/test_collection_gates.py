@@ -14,6 +14,7 @@ from pinlanding_assets.attributes.product_types import modifier_words, title_pro
 from pinlanding_assets.attributes.vocabulary import _with_product_types, _with_type_aliases
 from pinlanding_assets.collections.audit import page_audit
 from pinlanding_assets.collections.baseline import baseline_queries
+from pinlanding_assets.collections.comparison import estimated_vs_ground_truth
 from pinlanding_assets.collections.reliability import (
     ReliabilityConfig,
     calibrated_cut,
@@ -216,3 +217,14 @@ def test_the_baseline_takes_every_query_group_with_enough_demand() -> None:
                             "group_key": ["a", "b", "c", "d", "e"], "attribute_ids": [[], [], [], [], []]})
     queries = baseline_queries(intents, min_demand=2)
     assert queries["query"].to_list() == ["jeans", "t shirt", "black dress"], "one page per name, demand >= 2"
+
+
+def test_the_estimate_sits_beside_what_the_labels_measure() -> None:
+    assignments, evidence, vocabulary = _reliability_case()
+    facets = dict(zip(vocabulary["attribute_id"], vocabulary["facet"]))
+    judged = judged_rows(assignments, evidence, set(), facets)
+    table, _ = estimate_reliability(assignments, judged, vocabulary, ReliabilityConfig(target_precision=0.9))
+    side = estimated_vs_ground_truth(table, {"precision_at_10_colour": 0.8, "precision_at_10_category": 1.0})
+    rows = {r["facet"]: r for r in side.iter_rows(named=True)}
+    assert rows["colour"]["estimated_precision"] == 1.0 and rows["colour"]["ground_truth_top10"] == 0.8
+    assert rows["occasion"]["reliable_attributes"] is None, "no reliable occasion attribute: no estimate"
