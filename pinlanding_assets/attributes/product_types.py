@@ -51,15 +51,19 @@ def _words(title: str) -> list[str]:
 MODIFIER_FACETS = ("colour", "pattern", "material", "gender")
 
 
-def modifier_words(raw: pl.DataFrame, brands: Brands | None) -> set[str]:
-    """Words that qualify a product type rather than name one: the words the attribute stage used for a
-    colour, pattern, material or gender, every colour the image evidence names, audience words, brand
-    words."""
+def modifier_words(raw: pl.DataFrame, brands: Brands | None, min_products: int = 2) -> set[str]:
+    """Words that qualify a product type rather than name one: every colour the image evidence names,
+    audience words, brand words, and the words the attribute stage used for a colour, pattern, material
+    or gender on at least ``min_products`` products and more often than for anything else (one noisy
+    answer calling "formal" a colour does not make "formal shoes" a formal pair of shoes)."""
     words = set(AUDIENCE_WORDS) | (set(brands.words) if brands else set())
     words |= {w for name in COLOUR_NAMES for w in _words(name)}
-    for value in raw.filter(pl.col("facet").is_in(MODIFIER_FACETS))["value"].to_list():
-        words |= set(_words(value))
-    return words
+    as_modifier, otherwise = Counter(), Counter()
+    for product_id, facet, value in raw.select("product_id", "facet", "value").unique().iter_rows():
+        for word in set(_words(value)):
+            (as_modifier if facet in MODIFIER_FACETS else otherwise)[word, product_id] += 1
+    modifier_products, other_products = Counter(w for w, _ in as_modifier), Counter(w for w, _ in otherwise)
+    return words | {w for w, n in modifier_products.items() if n >= min_products and n > other_products[w]}
 
 
 def title_product_types(products: pl.DataFrame, modifiers: Iterable[str], min_products: int = 20,

@@ -48,8 +48,13 @@ def test_product_types_come_from_every_title() -> None:
     titles = _titles({"Puma Men Black Sports Shoes": 30, "Red Tape Men Brown Casual Shoes": 25, "Bata Men Shoes": 5,
                       "Mother Earth Women Pink Trousers": 24, "Locomotive Men Blue Jeans": 22,
                       "Avirate Women Black Dress": 40, "Titan Men Dial Watch": 21, "Fastrack Men Watch": 30})
-    raw = pl.DataFrame({"product_id": ["x", "y"], "facet": ["colour", "colour"], "value": ["black", "blue"]})
-    types = title_product_types(titles, modifier_words(raw, None), min_products=20)
+    raw = pl.DataFrame({"product_id": ["x", "y", "z", "w", "v"],
+                        "facet": ["colour", "colour", "colour", "occasion", "pattern"],
+                        "value": ["black", "blue", "casual", "casual", "printed"]})
+    modifiers = modifier_words(raw, None)
+    assert "casual" not in modifiers, "one product's answer calling 'casual' a colour makes no modifier of it"
+    assert {"pink", "navy", "women"} <= modifiers, "colours the image evidence names, audience words"
+    types = title_product_types(titles, modifiers, min_products=20)
     assert {"sports shoes", "casual shoes", "trousers", "jeans", "dress", "watch"} <= set(types.types)
     assert "black dress" not in types.types, "a colour before the type is no type of its own"
     assert "shoes" in types.covered and "sports shoes" in types.covered["shoes"], "shoes is split into its types"
