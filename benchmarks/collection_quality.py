@@ -9,7 +9,8 @@
                        Jaccard >= 0.8, refinements keeping >= 80% of a published parent's products
     product types      every catalog type (articleType) with >= 50 products: the page whose top 10
                        holds most of that type, and its share (the target: >= 0.8)
-    comparison         published pages, viable topics of both systems and their ratio, precision@10
+    comparison         published pages, viable topics of both systems and their ratio, precision@10; the
+                       baseline's viable topics had it required 2, 3 or 5 distinct users per query group
     titles             LLM, template and deferred titles; the collections step's seconds
 """
 
@@ -67,6 +68,11 @@ def main() -> None:
     types = product_type_pages(feeds, labels)
     content, baseline = (comparison.filter(pl.col("system") == s).row(0, named=True)
                          for s in ("content_first", "search_log_baseline"))
+    intents = pl.read_parquet(warehouse / "demand_intents" / f"{release}.parquet")
+    baseline_feeds = pl.read_parquet(warehouse / "search_baseline" / f"{release}.parquet")
+    viable = baseline_feeds.group_by("query").len().filter(pl.col("len") >= load_settings().gates.min_feed_size)
+    demand = intents.filter(pl.col("is_group_leader")).select(pl.col("intent").alias("query"), "group_demand")
+    by_demand = {m: int(viable.join(demand, on="query").filter(pl.col("group_demand") >= m).height) for m in (2, 3, 5)}
     figures = {
         "release": release,
         "published_pages": int((status["status"] == "published").sum()),
@@ -82,6 +88,8 @@ def main() -> None:
         "viable_topics": {"content_first": content["viable_topics"], "baseline": baseline["viable_topics"]},
         "viable_topics_ratio": round(content["viable_topics"] / baseline["viable_topics"], 3)
         if baseline["viable_topics"] else None,
+        "baseline_viable_by_min_demand": by_demand,
+        "ratio_by_min_demand": {m: round(content["viable_topics"] / n, 2) if n else None for m, n in by_demand.items()},
         "precision_at_10": {"content_first": content["precision_at_10"], "baseline": baseline["precision_at_10"]},
         "demand_covered": {"content_first": content["demand_covered"], "baseline": baseline["demand_covered"]},
         "titles": collections.group_by("title_source").len().sort("title_source").rows(),

@@ -15,6 +15,7 @@ attribute, e.g. a noisy "stole" pattern on a third of the catalog) are not used,
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -254,12 +255,18 @@ def merge_near_duplicates(ranked: list[Topic], config: TopicConfig, sets: Produc
     return kept, merged
 
 
+def _words_of(attribute_id: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", _phrase(attribute_id)))
+
+
 def absorb_refinements(ranked: list[Topic], max_share: float) -> tuple[list[Topic], dict[tuple, tuple[Topic, str]]]:
     """A refinement adds one attribute to a parent topic (the same attributes less one, still with an
-    anchor). It is informative only when that attribute removes a real share of the parent's products:
-    one that keeps more than ``max_share`` of some parent (the attribute is nearly implied by it) becomes
-    an alias of that parent (of the one it keeps most of), and the parent serves its searches.
-    -> (topics left, best first; absorbed attribute ids -> (the page serving it, the reason))."""
+    anchor). It is informative only when that attribute removes a real share of the parent's products
+    and says something the parent does not: one that keeps more than ``max_share`` of some parent (the
+    attribute is nearly implied by it), or whose words the parent's phrases already hold ("casual" on
+    "casual shoes"), becomes an alias of that parent (of the one it keeps most of), and the parent
+    serves its searches. -> (topics left, best first; absorbed attribute ids -> (the page serving it,
+    the reason))."""
     by_key = {t.attribute_ids: t for t in ranked}
     into: dict[tuple, tuple[tuple, float]] = {}
     for topic in sorted(ranked, key=lambda t: (len(t.attribute_ids), t.attribute_ids)):
@@ -268,8 +275,9 @@ def absorb_refinements(ranked: list[Topic], max_share: float) -> tuple[list[Topi
             parent = tuple(a for a in topic.attribute_ids if a != left_out)
             if parent in by_key and by_key[parent].size:
                 share = topic.size / by_key[parent].size
-                if share > max_share and (best is None or share > best[1]):
-                    best = (parent, share)
+                said = _words_of(left_out) <= set().union(*(_words_of(a) for a in parent))
+                if (share > max_share or said) and (best is None or (said, share) > (best[2], best[1])):
+                    best = (parent, share, said)
         if best:
             into[topic.attribute_ids] = best
 
@@ -280,10 +288,11 @@ def absorb_refinements(ranked: list[Topic], max_share: float) -> tuple[list[Topi
 
     absorbed = {}
     for key in sorted(into, key=lambda k: (-len(k), k)):  # deepest first, so aliases travel up whole
-        parent, share = into[key]
+        parent, share, said = into[key]
         page = by_key[serving(key)]
         page.absorb(by_key[key], as_alias=True)
-        absorbed[key] = (page, f"keeps {share:.0%} of the products of {'+'.join(parent)}: not informative")
+        absorbed[key] = (page, f"{'+'.join(parent)} already says it" if said else
+                         f"keeps {share:.0%} of the products of {'+'.join(parent)}: not informative")
     return [t for t in ranked if t.attribute_ids not in into], absorbed
 
 

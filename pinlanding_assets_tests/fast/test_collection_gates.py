@@ -145,6 +145,14 @@ def test_an_implied_refinement_is_an_alias_and_an_informative_one_a_page() -> No
     assert "keeps 92% of the products of category:handbag" in absorbed[womens.attribute_ids][1]
 
 
+def test_an_attribute_the_type_already_names_is_no_refinement() -> None:
+    shoes = Topic(("category:casual-shoes",), 100, demand=3)
+    casual = Topic(("occasion:casual", "category:casual-shoes"), 40, demand=1)  # keeps 40%, but says nothing new
+    kept, absorbed = absorb_refinements([shoes, casual], max_share=0.75)
+    assert kept == [shoes] and shoes.demand == 4
+    assert absorbed[casual.attribute_ids][1] == "category:casual-shoes already says it"
+
+
 def test_a_slug_collision_is_one_page_never_a_suffix() -> None:
     party_style = Topic(("style:party", "category:dress"), 40, demand=5)
     party_occasion = Topic(("occasion:party", "category:dress"), 38, demand=2)
