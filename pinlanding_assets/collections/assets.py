@@ -106,8 +106,8 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
     plan = plan_collections(assignments, curated_vocabulary, demand_intents, sampled, chat, TopicConfig(
         min_products=quality_gates.min_feed_size, max_attributes=config.max_attributes,
         max_collections=config.max_collections, duplicate_jaccard=gates.duplicate_jaccard,
-        max_over_assignment=config.max_over_assignment, max_refinement_share=gates.max_refinement_share),
-        reliability=reliability, log=context.log.info)
+        max_over_assignment=config.max_over_assignment, max_refinement_share=gates.max_refinement_share,
+        min_page_estimate=gates.min_joint_confidence), reliability=reliability, judged=judged, log=context.log.info)
     chat.save()
     table, gaps = plan.collections, plan.gaps
     context.log.info(f"{table.height} collections; titles: {chat.hits} from the cache, {chat.calls} LLM calls, "
@@ -120,6 +120,8 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
         "dagster/row_count": table.height,
         "candidate_topics": plan.candidates, "merged_near_duplicates": plan.merged,
         "refinements_and_same_names_as_aliases": len(plan.absorbed),
+        "contradicted_by_their_judged_products": len(plan.contradicted),
+        "contradicted_preview": dg.MetadataValue.json(dict(list(plan.contradicted.items())[:40])),
         "aliases_preview": dg.MetadataValue.json(dict(list(plan.absorbed.items())[:40])),
         "excluded_attributes": dg.MetadataValue.json(plan.excluded),
         "by_number_of_attributes": dg.MetadataValue.json({str(k): v for k, v in sizes.iter_rows()}),

@@ -38,6 +38,7 @@ class TopicConfig:
     duplicate_jaccard: float = 0.8
     max_over_assignment: float = 10.0
     max_refinement_share: float = 0.75  # a refinement keeping more of its parent's products is an alias of it
+    min_page_estimate: float = 0.5  # a topic whose own judged products put an attribute under this is dropped
 
 
 @dataclass
@@ -255,6 +256,44 @@ def merge_near_duplicates(ranked: list[Topic], config: TopicConfig, sets: Produc
     return kept, merged
 
 
+def contradicted_topics(ranked: list[Topic], sets: ProductSets, judged: pl.DataFrame, reliability: pl.DataFrame,
+                        floor: float, prior_strength: float = 2.0) -> tuple[list[Topic], dict[tuple, str]]:
+    """Topics whose own judged products say an attribute is wrong here ("formal" is right on shirts,
+    but no judged brief is formal): per attribute, the agreement of the judged products on the page,
+    pulled toward the attribute's estimated precision by ``prior_strength`` pseudo-products; a topic
+    whose estimate for some attribute falls under ``floor`` is dropped, with the reason.
+    judged: product_id, attribute_id, score, agrees (``reliability.judged_rows``)."""
+    index = {p: i for i, p in enumerate(sets.product_ids)}
+    prior = dict(reliability.filter(pl.col("reliable")).select("attribute_id", "estimated_precision").iter_rows())
+    cuts = dict(reliability.filter(pl.col("reliable")).select("attribute_id", "cut").iter_rows())
+    evidence: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for (attribute_id,), part in judged.partition_by("attribute_id", as_dict=True).items():
+        if attribute_id not in prior:
+            continue
+        part = part.filter((pl.col("score") >= cuts[attribute_id]) & pl.col("product_id").is_in(list(index)))
+        positions = np.asarray([index[p] for p in part["product_id"].to_list()], np.int64)
+        order = np.argsort(positions)
+        evidence[attribute_id] = (positions[order], part["agrees"].to_numpy()[order])
+    kept, dropped = [], {}
+    for topic in ranked:
+        members = sets.members(topic.attribute_ids)
+        reason = None
+        for attribute_id in topic.attribute_ids:
+            positions, agrees = evidence.get(attribute_id, (np.zeros(0, np.int64), np.zeros(0, bool)))
+            on_page = np.isin(positions, members, assume_unique=True)
+            judged_here, agreeing = int(on_page.sum()), int(agrees[on_page].sum())
+            estimate = (agreeing + prior_strength * prior[attribute_id]) / (judged_here + prior_strength)
+            if estimate < floor:
+                reason = (f"{attribute_id}: {agreeing} of the {judged_here} judged products on this page agree "
+                          f"(estimate {estimate:.2f} under {floor})")
+                break
+        if reason:
+            dropped[topic.attribute_ids] = reason
+        else:
+            kept.append(topic)
+    return kept, dropped
+
+
 def _words_of(attribute_id: str) -> set[str]:
     return set(re.findall(r"[a-z0-9]+", _phrase(attribute_id)))
 
@@ -352,11 +391,12 @@ class CollectionPlan:
     merged: int
     absorbed: dict[str, str]  # attribute ids ("+"-joined) -> the page serving them and why
     titles: dict[str, int]  # llm / template / deferred counts
+    contradicted: dict[str, str]  # attribute ids ("+"-joined) -> why the page's own judged products reject it
 
 
 def _gap_reason(row: dict, facets: dict[str, str], published: dict[frozenset, str],
-                merged_into: dict[frozenset, str], excluded: dict[str, str], sets: ProductSets,
-                config: TopicConfig) -> str | None:
+                merged_into: dict[frozenset, str], excluded: dict[str, str], contradicted: dict[frozenset, str],
+                sets: ProductSets, config: TopicConfig) -> str | None:
     attributes = frozenset(row["attribute_ids"])
     if not attributes:
         return "no vocabulary attribute in the query"
@@ -379,6 +419,8 @@ def _gap_reason(row: dict, facets: dict[str, str], published: dict[frozenset, st
     support = len(sets.members(attributes))
     if support < config.min_products:
         return f"only {support} products carry it (minimum {config.min_products})"
+    if attributes in contradicted:
+        return f"contradicted: {contradicted[attributes]}"
     return f"over the safety limit of {config.max_collections} collections"
 
 
@@ -396,11 +438,12 @@ def _unused_attributes(assignments: pl.DataFrame, kept: pl.DataFrame, sampled_pr
 
 def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intents: pl.DataFrame,
                      sampled_products: int, chat, config: TopicConfig, reliability: pl.DataFrame | None = None,
-                     log: Callable[[str], None] | None = None) -> CollectionPlan:
+                     judged: pl.DataFrame | None = None, log: Callable[[str], None] | None = None) -> CollectionPlan:
     """Candidate topics -> demand -> score -> aliases and merges -> every distinct topic (up to the
     safety limit) with a unique title; plus the gaps. With ``reliability`` (``estimate_reliability``),
     only reliable attributes at or above their cut define collections; ``assignments`` then needs
-    ``score``. ``chat`` answers None for a title it defers to a later publish (its budget is spent)."""
+    ``score``; with ``judged`` too (``judged_rows``), a topic its own judged products contradict is
+    dropped. ``chat`` answers None for a title it defers to a later publish (its budget is spent)."""
     kept = kept_vocabulary(vocabulary)
     facets = dict(zip(kept["attribute_id"], kept["facet"]))
     phrases = dict(zip(kept["attribute_id"], kept["phrase"]))
@@ -409,13 +452,17 @@ def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intent
     sets = ProductSets(usable)
     candidates = candidate_topics(sets, facets, set(excluded), config)
     ranked = score_topics(attach_demand(candidates, intents))
+    contradicted = {}
+    if reliability is not None and judged is not None:
+        ranked, contradicted = contradicted_topics(ranked, sets, judged, reliability, config.min_page_estimate)
     ranked, absorbed = absorb_refinements(ranked, config.max_refinement_share)
     ranked, same_name = merge_same_names(score_topics(ranked), phrases)
     chosen, merged = merge_near_duplicates(ranked, config, sets, limit=config.max_collections)
     chosen = chosen[: config.max_collections]
     if log:
         log(f"{len(candidates)} candidate topics -> {len(chosen)} collections ({len(absorbed)} refinements kept as "
-            f"aliases, {len(same_name)} same-name and {len(merged)} near-duplicate topics merged); writing their titles")
+            f"aliases, {len(same_name)} same-name and {len(merged)} near-duplicate topics merged, {len(contradicted)} "
+            "contradicted by their own judged products); writing their titles")
     titled = Progress(log, "collection titles", len(chosen), unit="titles")
     rows, titles_seen = [], {}
     sources = {"llm": 0, "template": 0, "deferred": 0}
@@ -450,11 +497,13 @@ def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intent
     merged_into = {frozenset(t.split("+")): r["collection_id"] for r in rows for t in r["merged_topics"]}
     gaps = []
     for row in intents.filter(pl.col("is_group_leader")).iter_rows(named=True):
-        reason = _gap_reason(row, facets, served, merged_into, excluded, sets, config)
+        reason = _gap_reason(row, facets, served, merged_into, excluded,
+                             {frozenset(k): why for k, why in contradicted.items()}, sets, config)
         if reason:
             gaps.append({"intent": row["intent"], "demand": row["group_demand"], "bucket": row["bucket"],
                          "attribute_ids": row["attribute_ids"], "remainder": row["remainder"], "reason": reason})
     gap_table = pl.DataFrame(gaps, schema=GAP_SCHEMA).sort(["demand", "intent"], descending=[True, False])
     absorbed_reasons = {"+".join(k): f"{served.get(frozenset(page.attribute_ids), '+'.join(page.attribute_ids))}: {why}"
                         for k, (page, why) in {**absorbed, **same_name}.items()}
-    return CollectionPlan(collections, gap_table, excluded, len(candidates), len(merged), absorbed_reasons, sources)
+    return CollectionPlan(collections, gap_table, excluded, len(candidates), len(merged), absorbed_reasons, sources,
+                          {"+".join(k): why for k, why in contradicted.items()})

@@ -28,9 +28,11 @@ from pinlanding_assets.collections.reliability import (
 from pinlanding_assets.collections.title_cache import CachedChat
 from pinlanding_assets.collections.titles import DEFERRED
 from pinlanding_assets.collections.topics import (
+    ProductSets,
     Topic,
     TopicConfig,
     absorb_refinements,
+    contradicted_topics,
     merge_same_names,
     plan_collections,
     visible_duplicates,
@@ -241,3 +243,30 @@ def test_the_estimate_sits_beside_what_the_labels_measure() -> None:
     rows = {r["facet"]: r for r in side.iter_rows(named=True)}
     assert rows["colour"]["estimated_precision"] == 1.0 and rows["colour"]["ground_truth_top10"] == 0.8
     assert rows["occasion"]["reliable_attributes"] is None, "no reliable occasion attribute: no estimate"
+
+
+def test_a_page_its_own_judged_products_contradict_is_dropped() -> None:
+    rows, evidence = [], []
+    for i in range(20):
+        rows += [(f"s{i:02d}", "category:shirt", 0.9), (f"s{i:02d}", "occasion:formal", 0.6)]
+        evidence += [(f"s{i:02d}", "occasion:formal"), (f"s{i:02d}", "category:shirt")]
+    for i in range(10):
+        rows += [(f"b{i:02d}", "category:briefs", 0.9), (f"b{i:02d}", "occasion:formal", 0.6)]
+        if i < 4:  # the attribute stage labelled four briefs: casual, as briefs are
+            evidence += [(f"b{i:02d}", "occasion:casual"), (f"b{i:02d}", "category:briefs")]
+    assignments = pl.DataFrame(rows, schema=["product_id", "attribute_id", "score"], orient="row")
+    vocabulary = pl.DataFrame({"attribute_id": ["category:shirt", "category:briefs", "occasion:formal",
+                                                "occasion:casual"],
+                               "facet": ["category", "category", "occasion", "occasion"],
+                               "phrase": ["shirt", "briefs", "formal", "casual"]})
+    facets = dict(zip(vocabulary["attribute_id"], vocabulary["facet"]))
+    labelled = {f"b{i:02d}" for i in range(4)} | {f"s{i:02d}" for i in range(20)}
+    judged = judged_rows(assignments, pl.DataFrame(evidence, schema=["product_id", "attribute_id"], orient="row"),
+                         labelled, facets)
+    reliability = pl.DataFrame({"attribute_id": list(facets), "reliable": [True] * 4,
+                                "estimated_precision": [1.0, 1.0, 0.83, 1.0], "cut": [0.5] * 4})
+    shirts = Topic(("occasion:formal", "category:shirt"), 20)
+    briefs = Topic(("occasion:formal", "category:briefs"), 10)
+    kept, dropped = contradicted_topics([shirts, briefs], ProductSets(assignments), judged, reliability, floor=0.5)
+    assert kept == [shirts]
+    assert dropped[briefs.attribute_ids].startswith("occasion:formal: 0 of the 4 judged products on this page agree")
