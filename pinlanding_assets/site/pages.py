@@ -212,7 +212,11 @@ def build_site(collections: pl.DataFrame, feeds: pl.DataFrame, products: pl.Data
                config: SiteConfig, make_thumbnails, workers: int = 1) -> SiteSummary:
     """collections: the collections table; feeds: published feed rows (collection_id, rank, product_id);
     products: product_id, title, image_path; make_thumbnails(image_paths, out_dir, width) -> {path: (w, h)}.
-    Pages are rendered by ``workers`` processes once the site has ``PARALLEL_FROM`` of them."""
+    Pages are rendered by ``workers`` processes once the site has ``PARALLEL_FROM`` of them. With no
+    published feed it refuses, and the site in service stays: an empty site is never swapped in."""
+    if feeds.is_empty():
+        raise SiteError("no published collection to show: every topic failed the gates (see the collections, "
+                        "attribute_reliability and collection_feeds metadata); the site in service is left as it is")
     published = set(feeds["collection_id"].unique())
     staging = target.with_name(target.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)

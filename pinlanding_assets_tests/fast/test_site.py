@@ -63,3 +63,13 @@ def test_rebuilding_gives_the_same_site(site: Path, site_inputs, tmp_path: Path)
     files = sorted(p.relative_to(site) for p in site.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     assert all((site / f).read_bytes() == (again / f).read_bytes() for f in files)
+
+
+def test_a_release_with_nothing_to_publish_leaves_the_site_in_service(site: Path, site_inputs, tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    build_shop_site(site_inputs, live)
+    before = sorted(p.relative_to(live) for p in live.rglob("*") if p.is_file())
+    collections, feeds, products = site_inputs
+    with pytest.raises(SiteError, match="no published collection to show"):
+        build_shop_site((collections, feeds.clear(), products), live)
+    assert sorted(p.relative_to(live) for p in live.rglob("*") if p.is_file()) == before
