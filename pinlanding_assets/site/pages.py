@@ -30,7 +30,7 @@ STYLE = """
 header,main,footer{max-width:1100px;margin:0 auto;padding:0 16px}header{padding-top:16px}
 a{color:#0b57d0;text-decoration:none}a:hover{text-decoration:underline}
 .brand{font-weight:700;color:#e60023}nav.crumbs{font-size:14px;margin:8px 0;color:#555}nav.crumbs a{color:#555}
-h1{font-size:28px;margin:8px 0 4px}p.lede{color:#444;margin:0 0 16px}
+h1{font-size:28px;margin:8px 0 4px}p.lede{color:#444;margin:0 0 16px}p.aliases{color:#444;margin:-8px 0 16px;font-size:14px}
 ul.grid{list-style:none;padding:0;margin:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:14px}
 ul.grid li{background:#fff;border-radius:12px;overflow:hidden;box-shadow:0 1px 3px rgba(0,0,0,.08)}
 ul.grid img{display:block;width:100%;height:auto;aspect-ratio:3/4;object-fit:cover;background:#eee}
@@ -68,6 +68,7 @@ COLLECTION = """{% extends "layout" %}
 {% block main %}
 <h1>{{ title }}</h1>
 <p class="lede">{{ description }}</p>
+{% if aliases %}<p class="aliases">Also searched as: {{ aliases | join(", ") }}</p>{% endif %}
 <ul class="grid">
 {% for product in products %}<li><img src="{{ root }}thumbs/{{ product.thumb }}" alt="{{ product.title }}" width="{{ product.width }}" height="{{ product.height }}" loading="{{ 'eager' if loop.index <= 8 else 'lazy' }}"><span class="name">{{ product.title }}</span></li>
 {% endfor %}</ul>
@@ -240,7 +241,7 @@ def build_site(collections: pl.DataFrame, feeds: pl.DataFrame, products: pl.Data
         pages.append((relative, dict(
             title=row["title"], description=f"{len(feed)} {row['title']}, ranked by how closely each one matches.",
             canonical=config.base_url + relative, root="../", footer=footer, products=items,
-            crumbs=breadcrumbs(row, published),
+            crumbs=breadcrumbs(row, published), aliases=row.get("aliases") or [],
             related=[{"slug": o, "title": rows[o]["title"]} for o in related[slug]],
         )))
     _write_in_parallel(pages, staging, workers)

@@ -70,12 +70,13 @@ def three_collection_site(rows: list[dict[str, str]], image_paths: list[str],
                           men: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(collections, feeds, products) of a site over Fashion rows (t-shirts and jeans): t-shirts, ``men``
     of them as men's, and jeans. The first product is named like a script and the men's collection is
-    titled with markup: both must come out escaped."""
+    titled with markup: both must come out escaped. Jeans stand for "Women's Jeans" too (an alias, with
+    markup in it)."""
 
-    def collection(slug: str, rank: int, title: str, facets: list[tuple[str, str]]) -> dict:
+    def collection(slug: str, rank: int, title: str, facets: list[tuple[str, str]], aliases=()) -> dict:
         return {"collection_id": slug, "rank": rank, "title": title, "anchor": facets[-1][1],
                 "attribute_ids": [f"{f}:{p}" for f, p in facets], "facets": [f for f, _ in facets],
-                "phrases": [p for _, p in facets]}
+                "phrases": [p for _, p in facets], "aliases": list(aliases)}
 
     products = pl.DataFrame({"product_id": [r["id"] for r in rows],
                              "title": [XSS if i == 0 else r["productDisplayName"] for i, r in enumerate(rows)],
@@ -85,7 +86,7 @@ def three_collection_site(rows: list[dict[str, str]], image_paths: list[str],
     collections = pl.DataFrame([
         collection("t-shirt", 1, "T-Shirts", [("category", "t-shirt")]),
         collection("men-t-shirt", 2, "Men's T-Shirts & <b>More</b>", [("gender", "men"), ("category", "t-shirt")]),
-        collection("jeans", 3, "Jeans", [("category", "jeans")]),
+        collection("jeans", 3, "Jeans", [("category", "jeans")], aliases=["Women's Jeans <i>"]),
     ])
     feeds = pl.DataFrame({
         "collection_id": ["t-shirt"] * len(tees) + ["men-t-shirt"] * men + ["jeans"] * len(jeans),

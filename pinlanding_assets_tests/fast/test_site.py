@@ -49,6 +49,9 @@ def test_text_is_escaped_and_files_are_complete(site: Path) -> None:
     index = (site / "index.html").read_text()
     assert "Men&#39;s T-Shirts &amp; &lt;b&gt;More&lt;/b&gt;" in index
     assert index.index('id="category"') < index.index('id="gender"'), "facet sections in display order"
+    jeans = (site / "c" / "jeans.html").read_text()
+    assert "Also searched as: Women&#39;s Jeans &lt;i&gt;" in jeans, "a page names the refinements it stands for"
+    assert "Also searched as" not in page
     urls = [url[0].text for url in ElementTree.parse(site / "sitemap.xml").getroot()]
     assert urls == ["https://shop.example/index.html", "https://shop.example/c/jeans.html",
                     "https://shop.example/c/men-t-shirt.html", "https://shop.example/c/t-shirt.html"]
