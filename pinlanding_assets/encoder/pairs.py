@@ -25,18 +25,24 @@ def split_of(product_id: str, seed: int, holdout_share: float, validation_share:
 
 
 def title_matches(products: pl.DataFrame, vocabulary: pl.DataFrame) -> pl.DataFrame:
-    """(product_id, attribute_id) for kept phrases that occur as whole words in the product's title."""
+    """(product_id, attribute_id) for kept phrases that occur as whole words in the product's title.
+
+    A phrase matches a run of consecutive title words, so each title's runs (up to the longest phrase)
+    are looked up in a table of phrases: the cost grows with the titles, not with the vocabulary."""
     kept = kept_vocabulary(vocabulary)
-    patterns = []
+    patterns: dict[str, set[str]] = {}
     for row in kept.iter_rows(named=True):
         for phrase in [row["phrase"], *(row["aliases"] or [])]:
             tokens = title_tokens(phrase).strip()
             if tokens:
-                patterns.append((f" {tokens} ", row["attribute_id"]))
+                patterns.setdefault(tokens, set()).add(row["attribute_id"])
+    longest = max((len(p.split(" ")) for p in patterns), default=0)
     rows = []
     for product_id, title in products.select("product_id", "title").iter_rows():
-        text = title_tokens(title)
-        rows += [{"product_id": product_id, "attribute_id": aid} for pattern, aid in patterns if pattern in text]
+        words = title_tokens(title).split()
+        found = {aid for n in range(1, longest + 1) for i in range(len(words) - n + 1)
+                 for aid in patterns.get(" ".join(words[i:i + n]), ())}
+        rows += [{"product_id": product_id, "attribute_id": aid} for aid in found]
     return pl.DataFrame(rows, schema={"product_id": pl.Utf8, "attribute_id": pl.Utf8}).unique().sort(
         ["product_id", "attribute_id"])
 
