@@ -3,9 +3,10 @@
     attributes per product (from the assignments; with the release's reliability, only reliable
     attributes at or above their cut) -> every combination that contains an anchor facet (a category:
     "black dresses", not "black") with at most one attribute per facet -> products that carry all of it
-    (content support) -> matching search intents (demand) -> score -> refinements that barely refine
-    become aliases of their parent ("Women's Handbags" keeping 90% of "Handbags" is the same page)
-    -> topics whose words make the same page name merge -> near-duplicates merged (product sets that
+    (content support) -> matching search intents (demand) -> score -> topics their own judged products
+    contradict are dropped ("Formal Briefs") -> refinements that barely refine, or repeat the type's
+    words, become aliases of their parent ("Women's Handbags" keeping 90% of "Handbags" is the same
+    page; "Casual Casual Shoes" says nothing new) -> topics whose words make the same page name merge -> near-duplicates merged (product sets that
     overlap almost completely: keep the better topic) -> every topic left, up to a safety limit.
 
 Attributes the encoder hands out far more often than the VLM ever said them (an over-assigned
