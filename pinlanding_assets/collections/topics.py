@@ -6,8 +6,9 @@
     (content support) -> matching search intents (demand) -> score -> topics their own judged products
     contradict are dropped ("Formal Briefs") -> refinements that barely refine, or repeat the type's
     words, become aliases of their parent ("Women's Handbags" keeping 90% of "Handbags" is the same
-    page; "Casual Casual Shoes" says nothing new) -> topics whose words make the same page name merge -> near-duplicates merged (product sets that
-    overlap almost completely: keep the better topic) -> every topic left, up to a safety limit.
+    page; "Casual Casual Shoes" says nothing new) -> topics whose words make the same page name merge
+    -> near-duplicates merged (product sets that overlap almost completely: keep the better topic)
+    -> every topic left, up to a safety limit.
 
 Attributes the encoder hands out far more often than the VLM ever said them (an over-assigned
 attribute, e.g. a noisy "stole" pattern on a third of the catalog) are not used, with a reason.
