@@ -39,6 +39,7 @@ RELIABILITY_SCHEMA = {
     "kept_products": pl.Int64, "reliable": pl.Boolean, "reason": pl.Utf8,
     "score_mean": pl.Float64, "score_scale": pl.Float64, "weight": pl.Float64, "bias": pl.Float64,
 }
+ROUNDING = 1e-9  # a bound that equals the target in exact arithmetic (9 of 9 at z = 1 is 0.9) passes it
 FACET_SCHEMA = {"facet": pl.Utf8, "attributes": pl.Int64, "reliable_attributes": pl.Int64, "judged": pl.Int64,
                 "agreeing": pl.Int64, "estimated_precision": pl.Float64, "lower_bound": pl.Float64,
                 "reliable": pl.Boolean, "reason": pl.Utf8}
@@ -105,7 +106,7 @@ def calibrated_cut(scores: np.ndarray, agrees: np.ndarray, config: ReliabilityCo
     target at its lower bound; 0 when none does."""
     hits = np.cumsum(agrees)
     counts = np.arange(1, len(agrees) + 1)
-    passing = np.nonzero(wilson_lower_bound(hits, counts, config.z) >= config.target_precision)[0]
+    passing = np.nonzero(wilson_lower_bound(hits, counts, config.z) >= config.target_precision - ROUNDING)[0]
     if not len(passing):
         return 0
     keep = int(passing[-1]) + 1
@@ -190,7 +191,7 @@ def estimate_reliability(assignments: pl.DataFrame, judged: pl.DataFrame, vocabu
         good = part.filter(pl.col("reliable"))
         hits, count = int(good["agreeing"].sum()), int(good["judged_above_cut"].sum())
         bound = round(float(wilson_lower_bound(hits, count, config.z)), 4) if count else 0.0
-        ok = bool(count) and bound >= config.target_precision
+        ok = bool(count) and bound >= config.target_precision - ROUNDING
         facet_rows.append({
             "facet": facet, "attributes": part.height, "reliable_attributes": good.height, "judged": count,
             "agreeing": hits, "estimated_precision": round(hits / count, 4) if count else None, "lower_bound": bound,

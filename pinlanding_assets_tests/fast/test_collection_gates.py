@@ -82,6 +82,8 @@ def test_wilson_bound_and_cut_need_enough_agreeing_products() -> None:
     keep = calibrated_cut(scores, agrees, config)
     assert keep == 6 and scores[keep - 1] == 0.4, "the cut stops where the misses start"
     assert calibrated_cut(np.array([0.5, 0.5, 0.5]), np.array([True, True, False]), config) == 0
+    nine = calibrated_cut(np.linspace(0.9, 0.5, 9), np.ones(9, bool), ReliabilityConfig(target_precision=0.9, z=1.0))
+    assert nine == 9, "nine agreeing products of nine reach 0.9 exactly: rounding never refuses them"
 
 
 def test_confidence_rises_with_the_score_and_stays_uncertain_on_little_evidence() -> None:
