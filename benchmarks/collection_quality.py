@@ -1,5 +1,6 @@
 """What a release publishes, judged as a merchandiser would, from a finished run's warehouse (after
-`make run`, or any `pinlanding run`): the figures of the collections issue's targets.
+`make run`, or any `pinlanding run`): label agreement, distinctness, type coverage and the comparison
+with the search-log baseline.
 
     .venv/bin/python benchmarks/collection_quality.py [--release r001] [--json]
 
