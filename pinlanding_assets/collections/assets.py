@@ -235,8 +235,9 @@ def feed_sizes_within_bounds(context: dg.AssetCheckExecutionContext, quality_gat
 def distinct_pages(context: dg.AssetCheckExecutionContext, collections: pl.DataFrame,
                    collection_feeds: pl.DataFrame) -> dg.AssetCheckResult:
     """Blocking: duplicate pages compete for the same searches, so they never reach the site."""
-    gates = load_settings().collections
-    feeds = read_feeds(load_settings().paths.feed_rows_dir(context.partition_key))
+    settings = load_settings()
+    gates = settings.collections
+    feeds = read_feeds(settings.paths.feed_rows_dir(context.partition_key))
     problems = page_audit(collections, collection_feeds, feeds, gates.duplicate_jaccard, gates.max_refinement_share)
     return dg.AssetCheckResult(
         passed=not any(problems.values()),

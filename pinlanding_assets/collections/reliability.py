@@ -39,7 +39,6 @@ RELIABILITY_SCHEMA = {
     "kept_products": pl.Int64, "reliable": pl.Boolean, "reason": pl.Utf8,
     "score_mean": pl.Float64, "score_scale": pl.Float64, "weight": pl.Float64, "bias": pl.Float64,
 }
-ROUNDING = 1e-9  # a bound that equals the target in exact arithmetic (9 of 9 at z = 1 is 0.9) passes it
 FACET_SCHEMA = {"facet": pl.Utf8, "attributes": pl.Int64, "reliable_attributes": pl.Int64, "judged": pl.Int64,
                 "agreeing": pl.Int64, "estimated_precision": pl.Float64, "lower_bound": pl.Float64,
                 "reliable": pl.Boolean, "reason": pl.Utf8}
@@ -80,6 +79,12 @@ def wilson_lower_bound(agreeing: np.ndarray | int, judged: np.ndarray | int, z: 
     return np.where(np.asarray(judged) > 0, (centre - spread) / (1 + z * z / judged_f), 0.0)
 
 
+def reaches(bound: np.ndarray | float, target: float) -> np.ndarray | bool:
+    """A lower bound reaches the target, also when it equals it in exact arithmetic and falls a hair
+    short in floating point (9 of 9 agreeing at z = 1 is exactly 0.9)."""
+    return bound >= target - 1e-9
+
+
 def judged_rows(assignments: pl.DataFrame, evidence: pl.DataFrame, fully_labelled: set[str],
                 facets: dict[str, str]) -> pl.DataFrame:
     """The assignments of evidence products judged on the attribute's facet, with ``agrees``.
@@ -106,7 +111,7 @@ def calibrated_cut(scores: np.ndarray, agrees: np.ndarray, config: ReliabilityCo
     target at its lower bound; 0 when none does."""
     hits = np.cumsum(agrees)
     counts = np.arange(1, len(agrees) + 1)
-    passing = np.nonzero(wilson_lower_bound(hits, counts, config.z) >= config.target_precision - ROUNDING)[0]
+    passing = np.nonzero(reaches(wilson_lower_bound(hits, counts, config.z), config.target_precision))[0]
     if not len(passing):
         return 0
     keep = int(passing[-1]) + 1
@@ -183,15 +188,14 @@ def estimate_reliability(assignments: pl.DataFrame, judged: pl.DataFrame, vocabu
                                f"lower bound {bound:.2f}) under the target {config.target_precision}")}
         rows.append(row)
     table = pl.DataFrame(rows, schema={k: v for k, v in RELIABILITY_SCHEMA.items() if k != "kept_products"})
-    kept = assignments.join(table.filter(pl.col("reliable")).select("attribute_id", "cut"), on="attribute_id").filter(
-        pl.col("score") >= pl.col("cut")).group_by("attribute_id").len().rename({"len": "kept_products"})
+    kept = reliable_assignments(assignments, table).group_by("attribute_id").len().rename({"len": "kept_products"})
     table = table.join(kept, on="attribute_id", how="left").with_columns(pl.col("kept_products").fill_null(0))
     for facet in sorted(set(table["facet"])):
         part = table.filter(pl.col("facet") == facet)
         good = part.filter(pl.col("reliable"))
         hits, count = int(good["agreeing"].sum()), int(good["judged_above_cut"].sum())
         bound = round(float(wilson_lower_bound(hits, count, config.z)), 4) if count else 0.0
-        ok = bool(count) and bound >= config.target_precision - ROUNDING
+        ok = bool(count) and bool(reaches(bound, config.target_precision))
         facet_rows.append({
             "facet": facet, "attributes": part.height, "reliable_attributes": good.height, "judged": count,
             "agreeing": hits, "estimated_precision": round(hits / count, 4) if count else None, "lower_bound": bound,
@@ -216,7 +220,3 @@ def reliable_assignments(assignments: pl.DataFrame, reliability: pl.DataFrame) -
     cuts = reliability.filter(pl.col("reliable")).select("attribute_id", "cut")
     return assignments.join(cuts, on="attribute_id").filter(pl.col("score") >= pl.col("cut")).drop("cut")
 
-
-def confidence(scores: np.ndarray, row: dict) -> np.ndarray:
-    """The calibrated chance an attribute is right at these scores (the same formula Spark applies)."""
-    return 1 / (1 + np.exp(-(row["weight"] * (scores - row["score_mean"]) / row["score_scale"] + row["bias"])))

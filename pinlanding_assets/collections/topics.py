@@ -267,12 +267,9 @@ def contradicted_topics(ranked: list[Topic], sets: ProductSets, judged: pl.DataF
     judged: product_id, attribute_id, score, agrees (``reliability.judged_rows``)."""
     index = {p: i for i, p in enumerate(sets.product_ids)}
     prior = dict(reliability.filter(pl.col("reliable")).select("attribute_id", "estimated_precision").iter_rows())
-    cuts = dict(reliability.filter(pl.col("reliable")).select("attribute_id", "cut").iter_rows())
+    usable = reliable_assignments(judged, reliability).filter(pl.col("product_id").is_in(list(index)))
     evidence: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for (attribute_id,), part in judged.partition_by("attribute_id", as_dict=True).items():
-        if attribute_id not in prior:
-            continue
-        part = part.filter((pl.col("score") >= cuts[attribute_id]) & pl.col("product_id").is_in(list(index)))
+    for (attribute_id,), part in usable.partition_by("attribute_id", as_dict=True).items():
         positions = np.asarray([index[p] for p in part["product_id"].to_list()], np.int64)
         order = np.argsort(positions)
         evidence[attribute_id] = (positions[order], part["agrees"].to_numpy()[order])
@@ -466,26 +463,29 @@ def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intent
             f"aliases, {len(same_name)} same-name and {len(merged)} near-duplicate topics merged, {len(contradicted)} "
             "contradicted by their own judged products); writing their titles")
     titled = Progress(log, "collection titles", len(chosen), unit="titles")
-    rows, titles_seen = [], {}
+    pages: list[tuple[Topic, str, str, str | None]] = []
+    by_title: dict[str, Topic] = {}
     sources = {"llm": 0, "template": 0, "deferred": 0}
     for topic in chosen:
         attributes = [(facets[a], phrases[a]) for a in topic.attribute_ids]
-        slug = slug_for([p for _, p in attributes])
         title, source, reason = write_title(attributes, chat)
-        if title.lower() in titles_seen:  # an LLM title another page has: this one says exactly what it holds
-            title, source, reason = template_title(attributes), "template", f"LLM title taken by {titles_seen[title.lower()]}"
-        if title.lower() in titles_seen:
-            twin = next(r for r in rows if r["collection_id"] == titles_seen[title.lower()])
-            twin["merged_topics"].append("+".join(topic.attribute_ids))
-            twin["demand"] += topic.demand
+        if title.lower() in by_title:  # an LLM title another page has: this one says exactly what it holds
+            taken_by = slug_for([phrases[a] for a in by_title[title.lower()].attribute_ids])
+            title, source, reason = template_title(attributes), "template", f"LLM title taken by {taken_by}"
+        if title.lower() in by_title:
+            by_title[title.lower()].absorb(topic, as_alias=False)
             continue
-        titles_seen[title.lower()] = slug
+        by_title[title.lower()] = topic
         sources["deferred" if reason == DEFERRED else source] += 1
         titled.add(1)
+        pages.append((topic, title, source, reason))
+    rows = []
+    for rank, (topic, title, source, reason) in enumerate(pages, 1):
+        attributes = [(facets[a], phrases[a]) for a in topic.attribute_ids]
         anchor = next(p for f, p in attributes if f in config.anchor_facets)
         rows.append({
-            "collection_id": slug, "rank": len(rows) + 1, "title": title, "title_source": source,
-            "title_reason": reason,
+            "collection_id": slug_for([p for _, p in attributes]), "rank": rank, "title": title,
+            "title_source": source, "title_reason": reason,
             "description": f"{topic.size} products matching {', '.join(p for _, p in attributes)}, "
                            "ranked by how surely each one matches.",
             "anchor": slug_for([anchor]), "attribute_ids": list(topic.attribute_ids),
@@ -497,10 +497,10 @@ def plan_collections(assignments: pl.DataFrame, vocabulary: pl.DataFrame, intent
     collections = pl.DataFrame(rows, schema=COLLECTION_SCHEMA)
     served = {frozenset(r["attribute_ids"]): r["collection_id"] for r in rows}
     merged_into = {frozenset(t.split("+")): r["collection_id"] for r in rows for t in r["merged_topics"]}
+    contradicted_sets = {frozenset(k): why for k, why in contradicted.items()}
     gaps = []
     for row in intents.filter(pl.col("is_group_leader")).iter_rows(named=True):
-        reason = _gap_reason(row, facets, served, merged_into, excluded,
-                             {frozenset(k): why for k, why in contradicted.items()}, sets, config)
+        reason = _gap_reason(row, facets, served, merged_into, excluded, contradicted_sets, sets, config)
         if reason:
             gaps.append({"intent": row["intent"], "demand": row["group_demand"], "bucket": row["bucket"],
                          "attribute_ids": row["attribute_ids"], "remainder": row["remainder"], "reason": reason})

@@ -18,7 +18,6 @@ from pinlanding_assets.collections.comparison import estimated_vs_ground_truth
 from pinlanding_assets.collections.reliability import (
     ReliabilityConfig,
     calibrated_cut,
-    confidence,
     estimate_reliability,
     judged_rows,
     platt,
@@ -84,6 +83,11 @@ def test_wilson_bound_and_cut_need_enough_agreeing_products() -> None:
     assert calibrated_cut(np.array([0.5, 0.5, 0.5]), np.array([True, True, False]), config) == 0
     nine = calibrated_cut(np.linspace(0.9, 0.5, 9), np.ones(9, bool), ReliabilityConfig(target_precision=0.9, z=1.0))
     assert nine == 9, "nine agreeing products of nine reach 0.9 exactly: rounding never refuses them"
+
+
+def confidence(scores: np.ndarray, row: dict) -> np.ndarray:
+    """The calibrated chance an attribute is right at these scores: the formula `feeds.calibrated` applies."""
+    return 1 / (1 + np.exp(-(row["weight"] * (scores - row["score_mean"]) / row["score_scale"] + row["bias"])))
 
 
 def test_confidence_rises_with_the_score_and_stays_uncertain_on_little_evidence() -> None:
