@@ -81,9 +81,22 @@ class Runner:
         started = time.perf_counter()
         result = job.execute_in_process(partition_key=partition_key, instance=self.instance, raise_on_error=False,
                                         asset_selection=[dg.AssetKey(a) for a in assets])
+        cause = "" if result.success else f" ({failure_cause(result)}; run {result.run_id})"
         print(f"{', '.join(assets)} {partition_key}: {'ok' if result.success else 'FAILED'} in "
-              f"{time.perf_counter() - started:.1f}s", flush=True)
+              f"{time.perf_counter() - started:.1f}s{cause}", flush=True)
         return result.success
+
+
+def failure_cause(result) -> str:
+    """The first failed step's error as one line: what a user needs, without the stack."""
+    failures = result.get_step_failure_events()
+    if not failures:
+        return "the run failed before any step"
+    error = failures[0].step_failure_data.error
+    while error.cause is not None and error.cls_name in {"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"}:
+        error = error.cause
+    message = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+    return f"{failures[0].step_key}: {message}"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -154,8 +167,11 @@ def _release(args: argparse.Namespace) -> int:
     from pinlanding_assets.instance import ensure_dagster_home
 
     ensure_dagster_home()
-    from pinlanding_assets.releases import cut_release, drop_states, publishable_release
+    from pinlanding_assets.releases import cut_release, drop_states, publishable_release, require_labels, withdraw_release
 
+    import dagster as dg
+
+    require_labels(dg.DagsterInstance.get())
     runner = Runner()
     key = cut_release(runner.instance)
     print(f"release {key} cut")
@@ -163,7 +179,8 @@ def _release(args: argparse.Namespace) -> int:
         return 0
     started = time.perf_counter()
     if not runner.run("release", key):
-        print(f"release {key} failed to build: the release in service stays", file=sys.stderr)
+        withdraw_release(runner.instance, key)
+        print(f"release {key} failed to build and was withdrawn: the release in service stays", file=sys.stderr)
         return 1
     for state in drop_states(runner.instance, key):
         runner.run("scoring", state.drop)
@@ -246,7 +263,11 @@ def _serve(args: argparse.Namespace) -> int:
     if not (directory / "index.html").is_file():
         print(f"no site at {directory}: run `pinlanding run` (or materialize landing_pages) first", file=sys.stderr)
         return 2
-    server = make_server(directory, args.host, args.port)
+    try:
+        server = make_server(directory, args.host, args.port)
+    except OSError as exc:
+        print(f"pinlanding serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"serving {directory} at http://{args.host}:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
@@ -291,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the landing-page site on localhost")
     serve.add_argument("--dir", help="site directory (default: data/site)")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=port_number, default=8000, help="0-65535; 0 picks a free port")
     serve.set_defaults(handler=_serve)
     return parser
 
@@ -306,11 +327,22 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; the project's own errors about its inputs end as one line on stderr, exit 2."""
     from pinlanding_assets.catalog.drops import DropError
     from pinlanding_assets.catalog.products import CatalogTableError
     from pinlanding_assets.demand.intents import SearchLogError
+    from pinlanding_assets.releases import ReleaseError
     from pinlanding_assets.settings import SettingError, export_library_environment
     from resources.models import ModelFileError
 
@@ -318,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export_library_environment(load_settings().dagster_home)
         return args.handler(args)
-    except (CatalogTableError, SearchLogError, ModelFileError, SettingError, DropError) as exc:
+    except (CatalogTableError, SearchLogError, ModelFileError, SettingError, DropError, ReleaseError) as exc:
         print(f"pinlanding {args.command}: {exc}", file=sys.stderr)
         return 2
 

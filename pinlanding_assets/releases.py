@@ -222,6 +222,24 @@ def _release_failed(instance: dg.DagsterInstance, release: str) -> bool:
     return any(_has_status(s, release, "FAILED") for s in (status, vocabulary))
 
 
+class ReleaseError(RuntimeError):
+    """A release cannot be cut or built (the message says why and what to run first)."""
+
+
+def require_labels(instance: dg.DagsterInstance) -> None:
+    """A release learns from the VLM stage's labels: refuse to cut one before any drop has them, rather
+    than register a release that can never be built."""
+    if not any(labelled_products(instance).values()):
+        raise ReleaseError("no drop has VLM attributes yet, so a release has nothing to learn from: run "
+                           "`pinlanding run` first (it labels every drop and cuts the first release)")
+
+
+def withdraw_release(instance: dg.DagsterInstance, release: str) -> None:
+    """Unregister a release that failed to build, so the next cut reuses its key and no dead release is
+    left waiting to be built."""
+    instance.delete_dynamic_partition(model_releases.name, release)
+
+
 def cut_release(instance: dg.DagsterInstance) -> str:
     """Register the next release key; automation (or the CLI) builds it."""
     key = next_release_key(instance.get_dynamic_partitions(model_releases.name))

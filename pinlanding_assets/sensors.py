@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pinlanding_assets.catalog.drops import ready_drops
+from pinlanding_assets.catalog.drops import ready_drops, refused_drops
 from pinlanding_assets.partitions import catalog_drops, log_weeks, model_releases, next_release_key, search_weeks, week_key
 from pinlanding_assets.releases import release_due
 from pinlanding_assets.settings import get_paths, load_settings
@@ -31,15 +31,23 @@ def new_drops(ready: list[str], registered: set[str], requested: set[str]) -> li
 )
 def catalog_drop_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     landing = get_paths().landing_dir
-    requested = set(json.loads(context.cursor)) if context.cursor else set()
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    if isinstance(cursor, list):  # the cursor of earlier versions: the requested drops only
+        cursor = {"requested": cursor}
+    requested = set(cursor.get("requested", []))
     registered = set(context.instance.get_dynamic_partitions(catalog_drops.name))
     drops = new_drops(ready_drops(landing), registered, requested)
+    refused = refused_drops(landing)
+    for name in sorted(set(refused) - set(cursor.get("refused", []))):
+        context.log.warning(refused[name])
+    next_cursor = json.dumps({"requested": sorted(requested | set(drops)), "refused": sorted(refused)})
     if not drops:
-        return dg.SkipReason(f"no new ready drops in {landing}")
+        return dg.SkipReason(f"no new ready drops in {landing}"
+                             + (f"; refused: {'; '.join(refused.values())}" if refused else ""))
     context.log.info(f"registering drops: {', '.join(drops)}")
     return dg.SensorResult(
         dynamic_partitions_requests=[catalog_drops.build_add_request(drops)],
-        cursor=json.dumps(sorted(requested | set(drops))),
+        cursor=next_cursor,
     )
 
 

@@ -10,6 +10,7 @@ environment is written: what libraries read themselves (the HF hub, llama.cpp's 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -230,12 +231,17 @@ def _reader(environ: Mapping[str, str]):
             raise KeyError(f"{name} is not a PinLanding setting: declare it in settings.DEFAULTS")
         return environ.get(name) or DEFAULTS[name]
 
-    def number(name: str, kind: type):
+    def number(name: str, kind: type, low: float, high: float | None = None):
+        """The setting as ``kind``, refused unless ``low <= value <= high`` (no upper bound when None)."""
         raw = value(name)
         try:
-            return kind(raw)
+            parsed = kind(raw)
         except (TypeError, ValueError):
             raise SettingError(f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if not (low <= parsed <= (math.inf if high is None else high)):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise SettingError(f"{name}={raw!r} is out of range: it must be {bounds}")
+        return parsed
 
     return value, number
 
@@ -258,20 +264,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not deployment:
         deployment = "cluster" if value("RAY_ADDRESS") or value("PINLANDING_SPARK_MASTER") else "local"
     llm = value("PINLANDING_LLM")
-    return Settings(
+    settings = Settings(
         paths=paths,
         dagster_home=Path(value("DAGSTER_HOME")).resolve(),
         deployment=deployment,
         ray_address=value("RAY_ADDRESS"),
         spark_master=value("PINLANDING_SPARK_MASTER"),
-        ray_cpus=number("PINLANDING_RAY_CPUS", int),
+        ray_cpus=number("PINLANDING_RAY_CPUS", int, 1),
         models=ModelSettings(
             attribute_backend=value("PINLANDING_ATTRIBUTE_BACKEND"),
             llm=llm,
             judge_llm=value("PINLANDING_JUDGE_LLM") or llm,
-            llm_threads=number("PINLANDING_LLM_THREADS", int),
-            llm_slots=number("PINLANDING_LLM_SLOTS", int),
-            judge_slots=number("PINLANDING_JUDGE_SLOTS", int),
+            llm_threads=number("PINLANDING_LLM_THREADS", int, 1),
+            llm_slots=number("PINLANDING_LLM_SLOTS", int, 1),
+            judge_slots=number("PINLANDING_JUDGE_SLOTS", int, 1),
             vllm_url=value("PINLANDING_VLLM_URL"),
             vllm_model=value("PINLANDING_VLLM_MODEL"),
             vllm_api_key=value("PINLANDING_VLLM_API_KEY"),
@@ -279,42 +285,46 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         attributes=AttributeSettings(
             sample=value("PINLANDING_ATTRIBUTE_SAMPLE"),
-            budget_s=number("PINLANDING_ATTRIBUTE_BUDGET_S", float),
-            products_per_s=number("PINLANDING_ATTRIBUTE_PRODUCTS_PER_S", float),
-            actors=number("PINLANDING_ATTRIBUTE_ACTORS", int),
-            min_support=number("PINLANDING_MIN_SUPPORT", int),
-            judge_threshold=number("PINLANDING_JUDGE_THRESHOLD", float),
-            min_title_type_products=number("PINLANDING_MIN_TITLE_TYPE_PRODUCTS", int),
+            budget_s=number("PINLANDING_ATTRIBUTE_BUDGET_S", float, 1),
+            products_per_s=number("PINLANDING_ATTRIBUTE_PRODUCTS_PER_S", float, 0.001),
+            actors=number("PINLANDING_ATTRIBUTE_ACTORS", int, 1),
+            min_support=number("PINLANDING_MIN_SUPPORT", int, 1),
+            judge_threshold=number("PINLANDING_JUDGE_THRESHOLD", float, 0, 1),
+            min_title_type_products=number("PINLANDING_MIN_TITLE_TYPE_PRODUCTS", int, 1),
         ),
         encoder=EncoderSettings(
             model_name=value("PINLANDING_ENCODER"),
-            max_products=number("PINLANDING_ENCODER_PRODUCTS", int),
-            unfreeze_image_blocks=number("PINLANDING_UNFREEZE_IMAGE_BLOCKS", int),
+            max_products=number("PINLANDING_ENCODER_PRODUCTS", int, 100),
+            unfreeze_image_blocks=number("PINLANDING_UNFREEZE_IMAGE_BLOCKS", int, 0, 7),
         ),
-        max_collections=number("PINLANDING_MAX_COLLECTIONS", int),
+        max_collections=number("PINLANDING_MAX_COLLECTIONS", int, 1),
         collections=CollectionSettings(
-            target_precision=number("PINLANDING_TARGET_PRECISION", float),
-            min_joint_confidence=number("PINLANDING_MIN_JOINT_CONFIDENCE", float),
-            max_refinement_share=number("PINLANDING_MAX_REFINEMENT_SHARE", float),
-            duplicate_jaccard=number("PINLANDING_DUPLICATE_JACCARD", float),
-            title_llm_calls=number("PINLANDING_TITLE_LLM_CALLS", int),
-            baseline_min_demand=number("PINLANDING_BASELINE_MIN_DEMAND", int),
+            target_precision=number("PINLANDING_TARGET_PRECISION", float, 0, 1),
+            min_joint_confidence=number("PINLANDING_MIN_JOINT_CONFIDENCE", float, 0, 1),
+            max_refinement_share=number("PINLANDING_MAX_REFINEMENT_SHARE", float, 0, 1),
+            duplicate_jaccard=number("PINLANDING_DUPLICATE_JACCARD", float, 0, 1),
+            title_llm_calls=number("PINLANDING_TITLE_LLM_CALLS", int, 0),
+            baseline_min_demand=number("PINLANDING_BASELINE_MIN_DEMAND", int, 1),
         ),
         site_url=value("PINLANDING_SITE_URL"),
         refresh=RefreshSettings(
-            demand_weeks=number("PINLANDING_DEMAND_WEEKS", int),
-            release_new_label_share=number("PINLANDING_RELEASE_NEW_LABEL_SHARE", float),
-            release_max_age_days=number("PINLANDING_RELEASE_MAX_AGE_DAYS", float),
+            demand_weeks=number("PINLANDING_DEMAND_WEEKS", int, 1),
+            release_new_label_share=number("PINLANDING_RELEASE_NEW_LABEL_SHARE", float, 0, 1),
+            release_max_age_days=number("PINLANDING_RELEASE_MAX_AGE_DAYS", float, 0),
         ),
         gates=QualityGates(
-            max_quarantine_rate=number("PINLANDING_MAX_QUARANTINE_RATE", float),
-            min_fused_recall=number("PINLANDING_MIN_FUSED_RECALL", float),
-            min_image_recall=number("PINLANDING_MIN_IMAGE_RECALL", float),
-            min_feed_size=number("PINLANDING_MIN_FEED_SIZE", int),
-            max_feed_size=number("PINLANDING_MAX_FEED_SIZE", int),
-            min_precision_at_10=number("PINLANDING_MIN_PRECISION_AT_10", float),
+            max_quarantine_rate=number("PINLANDING_MAX_QUARANTINE_RATE", float, 0, 1),
+            min_fused_recall=number("PINLANDING_MIN_FUSED_RECALL", float, 0, 1),
+            min_image_recall=number("PINLANDING_MIN_IMAGE_RECALL", float, 0, 1),
+            min_feed_size=number("PINLANDING_MIN_FEED_SIZE", int, 1),
+            max_feed_size=number("PINLANDING_MAX_FEED_SIZE", int, 1),
+            min_precision_at_10=number("PINLANDING_MIN_PRECISION_AT_10", float, 0, 1),
         ),
     )
+    if settings.gates.min_feed_size > settings.gates.max_feed_size:
+        raise SettingError(f"PINLANDING_MIN_FEED_SIZE={settings.gates.min_feed_size} is above "
+                           f"PINLANDING_MAX_FEED_SIZE={settings.gates.max_feed_size}: a feed could never be published")
+    return settings
 
 
 def get_paths() -> Paths:

@@ -26,7 +26,7 @@ def test_sensor_registers_new_ready_drops_once(project_dirs: Path, fashion_dir: 
         result = catalog_drop_sensor(dg.build_sensor_context(instance=instance))
         assert isinstance(result, dg.SensorResult) and not result.run_requests, "automation runs the drop"
         assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["drop-001", "drop-002"]]
-        assert json.loads(result.cursor) == ["drop-001", "drop-002"]
+        assert json.loads(result.cursor) == {"requested": ["drop-001", "drop-002"], "refused": []}
         _apply(instance, result)
         assert instance.get_dynamic_partitions(catalog_drops.name) == ["drop-001", "drop-002"]
         assert isinstance(catalog_drop_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor)),

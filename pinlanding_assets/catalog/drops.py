@@ -32,6 +32,18 @@ def ready_drops(landing_dir: Path) -> list[str]:
     )
 
 
+def refused_drops(landing_dir: Path) -> dict[str, str]:
+    """Ready directories whose names cannot be drops, with why: reported, never silently skipped."""
+    if not landing_dir.is_dir():
+        return {}
+    return {
+        entry.name: f"drop name {entry.name!r} refused: a drop name starts with a letter or digit and uses only "
+                    "letters, digits, '.', '_' or '-' (at most 100 characters); rename the directory"
+        for entry in sorted(landing_dir.iterdir(), key=lambda e: e.name)
+        if entry.is_dir() and not is_valid_drop_name(entry.name) and (entry / READY_MARKER).is_file()
+    }
+
+
 class DropError(ValueError):
     """A drop cannot be used or made (bad name, not there, not ready, empty source)."""
 

@@ -12,7 +12,9 @@ Two layouts are supported:
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +34,10 @@ FASHION_LABELS = FASHION_COLUMNS[1:-1]
 GENERIC_REQUIRED = ("product_id", "title", "image_path")
 GENERIC_INPUTS = ("product_id", "title", "description", "image_path")
 MIN_IMAGE_SIDE = 16
+MAX_RECORD_CHARS = 131_072  # csv's own field limit: a record longer than this is a broken row, not a title
+RAW_PREVIEW_CHARS = 2_000  # of an unreadable record, kept in the quarantine row
 _SURROGATE = re.compile("[\udc80-\udcff]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WHITESPACE = re.compile(r"\s+")
 
 PRODUCT_SCHEMA = {
@@ -56,6 +61,7 @@ class RawRow:
     source_row: int
     fields: dict[str, str]
     error: str | None = None
+    text: str | None = None  # the record as read, when it could not be split into fields
 
 
 @dataclass(frozen=True)
@@ -83,21 +89,78 @@ def _clean(value: str | None) -> str:
     return _WHITESPACE.sub(" ", value or "").strip()
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """CSV rows with their starting line numbers; invalid UTF-8 survives as surrogates, caught per row."""
+def _closes(text: str) -> bool:
+    """Whether ``text`` ends outside a quoted field (strict parsing reports an open quote at its end)."""
+    try:
+        for _ in csv.reader(io.StringIO(text), strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" not in str(exc)
+    return True
+
+
+def _parses_alone(line: str, width: int) -> bool:
+    """A line that is a whole row of at least ``width`` fields by itself: the start of the next record,
+    not the continuation of an open quote."""
+    if not _closes(line):
+        return False
+    try:
+        rows = list(csv.reader(io.StringIO(line)))
+    except csv.Error:
+        return False
+    return len(rows) == 1 and len(rows[0]) >= width
+
+
+def _csv_records(path: Path, width: int | None = None) -> Iterator[tuple[int, list[str] | None, str, str | None]]:
+    """(first line number, fields, raw text, error) for each CSV record, parsed one record at a time so
+    that a broken record costs only itself: an unclosed quote ends where the next line is a whole row of
+    ``width`` fields, an oversized field is reported for its record, and parsing goes on. Invalid UTF-8
+    survives as surrogates, caught per row. ``width`` None reads the header record only."""
     try:
         handle = path.open(encoding="utf-8", errors="surrogateescape", newline="")
     except OSError as exc:
         raise CatalogTableError(f"cannot open product table {path}: {exc}") from exc
     with handle:
-        reader = csv.reader(handle)
-        start = 1
+        lines = handle.readlines()
+    index = 0
+    while index < len(lines):
+        start, text = index + 1, lines[index]
+        index += 1
+        unclosed = False
+        while not _closes(text):
+            if index >= len(lines) or len(text) > MAX_RECORD_CHARS or (
+                    width is not None and _parses_alone(lines[index], width)):
+                unclosed = True
+                break
+            text += lines[index]
+            index += 1
+        if unclosed:
+            yield start, None, text, "unclosed quote: a quoted field never ends, so the row cannot be read"
+            continue
         try:
-            for row in reader:
-                yield start, row
-                start = reader.line_num + 1
+            rows = list(csv.reader(io.StringIO(text)))
         except csv.Error as exc:
-            raise CatalogTableError(f"unreadable CSV {path} near line {reader.line_num}: {exc}") from exc
+            yield start, None, text, f"unreadable CSV row: {exc}"
+            continue
+        yield start, rows[0] if rows else [], text, None
+
+
+def _header(path: Path) -> list[str]:
+    for _, fields, _, error in _csv_records(path):
+        if error:
+            raise CatalogTableError(f"product table {path} has an unreadable header: {error}")
+        if fields and any(value.strip() for value in fields):
+            return [name.strip().lstrip("\ufeff") for name in fields]
+    raise CatalogTableError(f"product table {path} is empty")
+
+
+def _data_records(path: Path, width: int) -> Iterator[tuple[int, list[str] | None, str, str | None]]:
+    """Every record after the header."""
+    records = _csv_records(path, width)
+    for _, fields, _, _ in records:
+        if fields and any(value.strip() for value in fields):
+            break
+    yield from records
 
 
 def _encoding_error(fields: list[str]) -> str | None:
@@ -109,17 +172,30 @@ def _printable(fields: list[str]) -> list[str]:
     return [value.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for value in fields]
 
 
+def _control_error(columns: list[str], fields: list[str]) -> str | None:
+    for name, value in zip(columns + [columns[-1]] * len(fields), fields):
+        found = _CONTROL.search(value)
+        if found:
+            return f"control character U+{ord(found.group()):04X} in field {name!r}"
+    return None
+
+
 def _raw_rows(records, columns: list[str], exact: bool) -> list[RawRow]:
-    """Blank rows skipped; encoding and field-count problems recorded on the row, not raised.
+    """Blank rows skipped; unreadable records, encoding, control-character and field-count problems
+    recorded on the row, not raised.
 
     ``exact``: the row must have as many fields as ``columns``; otherwise it needs at least as many
     and the surplus belongs to the last column (Fashion titles with unquoted commas).
     """
     out = []
-    for line, row in records:
+    for line, row, text, error in records:
+        if error:
+            shown = _printable([text[:RAW_PREVIEW_CHARS]])[0]
+            out.append(RawRow(line, {}, error, shown))
+            continue
         if not any(value.strip() for value in row):
             continue
-        error = _encoding_error(row)
+        error = _encoding_error(row) or _control_error(columns, row)
         row = _printable(row)
         if len(row) < len(columns) or (exact and len(row) != len(columns)):
             error = error or f"malformed row: expected {len(columns)} fields, got {len(row)}"
@@ -131,15 +207,10 @@ def _raw_rows(records, columns: list[str], exact: bool) -> list[RawRow]:
 
 
 def read_fashion_rows(path: Path) -> list[RawRow]:
-    rows = _csv_rows(path)
-    try:
-        _, header = next(rows)
-    except StopIteration:
-        raise CatalogTableError(f"product table {path} is empty") from None
-    header = [name.strip().lstrip("\ufeff") for name in header]
+    header = _header(path)
     if tuple(header[:10]) != FASHION_COLUMNS:
         raise CatalogTableError(f"product table {path} has header {header}, expected {list(FASHION_COLUMNS)}")
-    return _raw_rows(rows, list(FASHION_COLUMNS), exact=False)
+    return _raw_rows(_data_records(path, len(FASHION_COLUMNS)), list(FASHION_COLUMNS), exact=False)
 
 
 def read_generic_rows(path: Path) -> list[RawRow]:
@@ -150,17 +221,12 @@ def read_generic_rows(path: Path) -> list[RawRow]:
             raise CatalogTableError(f"unreadable Parquet product table {path}: {exc}") from exc
         columns = frame.columns
         records = [
-            (index + 1, ["" if value is None else str(value) for value in record])
+            (index + 1, ["" if value is None else str(value) for value in record], "", None)
             for index, record in enumerate(frame.iter_rows())
         ]
     else:
-        rows = _csv_rows(path)
-        try:
-            _, columns = next(rows)
-        except StopIteration:
-            raise CatalogTableError(f"product table {path} is empty") from None
-        columns = [name.strip().lstrip("\ufeff") for name in columns]
-        records = list(rows)
+        columns = _header(path)
+        records = _data_records(path, len(columns))
     missing = [name for name in GENERIC_REQUIRED if name not in columns]
     if missing:
         raise CatalogTableError(f"product table {path} lacks required columns {missing} (has {columns})")
@@ -196,17 +262,30 @@ def check_image(path: Path) -> ImageCheck:
     return ImageCheck(width, height, size)
 
 
-def _image_path(layout: str, drop_path: Path, fields: dict[str, str], product_id: str) -> Path:
+def _image_path(layout: str, drop_path: Path, fields: dict[str, str], product_id: str) -> tuple[Path, str | None]:
+    """The row's image inside the drop directory, or why the row names none there (nothing outside the
+    drop is ever opened)."""
     if layout == "fashion":
-        return drop_path / "images" / f"{product_id}.jpg"
-    declared = Path(fields.get("image_path", "").strip())
-    return declared if declared.is_absolute() else drop_path / declared
+        if "/" in product_id or product_id.startswith("."):
+            return drop_path, f"product id {product_id!r} cannot name an image file"
+        return drop_path / "images" / f"{product_id}.jpg", None
+    declared = fields.get("image_path", "").strip()
+    if not declared:
+        return drop_path, "missing image_path"
+    if Path(declared).is_absolute():
+        return drop_path, f"image_path {declared!r} is absolute: it must be relative to the drop directory"
+    inside = os.path.normpath(declared)
+    if inside == os.curdir or inside.split(os.sep)[0] == os.pardir:
+        return drop_path, f"image_path {declared!r} leaves the drop directory"
+    return drop_path / inside, None
 
 
 def validate_catalog(drop: str, drop_path: Path, workers: int = 4) -> CatalogTables:
     """Every row leaves as a valid product or a quarantine row with its reason."""
     layout, table_path = find_product_table(drop_path)
     rows = read_fashion_rows(table_path) if layout == "fashion" else read_generic_rows(table_path)
+    if not rows:
+        raise CatalogTableError(f"product table {table_path} has no product rows (a header and nothing else)")
     id_field, title_field = ("id", "productDisplayName") if layout == "fashion" else ("product_id", "title")
     label_columns = (
         list(FASHION_LABELS) if layout == "fashion"
@@ -219,7 +298,8 @@ def validate_catalog(drop: str, drop_path: Path, workers: int = 4) -> CatalogTab
     def reject(row: RawRow, product_id: str | None, reason: str) -> None:
         quarantine.append({
             "drop": drop, "source_row": row.source_row, "product_id": product_id or None,
-            "reason": reason, "raw": json.dumps(row.fields, ensure_ascii=False, sort_keys=True),
+            "reason": reason,
+            "raw": row.text if row.text is not None else json.dumps(row.fields, ensure_ascii=False, sort_keys=True),
         })
 
     for row in rows:
@@ -237,13 +317,15 @@ def validate_catalog(drop: str, drop_path: Path, workers: int = 4) -> CatalogTab
             first_seen[product_id] = row.source_row
             pending.append((row, product_id))
 
-    if layout == "generic":
-        for row, product_id in list(pending):
-            if not row.fields.get("image_path", "").strip():
-                pending.remove((row, product_id))
-                reject(row, product_id, "missing image_path")
-
-    paths = [_image_path(layout, drop_path, row.fields, product_id) for row, product_id in pending]
+    located = []
+    for row, product_id in pending:
+        path, error = _image_path(layout, drop_path, row.fields, product_id)
+        if error:
+            reject(row, product_id, error)
+        else:
+            located.append((row, product_id, path))
+    pending = [(row, product_id) for row, product_id, _ in located]
+    paths = [path for _, _, path in located]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         checks = list(pool.map(check_image, paths))
 

@@ -9,12 +9,12 @@ import pytest
 
 from pinlanding_assets.catalog import assets as catalog_assets
 from pinlanding_assets.catalog import checks as catalog_checks
-from pinlanding_assets.catalog.drops import DropError, drop_dir, ready_drops
-from pinlanding_assets.catalog.products import CatalogTableError, validate_catalog
+from pinlanding_assets.catalog.drops import DropError, drop_dir, mark_ready, ready_drops, refused_drops
+from pinlanding_assets.catalog.products import FASHION_COLUMNS, CatalogTableError, validate_catalog
 from pinlanding_assets.deployment import resources_for
 from pinlanding_assets.partitions import catalog_drops
 from pinlanding_assets.settings import QualityGates
-from pinlanding_assets_tests.fast.synthetic import fashion_rows, write_fashion_drop
+from pinlanding_assets_tests.fast.synthetic import draw_product, fashion_rows, write_fashion_drop
 from resources.storage import parquet_io_manager
 
 
@@ -100,3 +100,76 @@ def test_intake_quarantines_with_reasons_and_the_gate_reads_its_resource(
     lenient = _intake(drop.parent, tmp_path / "lenient", QualityGates(max_quarantine_rate=0.3, **gates))
     assert lenient.get_asset_check_evaluations()[0].passed
     assert lenient.asset_value("catalog_products").equals(products), "re-materializing gives the same rows"
+
+
+def _line(row: dict[str, str]) -> str:
+    return ",".join(row[c] for c in FASHION_COLUMNS)
+
+
+def test_each_broken_row_costs_only_itself(tmp_path: Path) -> None:
+    """An oversized field, an unclosed quote and a NUL byte quarantine their own rows; the rows after
+    them are read as usual."""
+    rows = fashion_rows(8)
+    drop = write_fashion_drop(tmp_path / "drop-bad", rows)
+    lines = [",".join(FASHION_COLUMNS)] + [_line(row) for row in rows]
+    lines[2] = _line({**rows[1], "productDisplayName": "x" * 200_000})
+    lines[4] = _line({**rows[3], "productDisplayName": '"Unclosed quote Tshirt'})
+    lines[6] = _line({**rows[5], "productDisplayName": "Nul\x00 byte Jeans"})
+    (drop / "catalog.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tables = validate_catalog("drop-bad", drop)
+    reasons = dict(zip(tables.quarantine["source_row"], tables.quarantine["reason"]))
+    assert set(reasons) == {3, 5, 7} and tables.products.height == 5, reasons
+    assert "field larger than field limit" in reasons[3] or "unreadable CSV row" in reasons[3]
+    assert reasons[5].startswith("unclosed quote") and reasons[7] == "control character U+0000 in field 'productDisplayName'"
+    assert sorted(tables.products["product_id"]) == sorted(r["id"] for i, r in enumerate(rows) if i not in (1, 3, 5))
+    assert all(len(raw) <= 2_000 for raw in tables.quarantine["raw"]), "the oversized record is kept as a preview"
+
+
+def test_a_quoted_field_may_still_span_lines(tmp_path: Path) -> None:
+    rows = fashion_rows(3)
+    drop = write_fashion_drop(tmp_path / "drop-ok", rows)
+    lines = [",".join(FASHION_COLUMNS)] + [_line(row) for row in rows]
+    lines[2] = _line({**rows[1], "productDisplayName": '"Two-line\nJeans, blue"'})
+    (drop / "catalog.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tables = validate_catalog("drop-ok", drop)
+    assert tables.quarantine.height == 0 and "Two-line Jeans, blue" in tables.products["title"].to_list()
+
+
+def test_a_header_without_rows_is_refused(tmp_path: Path) -> None:
+    drop = tmp_path / "drop-h"
+    drop.mkdir()
+    (drop / "catalog.csv").write_text(",".join(FASHION_COLUMNS) + "\n\n")
+    with pytest.raises(CatalogTableError, match="has no product rows"):
+        validate_catalog("drop-h", drop)
+
+
+def test_image_paths_stay_inside_the_drop(tmp_path: Path) -> None:
+    drop = tmp_path / "drop-g"
+    draw_product(drop / "img" / "a.jpg", "Red")
+    draw_product(tmp_path / "outside.jpg", "Blue")
+    table = ("product_id,title,image_path\n1,Red Top,img/a.jpg\n2,Blue Top,/etc/passwd\n3,Blue Top,../outside.jpg\n"
+             "4,Blue Top,img/../../outside.jpg\n5,Red Top,./img/a.jpg\n")
+    (drop / "products.csv").write_text(table)
+    tables = validate_catalog("drop-g", drop)
+    reasons = dict(zip(tables.quarantine["product_id"], tables.quarantine["reason"]))
+    assert sorted(tables.products["product_id"]) == ["1", "5"]
+    assert "is absolute" in reasons["2"] and "leaves the drop directory" in reasons["3"]
+    assert "leaves the drop directory" in reasons["4"]
+
+
+def test_ready_drops_with_refused_names_are_reported(tmp_path: Path) -> None:
+    from pinlanding_assets.sensors import catalog_drop_sensor
+
+    for name in ("drop 5", "drop-ünï", ".hidden-drop", "drop-ok"):
+        (tmp_path / name).mkdir()
+        mark_ready(tmp_path / name)
+    (tmp_path / "not ready").mkdir()
+    refused = refused_drops(tmp_path)
+    assert sorted(refused) == [".hidden-drop", "drop 5", "drop-ünï"] and ready_drops(tmp_path) == ["drop-ok"]
+    assert all("refused" in reason and "rename the directory" in reason for reason in refused.values())
+    with dg.instance_for_test() as instance, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PINLANDING_LANDING_DIR", str(tmp_path))
+        instance.add_dynamic_partitions(catalog_drops.name, ["drop-ok"])
+        skipped = catalog_drop_sensor(dg.build_sensor_context(instance=instance, cursor='["drop-ok"]'))
+    assert isinstance(skipped, dg.SkipReason) and "'drop 5' refused" in skipped.skip_message
+    assert "'.hidden-drop' refused" in skipped.skip_message

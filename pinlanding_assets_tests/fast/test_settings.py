@@ -4,6 +4,7 @@ one-line errors."""
 from __future__ import annotations
 
 import ast
+import socket
 from pathlib import Path
 
 import dagster as dg
@@ -49,6 +50,10 @@ def test_settings_are_typed_with_defaults_and_derived_paths(tmp_path: Path) -> N
     ({"PINLANDING_MIN_FEED_SIZE": "ten"}, "PINLANDING_MIN_FEED_SIZE='ten' is not an integer"),
     ({"PINLANDING_JUDGE_THRESHOLD": "high"}, "PINLANDING_JUDGE_THRESHOLD='high' is not a number"),
     ({"PINLANDING_DEPLOYMENT": "moon"}, "PINLANDING_DEPLOYMENT='moon'"),
+    ({"PINLANDING_MAX_QUARANTINE_RATE": "7"}, r"PINLANDING_MAX_QUARANTINE_RATE='7' is out of range: it must be between 0 and 1"),
+    ({"PINLANDING_MAX_FEED_SIZE": "-5"}, r"PINLANDING_MAX_FEED_SIZE='-5' is out of range: it must be at least 1"),
+    ({"PINLANDING_DEMAND_WEEKS": "0"}, r"PINLANDING_DEMAND_WEEKS='0' is out of range"),
+    ({"PINLANDING_MIN_FEED_SIZE": "500"}, "PINLANDING_MIN_FEED_SIZE=500 is above PINLANDING_MAX_FEED_SIZE=100"),
 ])
 def test_bad_settings_name_the_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingError, match=message):
@@ -123,6 +128,8 @@ def test_an_old_run_queue_setting_is_migrated_and_the_instance_loads(tmp_path: P
     (["evaluate", "--catalog", "{empty}"], "no product table"),
     (["evaluate", "--catalog", "{missing}"], "is not a directory"),
     (["run", "--only", "drop-404"], "not ready in"),
+    (["release"], "no drop has VLM attributes yet"),
+    (["serve", "--dir", "{site}", "--port", "{busy}"], "cannot listen on 127.0.0.1:"),
 ])
 def test_cli_errors_are_one_line(argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture) -> None:
@@ -133,14 +140,32 @@ def test_cli_errors_are_one_line(argv: list[str], message: str, tmp_path: Path, 
     landing = tmp_path / "data" / "landing" / "drop-001"
     landing.mkdir(parents=True)
     (landing / "_READY").write_text("ready\n")
-    argv = [a.format(empty=tmp_path / "empty", missing=tmp_path / "missing") for a in argv]
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<!doctype html>")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    argv = [a.format(empty=tmp_path / "empty", missing=tmp_path / "missing", site=site,
+                     busy=busy.getsockname()[1]) for a in argv]
     warehouse = tmp_path / "data" / "warehouse"
     for table in ("model_release", "dual_encoder", "curated_vocabulary"):
         (warehouse / table).mkdir(parents=True, exist_ok=True)
         (warehouse / table / "r001.parquet").write_bytes(b"")
-    code = main(argv)
+    with busy:
+        code = main(argv)
     error = capsys.readouterr().err.strip()
     assert code == 2 and message in error and "Traceback" not in error and "\n" not in error, error
+    if argv[0] == "release":
+        with dg.DagsterInstance.get() as instance:
+            assert instance.get_dynamic_partitions("model_releases") == [], "nothing is registered when nothing can be built"
+
+
+def test_out_of_range_port_is_refused_by_the_parser(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--port", "80000"])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "must be between 0 and 65535, got 80000" in error and "Traceback" not in error
 
 
 def test_cli_refuses_a_missing_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
