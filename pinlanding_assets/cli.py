@@ -167,9 +167,9 @@ def _release(args: argparse.Namespace) -> int:
     from pinlanding_assets.instance import ensure_dagster_home
 
     ensure_dagster_home()
-    from pinlanding_assets.releases import cut_release, drop_states, publishable_release, require_labels, withdraw_release
-
     import dagster as dg
+
+    from pinlanding_assets.releases import cut_release, drop_states, publishable_release, require_labels, withdraw_release
 
     require_labels(dg.DagsterInstance.get())
     runner = Runner()
