@@ -91,11 +91,40 @@ def all_releases_in() -> dg.AssetIn:
                       metadata={"allow_missing_partitions": True, "partition_dict": True})
 
 
-def concat_partitions(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """All partitions of a partitioned asset as one table, in key order (columns may differ per key)."""
+def landed_drops(instance: dg.DagsterInstance) -> list[str]:
+    """Registered drops in the order they landed (the sensor registers them as they become ready, in
+    name order within one tick): the instance keeps its dynamic partitions in insertion order."""
+    return list(instance.get_dynamic_partitions(catalog_drops.name))
+
+
+def concat_partitions(frames, landing_order: list[str]):
+    """Every drop's partition as one table (eager or lazy, as given; columns may differ per drop), in
+    landing order. A product id that landed in several drops keeps only the rows of its newest drop
+    (a retailer re-sending a product updates it), so every asset downstream sees one product once."""
     if not frames:
         return pl.DataFrame()
-    return pl.concat([frames[key] for key in sorted(frames)], how="diagonal_relaxed")
+    rank = {drop: index for index, drop in enumerate(landing_order)}
+    keys = sorted(frames, key=lambda drop: (rank.get(drop, len(rank)), drop))
+    parts = [frames[key].with_columns(pl.lit(index, pl.Int32).alias(_LANDED)) for index, key in enumerate(keys)]
+    table = pl.concat(parts, how="diagonal_relaxed")
+    if "product_id" in table.collect_schema().names():
+        table = table.filter(pl.col(_LANDED) == pl.col(_LANDED).max().over("product_id"))
+    return table.drop(_LANDED)
+
+
+def superseded_rows(frames, landing_order: list[str]) -> pl.DataFrame:
+    """(drop, product_id) of every product a newer drop replaces: what an engine reading the drops'
+    files itself (Spark) must leave out to agree with ``concat_partitions``."""
+    ids = {drop: frame.select("product_id").unique().with_columns(pl.lit(drop).alias("drop"))
+           for drop, frame in frames.items()}
+    both = pl.concat([frame.lazy() for frame in ids.values()]) if ids else pl.LazyFrame(
+        schema={"product_id": pl.Utf8, "drop": pl.Utf8})
+    newest = concat_partitions({d: f.lazy() for d, f in ids.items()}, landing_order).lazy()
+    return both.join(newest, on=["drop", "product_id"], how="anti").select("drop", "product_id").collect().sort(
+        "drop", "product_id")
+
+
+_LANDED = "_landing_rank"
 
 
 def _search_weeks() -> dg.WeeklyPartitionsDefinition:

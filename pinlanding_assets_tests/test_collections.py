@@ -21,6 +21,7 @@ from pinlanding_assets.collections.feeds import (
     build_feeds,
     collection_members,
     naive_feeds,
+    newest_assignments,
     partitioned_feeds,
     read_feeds,
 )
@@ -37,6 +38,7 @@ from pinlanding_assets.collections.topics import (
 from pinlanding_assets.demand.intents import DemandConfig, QueryParser, build_intents, read_search_log
 from pinlanding_assets.encoder.pairs import HOLDOUT_SHARE, VALIDATION_SHARE, split_of, title_matches
 from pinlanding_assets.facets import normalise_value
+from pinlanding_assets.partitions import concat_partitions, superseded_rows
 from pinlanding_assets.settings import get_paths
 from pinlanding_assets_tests.fast.synthetic import every_combination
 from pinlanding_assets_tests.vocabularies import fashion_vocabulary
@@ -222,6 +224,37 @@ def test_short_feeds_are_dropped_and_publishing_is_repeatable(spark, assignments
     (target / "_SUCCESS").unlink()
     with pytest.raises(FileNotFoundError, match="no complete feeds"):
         read_feeds(target)
+
+
+def test_a_product_in_two_drops_counts_once_with_its_newest_row(spark, assignments, vocabulary, tmp_path: Path) -> None:
+    """A retailer re-sends 100 products with changed data: the newer drop's rows replace the older ones
+    (never both, which once made every attribute match twice and emptied the products from every feed)."""
+    collections = _collections(assignments, vocabulary, count=200)
+    ids = sorted(assignments["product_id"].unique())
+    again = ids[:: len(ids) // 100][:100]
+    older = assignments.with_columns(pl.lit("d1").alias("drop"))
+    newer = (assignments.filter(pl.col("product_id").is_in(again)).with_columns(
+        pl.lit("d2").alias("drop"), (pl.col("score") * 0.9).cast(pl.Float32).alias("score")))
+    files = {"d1": tmp_path / "d1.parquet", "d2": tmp_path / "d2.parquet"}
+    older.write_parquet(files["d1"])
+    newer.write_parquet(files["d2"])
+    superseded = superseded_rows({d: pl.scan_parquet(f) for d, f in files.items()}, ["d1", "d2"])
+    assert superseded.height == len(again) == 100 and set(superseded["drop"]) == {"d1"}
+    config = FeedConfig(min_feed_size=10, max_feed_size=100000)
+    status = build_feeds(newest_assignments(spark, [str(f) for f in files.values()], superseded), collections,
+                         config, tmp_path / "feeds")
+    expected_rows = concat_partitions({"d1": older, "d2": newer}, ["d1", "d2"])
+    assert expected_rows.filter(pl.col("product_id").is_in(again))["drop"].unique().to_list() == ["d2"]
+    expected = build_feeds(spark.createDataFrame(spark_table(expected_rows.select("product_id", "attribute_id", "score"))),
+                           collections, config, tmp_path / "expected")
+    assert status.equals(expected) and read_feeds(tmp_path / "feeds").equals(read_feeds(tmp_path / "expected"))
+    feeds = read_feeds(tmp_path / "feeds")
+    build_feeds(spark.createDataFrame(spark_table(older.select("product_id", "attribute_id", "score"))), collections,
+                config, tmp_path / "first")
+    first = read_feeds(tmp_path / "first").filter(pl.col("product_id").is_in(again))
+    shown = feeds.filter(pl.col("product_id").is_in(again))
+    assert shown.height == first.height > 50, "every re-sent product stays on the feeds it was on"
+    assert feeds.group_by("collection_id", "product_id").len()["len"].max() == 1
 
 
 def _flaky(sdf, always: bool):

@@ -23,7 +23,7 @@ from pinlanding_assets.attributes.vocabulary_map import vocabulary_map
 from pinlanding_assets.automation import LABELLING, RELEASE_CUT
 from pinlanding_assets.facets import kept_vocabulary
 from pinlanding_assets.metadata import figure_markdown, table_preview
-from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, model_releases
+from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, landed_drops, model_releases
 from pinlanding_assets.progress import Progress
 from pinlanding_assets.settings import load_settings
 from resources.model_backends import ModelBackends
@@ -161,10 +161,11 @@ def curated_vocabulary(
         raise RuntimeError("no drop has VLM attributes yet: materialize raw_vlm_attributes for a drop first")
     drops = sorted(raw_vlm_attributes)
     context.log.info(f"release {context.partition_key}: curating the labels of {len(drops)} drops: {', '.join(drops)}")
-    raw = concat_partitions(raw_vlm_attributes)
+    landed = landed_drops(context.instance)
+    raw = concat_partitions(raw_vlm_attributes, landed)
 
     def of_labelled_drops(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
-        return concat_partitions({d: f for d, f in frames.items() if d in raw_vlm_attributes})
+        return concat_partitions({d: f for d, f in frames.items() if d in raw_vlm_attributes}, landed)
 
     labels = of_labelled_drops(catalog_labels)
     titles = of_labelled_drops(catalog_products).select("product_id", "title")

@@ -15,7 +15,13 @@ from pinlanding_assets.automation import PUBLISH
 from pinlanding_assets.collections.audit import page_audit
 from pinlanding_assets.collections.baseline import BaselineConfig, baseline_queries, nearest_products
 from pinlanding_assets.collections.comparison import JUDGED_FACETS, compare_systems, estimated_vs_ground_truth
-from pinlanding_assets.collections.feeds import FeedConfig, build_feeds, collection_members, read_feeds
+from pinlanding_assets.collections.feeds import (
+    FeedConfig,
+    build_feeds,
+    collection_members,
+    newest_assignments,
+    read_feeds,
+)
 from pinlanding_assets.collections.publish_scope import of_release, require_settled
 from pinlanding_assets.collections.reliability import (
     ReliabilityConfig,
@@ -28,17 +34,13 @@ from pinlanding_assets.collections.topics import TopicConfig, plan_collections
 from pinlanding_assets.encoder.evaluation import ground_truth_attributes
 from pinlanding_assets.facets import kept_vocabulary
 from pinlanding_assets.metadata import histogram_markdown, table_preview
-from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, model_releases
+from pinlanding_assets.partitions import all_drops_in, concat_partitions, landed_drops, model_releases, superseded_rows
 from pinlanding_assets.releases import drop_states
 from pinlanding_assets.settings import QualityGates, load_settings
 from resources.model_backends import ModelBackends
 from resources.models import minilm_encoder
 
 OWNERS = ["team:merchandising"]
-
-
-def registered_drops(context) -> list[str]:
-    return sorted(context.instance.get_dynamic_partitions(catalog_drops.name))
 
 
 class CollectionsConfig(dg.Config):
@@ -83,19 +85,21 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
     settings = load_settings()
     gates = settings.collections
     require_settled(release, drop_states(context.instance, release))
-    assignments, excluded_drops = of_release(attribute_assignments, release, registered_drops(context))
+    landed = landed_drops(context.instance)
+    assignments, excluded_drops = of_release(attribute_assignments, release, landed)
     assignments = assignments.select("drop", "product_id", "attribute_id", "score").collect()
     if excluded_drops.height:
         context.log.warning(f"release {release} leaves out {excluded_drops.height} drop(s): "
                             + "; ".join(f"{d}: {r}" for d, r in excluded_drops.iter_rows()))
     published_drops = sorted(assignments["drop"].unique().to_list())
     labelled = release_drops(curated_vocabulary)
-    sampled = concat_partitions({d: f for d, f in raw_vlm_attributes.items() if d in labelled})["product_id"].n_unique()
+    sampled = concat_partitions({d: f for d, f in raw_vlm_attributes.items() if d in labelled}, landed)["product_id"].n_unique()
     kept = kept_vocabulary(curated_vocabulary)
     seed = json.loads(dual_encoder["spec"][0])["seed"]
     evidence, answered = release_evidence(
-        concat_partitions({d: f for d, f in catalog_products.items() if d in published_drops}).select("product_id", "title"),
-        concat_partitions(raw_vlm_attributes), curated_vocabulary, seed)
+        concat_partitions({d: f for d, f in catalog_products.items() if d in published_drops}, landed).select(
+            "product_id", "title"),
+        concat_partitions(raw_vlm_attributes, landed), curated_vocabulary, seed)
     judged = judged_rows(assignments, evidence, answered, dict(zip(kept["attribute_id"], kept["facet"])))
     reliability, facet_reliability = estimate_reliability(
         assignments, judged, kept, ReliabilityConfig(target_precision=gates.target_precision))
@@ -179,14 +183,17 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
     gates = load_settings().collections
     settings = FeedConfig(min_feed_size=quality_gates.min_feed_size, max_feed_size=quality_gates.max_feed_size,
                           min_joint_confidence=gates.min_joint_confidence, duplicate_jaccard=gates.duplicate_jaccard)
-    _, excluded = of_release(attribute_assignments, release, registered_drops(context))
+    landed = landed_drops(context.instance)
+    _, excluded = of_release(attribute_assignments, release, landed)
     drops = sorted(set(attribute_assignments) - set(excluded["drop"]))
     paths = load_settings().paths
     feed_rows = paths.feed_rows_dir(release)
     sources = [str(paths.partition_path("attribute_assignments", d)) for d in drops]
-    context.log.info(f"Spark reads the assignments of {len(drops)} drop(s) scored with {release}")
+    superseded = superseded_rows({d: attribute_assignments[d] for d in drops}, landed)
+    context.log.info(f"Spark reads the assignments of {len(drops)} drop(s) scored with {release}; "
+                     f"{superseded.height} product(s) of older drops are replaced by a newer drop's row")
     started = time.perf_counter()
-    status = build_feeds(spark.read.parquet(*sources).select("product_id", "attribute_id", "score"), collections,
+    status = build_feeds(newest_assignments(spark, sources, superseded), collections,
                          settings, feed_rows, config.attribute_partitions,
                          calibration=attribute_reliability.filter(pl.col("reliable")))
     seconds = time.perf_counter() - started
@@ -198,7 +205,7 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
         "published": published.height, "dropped": int((status["status"] == "dropped").sum()),
         "merged_near_duplicate_feeds": int((status["status"] == "merged").sum()),
         "min_joint_confidence": settings.min_joint_confidence, "duplicate_jaccard": settings.duplicate_jaccard,
-        "feed_rows": rows.height,
+        "feed_rows": rows.height, "superseded_products": superseded.height,
         "anchors": rows["anchor"].n_unique(),
         "feeds_path": dg.MetadataValue.path(str(feed_rows)),
         "spark_master": spark.sparkContext.master,
@@ -266,7 +273,7 @@ def search_baseline(context: dg.AssetExecutionContext, quality_gates: QualityGat
     encoder = DualEncoder(spec_from_record(record), load_settings().paths.open_clip_cache)
     queries = baseline_queries(demand_intents, load_settings().collections.baseline_min_demand)
     settings = BaselineConfig(max_feed_size=quality_gates.max_feed_size)
-    products, _ = of_release(product_embeddings, context.partition_key, registered_drops(context))
+    products, _ = of_release(product_embeddings, context.partition_key, landed_drops(context.instance))
     products = products.select("product_id", "embedding").sort("product_id").collect()
     floor = float(np.mean(list(json.loads(record["thresholds"]).values())))
     feeds = nearest_products(encoder.encode_phrases(queries["query"].to_list()),
@@ -292,7 +299,8 @@ def collection_comparison(context: dg.AssetExecutionContext, quality_gates: Qual
                           demand_intents: pl.DataFrame, catalog_labels: dict[str, pl.DataFrame],
                           curated_vocabulary: pl.DataFrame, attribute_reliability: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """PinLanding's claim, measured: content-first collections vs the search-log baseline on the same data."""
-    truth = ground_truth_attributes(concat_partitions(catalog_labels), curated_vocabulary, minilm_encoder())
+    truth = ground_truth_attributes(concat_partitions(catalog_labels, landed_drops(context.instance)), curated_vocabulary,
+                                    minilm_encoder())
     feeds = read_feeds(load_settings().paths.feed_rows_dir(context.partition_key))
     members = collection_members(collections)
     kept = kept_vocabulary(curated_vocabulary)

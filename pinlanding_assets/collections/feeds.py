@@ -48,6 +48,16 @@ def collection_members(collections: pl.DataFrame) -> pl.DataFrame:
         {"attribute_ids": "attribute_id"}).sort(["collection_id", "attribute_id"])
 
 
+def newest_assignments(spark, sources: list[str], superseded: pl.DataFrame):
+    """The drops' assignment files as one Spark table, less the rows of products a newer drop replaces
+    (``superseded``: drop, product_id), so a product scored in two drops counts once, with its newest row."""
+    assignments = spark.read.parquet(*sources)
+    if superseded.height:
+        replaced = spark.createDataFrame(superseded.select("drop", "product_id").rows(), "drop string, product_id string")
+        assignments = assignments.join(replaced.hint("broadcast"), on=["drop", "product_id"], how="left_anti")
+    return assignments.select("product_id", "attribute_id", "score")
+
+
 def calibrated(assignments, calibration):
     """product_id, attribute_id, score, confidence: with a calibration (a Spark DataFrame of
     ``CALIBRATION_COLUMNS``), only reliable attributes at or above their cut; without one, every

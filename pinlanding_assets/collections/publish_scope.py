@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from pinlanding_assets.partitions import concat_partitions
+
 EXCLUSION_SCHEMA = {"drop": pl.Utf8, "reason": pl.Utf8}
 
 
@@ -36,9 +38,10 @@ def _releases(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
 
 def of_release(frames: dict, release: str, drops: list[str]):
     """(the rows of every drop made with ``release``, the drops left out and why). ``drops`` are the
-    registered drops; a frame without a ``release`` column predates releases and never qualifies.
-    Lazy frames (per-product tables too big to load) stay lazy."""
-    kept, left_out = [], []
+    registered drops in landing order: of a product in several kept drops, the newest drop's rows count.
+    A frame without a ``release`` column predates releases and never qualifies. Lazy frames (per-product
+    tables too big to load) stay lazy."""
+    kept, left_out = {}, []
     for drop in sorted(set(drops) | set(frames)):
         frame = frames.get(drop)
         if frame is None:
@@ -46,7 +49,7 @@ def of_release(frames: dict, release: str, drops: list[str]):
             continue
         made_by = _releases(frame)
         if made_by == [release]:
-            kept.append(frame)
+            kept[drop] = frame
         else:
             label = ", ".join(str(r) for r in made_by) or "no release"
             left_out.append({"drop": drop, "reason": f"scored with {label}, not {release}: its re-scoring failed or "
@@ -54,4 +57,4 @@ def of_release(frames: dict, release: str, drops: list[str]):
     if not kept:
         raise MixedReleaseError(f"no drop is scored with release {release}; "
                                 + "; ".join(f"{e['drop']}: {e['reason']}" for e in left_out))
-    return pl.concat(kept, how="diagonal_relaxed"), pl.DataFrame(left_out, schema=EXCLUSION_SCHEMA)
+    return concat_partitions(kept, drops), pl.DataFrame(left_out, schema=EXCLUSION_SCHEMA)

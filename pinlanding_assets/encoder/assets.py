@@ -28,6 +28,7 @@ from pinlanding_assets.partitions import (
     all_releases_in,
     catalog_drops,
     concat_partitions,
+    landed_drops,
     model_releases,
     release_order,
 )
@@ -92,8 +93,10 @@ def dual_encoder(
     if missing:
         raise RuntimeError(f"release {context.partition_key} was curated from drops whose tables are gone: {missing}")
 
+    landed = landed_drops(context.instance)
+
     def of_release(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
-        return concat_partitions({d: f for d, f in frames.items() if d in drops})
+        return concat_partitions({d: f for d, f in frames.items() if d in drops}, landed)
 
     products = of_release(catalog_products).join(
         of_release(catalog_image_features).select("product_id", "is_blank"), on="product_id", how="left")

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from pinlanding_assets.automation import PUBLISH
 from pinlanding_assets.collections.feeds import read_feeds
-from pinlanding_assets.partitions import all_drops_in, concat_partitions, model_releases
+from pinlanding_assets.partitions import all_drops_in, concat_partitions, landed_drops, model_releases
 from pinlanding_assets.settings import load_settings
 from pinlanding_assets.site.pages import SiteConfig, build_site
 from pinlanding_assets.site.thumbnails import collage, make_thumbnails_with_ray, thumbnail_name
@@ -50,7 +50,8 @@ def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, ray_
     release = context.partition_key
     paths = load_settings().paths
     feeds = read_feeds(paths.feed_rows_dir(release))
-    products = concat_partitions(catalog_products).select("product_id", "title", "image_path")
+    products = concat_partitions(catalog_products, landed_drops(context.instance)).select("product_id", "title",
+                                                                                           "image_path")
     started = time.perf_counter()
     settings = SiteConfig(base_url=config.base_url, thumbnail_width=config.thumbnail_width, release=release)
     summary = build_site(collections, feeds, products, paths.site_dir, settings, make_thumbnails_with_ray,

@@ -11,7 +11,15 @@ import polars as pl
 import pytest
 
 from pinlanding_assets.collections.publish_scope import MixedReleaseError, of_release, require_settled
-from pinlanding_assets.partitions import catalog_drops, model_releases, next_release_key, search_weeks_for, week_key
+from pinlanding_assets.partitions import (
+    catalog_drops,
+    concat_partitions,
+    model_releases,
+    next_release_key,
+    search_weeks_for,
+    superseded_rows,
+    week_key,
+)
 from pinlanding_assets.releases import (
     ASSIGNMENTS,
     Snapshot,
@@ -82,6 +90,22 @@ def test_a_release_publishes_only_its_own_drops() -> None:
     assert "scored with r001, not r002" in left_out["reason"][0] and "no assignments" in left_out["reason"][1]
     with pytest.raises(MixedReleaseError, match="no drop is scored with release r003"):
         of_release(frames, "r003", ["d1", "d2"])
+
+
+def test_a_product_in_several_drops_keeps_its_newest_drops_rows() -> None:
+    frames = {"d2": pl.DataFrame({"product_id": ["a", "a", "c"], "title": ["A new", "A new", "C"]}),
+              "d1": pl.DataFrame({"product_id": ["a", "b"], "title": ["A old", "B"]}),
+              "d3": pl.DataFrame({"product_id": ["b"], "title": ["B newest"]})}
+    landed = ["d1", "d2", "d3"]
+    table = concat_partitions(frames, landed)
+    assert table.sort("product_id", "title").rows() == [("a", "A new"), ("a", "A new"), ("b", "B newest"), ("c", "C")]
+    lazy = concat_partitions({d: f.lazy() for d, f in frames.items()}, landed)
+    assert isinstance(lazy, pl.LazyFrame) and lazy.collect().sort("product_id", "title").equals(table.sort("product_id", "title"))
+    assert concat_partitions(frames, ["d3", "d2", "d1"]).sort("product_id")["title"].to_list() == ["A old", "B", "C"]
+    assert superseded_rows(frames, landed).rows() == [("d1", "a"), ("d1", "b")]
+    release = {d: f.with_columns(pl.lit("r1").alias("release")) for d, f in frames.items()}
+    rows, _ = of_release(release, "r1", landed)
+    assert rows.filter(pl.col("product_id") == "b")["title"].to_list() == ["B newest"]
 
 
 def test_search_weeks_are_bounded_by_the_log_and_changes_are_reported(tmp_path: Path) -> None:
