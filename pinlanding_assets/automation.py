@@ -17,8 +17,8 @@ tick's failed and in-progress partitions), once per tick, so they agree with the
 | product_embeddings, attribute_assignments | drop | the drop's catalog changed, or a release came into service |
 | query_intents (+ quarantine) | week | the week's log files changed (search_log_sensor) |
 | demand_window | week | eager, latest week only |
-| demand_intents, collections, feeds, baseline, comparison, pages | release | anything upstream changed, only for
-  the release in service and once every drop is settled for it |
+| demand_intents, collections, feeds, baseline, comparison, pages | release | together, in one run: what they read
+  changed since the release's last publish, only for the release in service, once every drop is settled for it |
 """
 
 from __future__ import annotations
@@ -31,13 +31,11 @@ from pinlanding_assets.releases import (
     Snapshot,
     current_release,
     drops_due_for_labels,
-    publishable_release,
+    publish_due,
 )
-from pinlanding_assets.stages import STAGES
+from pinlanding_assets.stages import stage
 
 AC = dg.AutomationCondition
-# Every per-drop asset (from the stages, written once): release and publish assets read all drops.
-DROP_ASSETS = dg.AssetSelection.assets(*(a for s in STAGES if s.partitions == "drops" for a in s.assets))
 RELEASE_INPUTS = dg.AssetSelection.assets("model_release", "attribute_embeddings", "dual_encoder")
 
 
@@ -88,24 +86,25 @@ class _PartitionsWhere(dg.AutomationCondition):
                                    context=context)
 
 
-class ReleaseReadyToPublish(_PartitionsWhere):
+class PublishDue(_PartitionsWhere):
     @property
     def description(self) -> str:
-        return "this release is in service and every drop is scored with it (or failed)"
+        return ("this release is in service, every drop is scored with it (or failed), and what it publishes "
+                "changed since its last publish")
 
     @property
     def name(self) -> str:
-        return "release_ready_to_publish"
+        return "publish_due"
 
     def keys(self, instance: dg.DagsterInstance, snapshot: Snapshot) -> set[str]:
-        release = publishable_release(instance, snapshot)
+        release = publish_due(instance, snapshot)
         return {release} if release else set()
 
 
 class DropPublished(_PartitionsWhere):
     @property
     def description(self) -> str:
-        return "the drop is on the published pages (or failed), or no release exists yet"
+        return "the drop's latest assignments are on the published pages (or it failed), or no release exists yet"
 
     @property
     def name(self) -> str:
@@ -130,9 +129,8 @@ class ReleaseInService(dg.AutomationCondition):
                                    context=context)
 
 
-def _changed(ignore: dg.AssetSelection | None = None) -> dg.AutomationCondition:
-    updated = AC.any_deps_updated() if ignore is None else AC.any_deps_updated().ignore(ignore)
-    return (AC.newly_missing() | updated).since_last_handled().with_label("new or upstream changed")
+def _changed() -> dg.AutomationCondition:
+    return (AC.newly_missing() | AC.any_deps_updated()).since_last_handled().with_label("new or upstream changed")
 
 
 # Not on_missing(): it skips partitions that already exist when the automation sensor first evaluates,
@@ -157,20 +155,30 @@ ASSIGNING = AC.eager().allow(dg.AssetSelection.assets("product_embeddings"))
 NEW_OR_MISSING = (AC.missing() & ~AC.execution_failed() & ~AC.newly_requested()).with_label("missing, never tried")
 SEARCH_WEEK = ((_changed() | NEW_OR_MISSING) & ~AC.in_progress()).with_label("week's log changed")
 WINDOW = AC.eager()
-# New VLM labels feed the next release, not this one: they never re-publish the release in service, and
-# a labelling run (minutes per drop) never holds a publish back. Blocked by it, collections waited while
-# the demand-side publish assets went ahead.
-LABELS = dg.AssetSelection.assets("raw_vlm_attributes")
-PUBLISH = (_changed(ignore=LABELS)
-           & ~AC.any_deps_missing().ignore(DROP_ASSETS) & ~AC.any_deps_in_progress().ignore(LABELS)
-           & ~AC.any_deps_match(AC.will_be_requested()).allow(DROP_ASSETS - LABELS) & ~AC.in_progress()
-           & ReleaseReadyToPublish()).with_label("publish the release in service")
+# One answer per tick for every publish asset (computed once, from the tick's snapshot), so the whole
+# publish (demand, collections, feeds, baseline, comparison, pages) is requested together: one run,
+# never pages built ahead of the feeds they show. New VLM labels feed the next release, not this one.
+PUBLISH = (PublishDue() & ~AC.in_progress()).with_label("publish the release in service")
 
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    "pinlanding_automation",
-    target=dg.AssetSelection.all(),
-    use_user_code_server=True,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=15,
-    description="Evaluates every asset's automation condition (some read the instance: hence the code server).",
-)
+# Two lanes (README: Operations): the instance runs one serving and one learning run at a time
+# (dagster.yaml), so a new drop is never queued behind labelling or a release build.
+LANE_TAG = "pinlanding/lane"
+LEARNING = dg.AssetSelection.assets(*stage("release").assets, "raw_vlm_attributes", "raw_vlm_quarantine")
+SERVING = dg.AssetSelection.all() - LEARNING
+
+
+def _lane(name: str, target: dg.AssetSelection, what: str) -> dg.AutomationConditionSensorDefinition:
+    return dg.AutomationConditionSensorDefinition(
+        f"{name}_automation",
+        target=target,
+        run_tags={LANE_TAG: name},
+        use_user_code_server=True,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=15,
+        description=f"Evaluates the automation conditions of the {name} lane ({what}); its runs are tagged "
+                    f"{LANE_TAG}={name}. Some conditions read the instance: hence the code server.",
+    )
+
+
+serving_automation = _lane("serving", SERVING, "a drop's intake and scoring, demand, the publish")
+learning_automation = _lane("learning", LEARNING, "VLM labelling, a release's vocabulary, encoder and embeddings")

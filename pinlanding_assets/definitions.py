@@ -3,7 +3,7 @@
 import dagster as dg
 
 from pinlanding_assets.attributes import assets as attribute_assets
-from pinlanding_assets.automation import automation_sensor
+from pinlanding_assets.automation import learning_automation, serving_automation
 from pinlanding_assets.catalog import assets as catalog_assets
 from pinlanding_assets.catalog import checks as catalog_checks
 from pinlanding_assets.collections import assets as collection_assets
@@ -26,7 +26,7 @@ defs = dg.Definitions(
     assets=[*all_assets, demand_assets.search_log],
     asset_checks=all_checks,
     jobs=all_jobs,
-    sensors=[catalog_drop_sensor, search_log_sensor, release_sensor, automation_sensor],
+    sensors=[catalog_drop_sensor, search_log_sensor, release_sensor, serving_automation, learning_automation],
     resources=resources_for(),
     # One process per run: Ray starts once per run, not once per step.
     executor=dg.in_process_executor,

@@ -135,22 +135,69 @@ def publishable_release(instance: dg.DagsterInstance, snapshot: Snapshot | None 
     return None
 
 
+def scored_versions(instance: dg.DagsterInstance, release: str) -> dict[str, int]:
+    """Drop -> the storage id of its assignments scored with ``release``: what a publish of it shows.
+    Recorded on landing_pages, so "the drop is on the pages" is read from what they were built from."""
+    out = {}
+    for state in drop_states(instance, release):
+        record = _latest(instance, ASSIGNMENTS, state.drop) if state.state == "scored" else None
+        if record is not None:
+            out[state.drop] = record.storage_id
+    return out
+
+
+def drops_on_pages(instance: dg.DagsterInstance, snapshot: Snapshot | None = None) -> dict[str, int]:
+    """Drop -> the storage id of the assignments the latest published pages show."""
+    pages = _latest(instance, LANDING_PAGES, snapshot=snapshot)
+    value = pages.asset_materialization.metadata.get("drops_on_pages") if pages is not None else None
+    return {drop: int(storage_id) for drop, storage_id in (value.value if value is not None else {}).items()}
+
+
 def drops_due_for_labels(instance: dg.DagsterInstance, snapshot: Snapshot | None = None) -> set[str]:
     """Drops whose VLM stage may run now: all of them before the first release (it needs labels), then
-    each drop once it is published (or its scoring failed), so labelling never delays publishing."""
+    each drop once its latest assignments are on the published pages (or its scoring failed), so
+    labelling never delays a page."""
     drops = _drops(instance, snapshot)
     if current_release(instance, snapshot) is None:
         return set(drops)
-    pages = _latest(instance, LANDING_PAGES, snapshot=snapshot)
+    shown = drops_on_pages(instance, snapshot)
     failed = _drops_in(instance, ASSIGNMENTS, drops, "FAILED", snapshot)
     due = set()
     for drop in drops:
         scored = _latest(instance, ASSIGNMENTS, drop, snapshot)
-        if drop in failed:
-            due.add(drop)
-        elif scored is not None and pages is not None and pages.timestamp >= scored.timestamp:
+        if drop in failed or (scored is not None and shown.get(drop, -1) >= scored.storage_id):
             due.add(drop)
     return due
+
+
+# What a publish reads besides the release's own tables (VLM labels feed the next release, not this one).
+PUBLISH_INPUTS = [dg.AssetKey(k) for k in ("catalog_products", "catalog_labels", "product_embeddings",
+                                           "attribute_assignments", "demand_window")]
+
+
+def last_publish_attempt(instance: dg.DagsterInstance, release: str, snapshot: Snapshot | None = None) -> float:
+    """When ``release`` was last published or a run to publish it (build its landing_pages) was created,
+    whatever became of that run: a publish that failed is not retried until something it reads changes."""
+    pages = _latest(instance, LANDING_PAGES, release, snapshot)
+    attempted = pages.timestamp if pages is not None else 0.0
+    for record in instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": release}), limit=200):
+        if LANDING_PAGES in (record.dagster_run.asset_selection or ()):
+            return max(attempted, record.create_timestamp.timestamp())
+    return attempted
+
+
+def publish_due(instance: dg.DagsterInstance, snapshot: Snapshot | None = None) -> str | None:
+    """The release to publish now, if any: it is publishable (every drop settled for it) and something it
+    reads changed after its last publish started. One answer per tick for every publish asset, so they
+    are requested together, in one run, never pages before the feeds they show."""
+    release = publishable_release(instance, snapshot)
+    if release is None:
+        return None
+    attempted = last_publish_attempt(instance, release, snapshot)
+    inputs = [_latest(instance, key, snapshot=snapshot) for key in PUBLISH_INPUTS]
+    inputs.append(_latest(instance, MODEL_RELEASE, release, snapshot))
+    newest = max((record.timestamp for record in inputs if record is not None), default=0.0)
+    return release if newest > attempted else None
 
 
 @dataclass(frozen=True)

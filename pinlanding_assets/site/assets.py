@@ -11,6 +11,7 @@ from pydantic import Field
 from pinlanding_assets.automation import PUBLISH
 from pinlanding_assets.collections.feeds import read_feeds
 from pinlanding_assets.partitions import all_drops_in, concat_partitions, landed_drops, model_releases
+from pinlanding_assets.releases import scored_versions
 from pinlanding_assets.settings import load_settings
 from pinlanding_assets.site.pages import SiteConfig, build_site
 from pinlanding_assets.site.thumbnails import collage, make_thumbnails_with_ray, thumbnail_name
@@ -67,6 +68,7 @@ def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, ray_
         "dagster/row_count": pages.height,
         "release": release,
         "drops_left_out": dg.MetadataValue.json({d: r for d, r in publish_exclusions.iter_rows()}),
+        "drops_on_pages": dg.MetadataValue.json(scored_versions(context.instance, release)),
         "pages": summary.pages, "collection_pages": summary.collection_pages, "thumbnails": summary.thumbnails,
         "site": dg.MetadataValue.path(str(summary.path)),
         "largest_page_kb": round(pages["bytes"].max() / 1024, 1) if pages.height else 0,

@@ -25,8 +25,10 @@ from pinlanding_assets.releases import (
     Snapshot,
     drop_states,
     drops_due_for_labels,
+    publish_due,
     publishable_release,
     release_due,
+    scored_versions,
 )
 from pinlanding_assets.sensors import changed_weeks
 
@@ -67,8 +69,13 @@ def test_publishing_waits_until_every_drop_is_settled_for_the_release() -> None:
         _materialize(instance, "attribute_assignments", "d2", release="r001")
         assert publishable_release(instance) == "r001"
         assert drops_due_for_labels(instance) == set(), "nothing published yet: labelling waits"
-        _materialize(instance, "landing_pages", "r001")
-        assert drops_due_for_labels(instance) == {"d1", "d2"}
+        _materialize(instance, "landing_pages", "r001", drops_on_pages={"d1": 0})
+        assert drops_due_for_labels(instance) == set(), "pages built before the drops were scored show neither"
+        _materialize(instance, "landing_pages", "r001", drops_on_pages=scored_versions(instance, "r001"))
+        assert drops_due_for_labels(instance) == {"d1", "d2"}, "read from what the pages were built from"
+        assert publish_due(instance) is None, "published after the last change"
+        _materialize(instance, "attribute_assignments", "d2", release="r001")
+        assert publish_due(instance) == "r001" and drops_due_for_labels(instance) == {"d1"}
         _materialize(instance, "model_release", "r002")  # a new release in service: r001 is not published again
         _materialize(instance, "attribute_assignments", "d1", release="r002")
         assert [s.state for s in drop_states(instance, "r002")] == ["scored", "stale"]
@@ -235,6 +242,43 @@ def test_a_labelling_run_never_holds_back_a_publish() -> None:
     with dg.instance_for_test() as instance:
         _d1_scored_with_r001(instance, "demand_intents", "collections")
         cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
-        _materialize(instance, "demand_intents", "r001")  # a new week's demand
+        _materialize(instance, "demand_window", "2006-03-20")  # a new week's demand
         dg.materialize([raw_vlm_attributes], instance=instance, partition_key="d1", selection=[raw_vlm_attributes])
         assert during and during[0].get_requested_partitions(dg.AssetKey("collections")) == {"r001"}
+
+
+def test_drops_landing_together_are_published_whole_in_one_run() -> None:
+    """Three drops register in one tick: nothing is published while any of them is unscored, then every
+    publish asset (whatever its own inputs) is requested in the same tick, for the same release: one run
+    (the daemon test counts the runs)."""
+    from pinlanding_assets.automation import PUBLISH
+
+    every_drop = dg.AllPartitionMapping()
+    specs = [dg.AssetSpec(key, partitions_def=catalog_drops) for key in
+             (*INTAKE_AND_EMBEDDING, "catalog_labels", "attribute_assignments")]
+    specs += [dg.AssetSpec("model_release", partitions_def=model_releases),
+              dg.AssetSpec("collections", partitions_def=model_releases, automation_condition=PUBLISH,
+                           deps=[dg.AssetDep("attribute_assignments", partition_mapping=every_drop)]),
+              dg.AssetSpec("collection_comparison", partitions_def=model_releases, automation_condition=PUBLISH,
+                           deps=["collections", dg.AssetDep("catalog_labels", partition_mapping=every_drop)]),
+              dg.AssetSpec("landing_pages", partitions_def=model_releases, automation_condition=PUBLISH,
+                           deps=["collections", dg.AssetDep("catalog_products", partition_mapping=every_drop)])]
+    defs = dg.Definitions(assets=[_stand_in(specs)])
+    publish = {dg.AssetKey(k) for k in ("collections", "collection_comparison", "landing_pages")}
+    with dg.instance_for_test() as instance:
+        _d1_scored_with_r001(instance, "collections", "collection_comparison")
+        _materialize(instance, "landing_pages", "r001", drops_on_pages=scored_versions(instance, "r001"))
+        cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
+        instance.add_dynamic_partitions(catalog_drops.name, ["d2", "d3", "d4"])
+        for drop in ("d2", "d3", "d4"):
+            for asset in (*INTAKE_AND_EMBEDDING, "catalog_labels"):
+                _materialize(instance, asset, drop)
+            if drop != "d4":
+                _materialize(instance, "attribute_assignments", drop, release="r001")
+        waiting = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        assert waiting.total_requested == 0, "d4 is not scored: no page is built without it"
+        _materialize(instance, "attribute_assignments", "d4", release="r001")
+        ready = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=waiting.cursor)
+        assert ready.total_requested == 3 and all(
+            ready.get_requested_partitions(key) == {"r001"} for key in publish), "the whole publish in one tick"
+        assert drops_due_for_labels(instance) == {"d1"}, "the new drops are labelled only once on the pages"

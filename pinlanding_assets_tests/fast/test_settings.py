@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from pinlanding_assets.automation import LANE_TAG
 from pinlanding_assets.cli import main
 from pinlanding_assets.deployment import resources_for
 from pinlanding_assets.instance import PROJECT_DAGSTER_YAML, ensure_dagster_home, merged_instance_config
@@ -94,16 +95,22 @@ def test_resources_are_built_from_the_settings(tmp_path: Path, monkeypatch: pyte
 
 def test_instance_config_is_copied_then_merged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = yaml.safe_load(PROJECT_DAGSTER_YAML.read_text())
-    assert project["concurrency"]["runs"]["max_concurrent_runs"] == 1
+    runs = project["concurrency"]["runs"]
+    assert runs["max_concurrent_runs"] == 2 and {(lane["key"], lane["value"], lane["limit"]) for lane in
+                                                 runs["tag_concurrency_limits"]} == {
+        (LANE_TAG, "serving", 1), (LANE_TAG, "learning", 1)}, "one run per lane"
+    assert project["run_retries"] == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}
     home = tmp_path / "home"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     assert ensure_dagster_home() == home
     assert yaml.safe_load((home / "dagster.yaml").read_text()) == project
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.run_monitoring_enabled and instance.run_retries_enabled and instance.run_retries_max_retries == 2
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: true\nconcurrency:\n  pools:\n    default_limit: 2\n")
     ensure_dagster_home()
     merged = yaml.safe_load((home / "dagster.yaml").read_text())
     assert merged["telemetry"] == {"enabled": True}, "a value the user set is kept"
-    assert merged["concurrency"] == {"pools": {"default_limit": 2}, "runs": {"max_concurrent_runs": 1}}
+    assert merged["concurrency"] == {"pools": {"default_limit": 2}, "runs": runs}
     assert merged_instance_config({"a": {"b": 1}}, {"a": 5}) == {"a": 5}
 
 
@@ -118,7 +125,7 @@ def test_an_old_run_queue_setting_is_migrated_and_the_instance_loads(tmp_path: P
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     ensure_dagster_home()
     merged = yaml.safe_load((home / "dagster.yaml").read_text())
-    assert merged["concurrency"] == {"runs": {"max_concurrent_runs": 3}}, "the user's limit moves, not ours"
+    assert merged["concurrency"]["runs"]["max_concurrent_runs"] == 3, "the user's limit moves, not ours"
     assert merged["run_coordinator"]["config"] == {"dequeue_interval_seconds": 5}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.run_coordinator is not None
