@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 FAST_VENV ?= .venv-fast
 
-.PHONY: install run test test-fast lint dev validate benchmark clean serve chromium
+.PHONY: install run test test-fast lint dev validate benchmark clean serve chromium postgresql
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,10 +33,14 @@ run: install
 chromium:
 	test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
+# The daemon test keeps its Dagster instance in a throwaway PostgreSQL cluster (Debian's PostgreSQL 15).
+postgresql:
+	test -n "$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql; }
+
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: install chromium lint
+test: install chromium postgresql lint
 	$(PY) -m pytest
 
 test-fast: $(FAST_VENV)/.installed

@@ -1,5 +1,7 @@
-"""The project-local Dagster instance: sqlite storage under DAGSTER_HOME, configured by the checked-in
-``dagster.yaml`` (telemetry off, runs launched by the daemon one at a time)."""
+"""The project's Dagster instance under DAGSTER_HOME, configured by the checked-in ``dagster.yaml``
+(telemetry off, two run lanes, run monitoring and retries). Storage is sqlite in DAGSTER_HOME unless
+PINLANDING_POSTGRES_URL names a PostgreSQL database: the production setting, where runs, events and
+schedules survive the machine and the daemon, webserver and run workers share one database."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ PROJECT_DAGSTER_YAML = PROJECT_ROOT / "dagster.yaml"
 
 
 QUEUE_LIMITS = ("max_concurrent_runs", "tag_concurrency_limits")
+# Read by Dagster from the environment when the instance loads, so the password stays out of the file.
+POSTGRES_STORAGE = {"postgres": {"postgres_url": {"env": "PINLANDING_POSTGRES_URL"}}}
 
 
 def migrated_run_queue(config: dict) -> dict:
@@ -55,6 +59,8 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     project = yaml.safe_load(PROJECT_DAGSTER_YAML.read_text()) or {}
+    if load_settings().postgres_url:
+        project["storage"] = POSTGRES_STORAGE
     existing = (yaml.safe_load(config.read_text()) or {}) if config.is_file() else {}
     merged = merged_instance_config(project, existing)
     if merged != existing or not config.is_file():

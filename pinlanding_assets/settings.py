@@ -75,6 +75,7 @@ DEFAULTS: dict[str, str | None] = {
     "PINLANDING_RELEASE_NEW_LABEL_SHARE": "0.5",
     "PINLANDING_RELEASE_MAX_AGE_DAYS": "7",
     "DAGSTER_HOME": str(PROJECT_ROOT / ".dagster_home"),
+    "PINLANDING_POSTGRES_URL": None,
 }
 
 
@@ -211,6 +212,7 @@ class QualityGates(dg.ConfigurableResource):
 class Settings:
     paths: Paths
     dagster_home: Path
+    postgres_url: str | None  # the instance's storage in PostgreSQL (production); None: sqlite in dagster_home
     deployment: str  # local | cluster
     ray_address: str | None
     spark_master: str | None
@@ -267,6 +269,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(
         paths=paths,
         dagster_home=Path(value("DAGSTER_HOME")).resolve(),
+        postgres_url=value("PINLANDING_POSTGRES_URL"),
         deployment=deployment,
         ray_address=value("RAY_ADDRESS"),
         spark_master=value("PINLANDING_SPARK_MASTER"),

@@ -1,8 +1,13 @@
-"""Declarative Automation on a real instance with the Dagster daemon, over a small real catalog.
+"""Declarative Automation on a real instance with the Dagster daemon, over a small real catalog, with
+the instance in a real PostgreSQL server (a throwaway cluster, as production keeps it).
 
 After a baseline published by `pinlanding run` (two drops, release r001, three weeks of searches):
-- a new drop is published by automation with the release in service: only its own partitions and the
-  publish assets of r001 are materialized (no vocabulary, no encoder, no old drop re-scored);
+- a new drop is published by automation with the release in service, although its first run worker is
+  killed (kill -9) mid-run: the run is marked failed and retried with no manual step; only its own
+  partitions and the publish assets of r001 are materialized (no vocabulary, no encoder, no old drop
+  re-scored);
+- a drop landing while labelling and the release build run goes through the serving lane beside them,
+  never queued behind them;
 - its VLM labels then make a new release due: the release sensor cuts r002, automation builds it,
   re-scores every drop, and publishes r002 only once every drop is scored with it;
 - a new week of searches (the code location reloaded) refreshes that week, the window and the pages;
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,12 +29,14 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from pinlanding_assets.automation import LANE_TAG
 from pinlanding_assets.catalog.drops import write_fashion_drop
 from pinlanding_assets.collections.feeds import read_feeds
 from pinlanding_assets.demand.intents import split_search_log
-from pinlanding_assets.instance import PROJECT_DAGSTER_YAML
+from pinlanding_assets.instance import ensure_dagster_home
 from pinlanding_assets.refresh_audit import DaemonProcess, latest, materialized_since
 from pinlanding_assets.settings import get_paths
+from pinlanding_assets_tests.postgres import postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -42,10 +50,36 @@ PUBLISH = {"demand_intents", "collections", "attribute_reliability", "demand_gap
 WEEKLY = {"query_intents", "search_log_quarantine", "demand_window"}
 
 
-@pytest.mark.timeout(2400)
-def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, tmp_path: Path) -> None:
-    home = Path(os.environ["DAGSTER_HOME"])
-    (home / "dagster.yaml").write_text(PROJECT_DAGSTER_YAML.read_text())
+STARTED = dg.DagsterRunStatus.STARTED
+
+
+@pytest.fixture
+def postgres_url(monkeypatch: pytest.MonkeyPatch):
+    with postgres_server() as url:
+        monkeypatch.setenv("PINLANDING_POSTGRES_URL", url)
+        yield url
+
+
+def _runs(instance: dg.DagsterInstance, **tags: str) -> list:
+    return list(instance.get_run_records(dg.RunsFilter(tags=tags), limit=500))
+
+
+def _run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid Dagster records when it starts a run's worker process."""
+    for entry in instance.all_logs(run_id):
+        message = entry.user_message or ""
+        if message.startswith("Started process for run (pid: "):
+            return int(message.split("pid: ")[1].split(")")[0])
+    return None
+
+
+def _overlaps(first, second) -> bool:
+    return first.start_time < (second.end_time or time.time()) and second.start_time < (first.end_time or time.time())
+
+
+@pytest.mark.timeout(2700)
+def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, tmp_path: Path, postgres_url: str) -> None:
+    ensure_dagster_home()
     landing, log_dir = project_dirs / "landing", project_dirs / "search_log"
     all_weeks = sorted(split_search_log(get_paths().shared_search_log, tmp_path / "weeks"))
     log_dir.mkdir(parents=True)
@@ -67,13 +101,23 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
 
     daemon = DaemonProcess(ROOT, env, tmp_path / "daemon.log")
     with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         try:
-            # a new drop: published with r001, then labelled
+            # a new drop: its first run worker is killed; the run is retried, then published with r001
             started = time.time()
             daemon.start()
             write_fashion_drop(fashion_dir, landing, "drop-003", 60, 30)
+            first = lambda: [r for r in _runs(instance, **{"dagster/partition": "drop-003"})  # noqa: E731
+                             if r.dagster_run.status == STARTED and _run_worker_pid(instance, r.dagster_run.run_id)]
+            daemon.wait_for(instance, "drop-003's first run to start", lambda: bool(first()), 600)
+            killed = first()[0].dagster_run.run_id
+            os.kill(_run_worker_pid(instance, killed), signal.SIGKILL)
             pages = lambda release: latest(instance, "landing_pages", release)  # noqa: E731
             daemon.wait_for(instance, "drop-003 on the pages", lambda: pages("r001").timestamp > started, 900)
+            assert instance.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE
+            retries = _runs(instance, **{"dagster/parent_run_id": killed})
+            assert [r.dagster_run.status for r in retries] == [dg.DagsterRunStatus.SUCCESS], "retried, no manual step"
+            assert "drop-003" in pages("r001").asset_materialization.metadata["drops_on_pages"].value
             published = pages("r001").timestamp
             before_pages = materialized_since(instance, started, published + 0.001)
             assert {a for a, p in before_pages if a in PER_DROP} <= PER_DROP - {"raw_vlm_attributes",
@@ -87,16 +131,34 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
             titles = latest(instance, "collections", "r001").asset_materialization.metadata
             assert titles["title_cache_hits"].value > 0
 
-            # its labels make a release due: r002 is built, every drop re-scored, then published
+            # drop-003's labelling (learning lane) starts; a small drop landing now is served beside it
+            learning = lambda: [r for r in _runs(instance, **{LANE_TAG: "learning"})  # noqa: E731
+                                if r.dagster_run.status == STARTED]
+            daemon.wait_for(instance, "drop-003's labelling run", lambda: bool(learning()), 600)
+            write_fashion_drop(fashion_dir, landing, "drop-005", 120, 10)
+
+            # drop-003's labels make a release due: r002 is built, every drop re-scored, then published
             daemon.wait_for(instance, "release r002 published", lambda: pages("r002") is not None, 1500)
-            scored = [latest(instance, "attribute_assignments", d) for d in ("drop-001", "drop-002", "drop-003")]
+            served = _runs(instance, **{"dagster/partition": "drop-005", LANE_TAG: "serving"})
+            assert all(r.start_time - r.create_timestamp.timestamp() < 60 for r in served), "never queued behind learning"
+            assert any(_overlaps(s, lr) for s in served for lr in _runs(instance, **{LANE_TAG: "learning"})
+                       if lr.start_time), "the two lanes ran side by side"
+            drops = ("drop-001", "drop-002", "drop-003", "drop-005")
+            scored = [latest(instance, "attribute_assignments", d) for d in drops]
             assert all(r.asset_materialization.metadata["release"].value == "r002" for r in scored)
             assert max(r.timestamp for r in scored) < pages("r002").timestamp, "published once every drop is scored"
+            assert set(pages("r002").asset_materialization.metadata["drops_on_pages"].value) == set(drops)
             assert (site / "release.txt").read_text().strip() == "r002"
             vocabulary = latest(instance, "curated_vocabulary", "r002").asset_materialization.metadata
-            assert vocabulary["drops"].value == ["drop-001", "drop-002", "drop-003"]
-            r001_pages = pages("r001").timestamp
-            assert r001_pages == published, "the old release is not published again"
+            assert set(drops[:3]) <= set(vocabulary["drops"].value) <= set(drops)
+            assert pages("r001").timestamp < pages("r002").timestamp, "the old release is not published again"
+            for record in instance.fetch_materializations(dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey("landing_pages"), after_timestamp=started), limit=100).records:
+                feeds_of_run = instance.fetch_materializations(dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey("collection_feeds"), after_timestamp=started), limit=100).records
+                assert record.run_id in {f.run_id for f in feeds_of_run}, "pages are built in one run with their feeds"
+            daemon.wait_for(instance, "drop-005 labelled", lambda: latest(instance, "raw_vlm_attributes",
+                                                                          "drop-005") is not None, 900)
 
             # a new week of searches: the code location reloads (the week partitions grow)
             daemon.drain(instance)
@@ -114,7 +176,7 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
             assert {p for a, p in refreshed if a in PUBLISH} == {"r002"}
             daemon.drain(instance)
             failed = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=5)
-            assert not failed, [r.dagster_run.run_id for r in failed]
+            assert [r.dagster_run.run_id for r in failed] == [killed], "the killed run is the only failure"
         finally:
             daemon.stop()
 
