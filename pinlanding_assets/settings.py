@@ -40,7 +40,6 @@ DEFAULTS: dict[str, str | None] = {
     "PINLANDING_MAX_QUARANTINE_RATE": "0.2",
     "PINLANDING_ATTRIBUTE_SAMPLE": "budget",
     "PINLANDING_ATTRIBUTE_BUDGET_S": "120",
-    "PINLANDING_ATTRIBUTE_PRODUCTS_PER_S": "0.66",
     "PINLANDING_ATTRIBUTE_ACTORS": "1",
     "PINLANDING_ATTRIBUTE_BACKEND": "offline",
     "PINLANDING_LLM": DEFAULT_LLM,
@@ -161,7 +160,6 @@ class AttributeSettings:
 
     sample: str
     budget_s: float
-    products_per_s: float
     actors: int
     min_support: int
     judge_threshold: float
@@ -289,7 +287,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         attributes=AttributeSettings(
             sample=value("PINLANDING_ATTRIBUTE_SAMPLE"),
             budget_s=number("PINLANDING_ATTRIBUTE_BUDGET_S", float, 1),
-            products_per_s=number("PINLANDING_ATTRIBUTE_PRODUCTS_PER_S", float, 0.001),
             actors=number("PINLANDING_ATTRIBUTE_ACTORS", int, 1),
             min_support=number("PINLANDING_MIN_SUPPORT", int, 1),
             judge_threshold=number("PINLANDING_JUDGE_THRESHOLD", float, 0, 1),

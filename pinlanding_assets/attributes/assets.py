@@ -40,28 +40,59 @@ class AttributeSampleConfig(dg.Config):
     )
     budget_seconds: float = Field(
         default_factory=lambda: load_settings().attributes.budget_s,
-        description="Time the VLM stage may spend on one drop when sample='budget'.",
-    )
-    products_per_second: float = Field(
-        default_factory=lambda: load_settings().attributes.products_per_s,
-        description="Expected VLM-stage rate (benchmarks/attribute_stage.py measures it); fixed so a re-run picks "
-                    "the same sample.",
+        description="Seconds the VLM stage may spend on one drop when sample='budget', on this machine: the sample "
+                    "is sized from the rate measured on this instance (a probe the first time), and a drop "
+                    "re-materialized keeps the size it was given.",
     )
     actors: int = Field(default_factory=lambda: load_settings().attributes.actors)
     batch_size: int = 4
     seed: int = 0
 
 
+BUDGET = "budget"
+PROBE_PRODUCTS = 4  # labelled first when this instance has never measured the model's rate
+
+
 def sample_size_for(config: AttributeSampleConfig, available: int) -> int | None:
-    """Products to label in a drop of ``available``: None means all."""
+    """Products to label in a drop of ``available`` under a fixed rule: None means all. The budget rule
+    is sized by ``budget_sample`` from the rate measured on the instance."""
     rule = config.sample.strip().lower()
     if rule == "all":
         return None
-    if rule == "budget":
-        return sample_size(config.budget_seconds, config.products_per_second, available)
+    if rule == BUDGET:
+        raise ValueError("the budget rule is sized from a measured rate: use budget_sample")
     if not rule.isdigit() or int(rule) < 1:
         raise ValueError(f"attribute sample must be 'budget', 'all' or a positive number, got {config.sample!r}")
     return int(rule)
+
+
+def _labelling_records(instance: dg.DagsterInstance, drop: str | None = None, limit: int = 50):
+    key = dg.AssetKey("raw_vlm_attributes")
+    return instance.fetch_materializations(dg.AssetRecordsFilter(
+        asset_key=key, asset_partitions=[drop] if drop else None), limit=limit).records
+
+
+def _value(record, name: str):
+    value = record.asset_materialization.metadata.get(name)
+    return value.value if value is not None else None
+
+
+def budget_sample(instance: dg.DagsterInstance, drop: str, rate_key: str, budget_seconds: float,
+                  available: int) -> tuple[int | None, str]:
+    """(products to label, where the size comes from) under the time budget. A drop labelled before under
+    the same budget keeps its size (re-materializing gives the same sample); otherwise the size is the
+    budget times the rate the stage last reached on this instance with this model (its whole run, model
+    loading included, so the budget holds here, on this machine's CPU). None: never measured, probe first."""
+    for record in _labelling_records(instance, drop, limit=1):
+        if _value(record, "budget_seconds") == budget_seconds and _value(record, "rate_key") == rate_key:
+            size = int(_value(record, "sampled_products"))
+            return min(size, available), f"the size this drop was given before ({size})"
+    for record in _labelling_records(instance):
+        rate = _value(record, "products_per_second")
+        if _value(record, "rate_key") == rate_key and rate:
+            size = sample_size(budget_seconds, rate, available)
+            return size, f"{budget_seconds:g} s x {rate:g} products/s measured on this instance ({record.partition_key})"
+    return None, "never measured here"
 
 
 class CurationRunConfig(dg.Config):
@@ -96,20 +127,37 @@ def raw_vlm_attributes(
     catalog_labels: pl.DataFrame,
 ):
     """VLM stage on a stable sample of the drop (Ray Data: CPU preprocessing -> model actor pool)."""
-    size = sample_size_for(config, catalog_products.height)
-    sample = sample_products(catalog_products, size, config.seed).join(
-        catalog_image_features.select("product_id", pl.col("dominant_colours").alias("image_colours")),
-        on="product_id", how="left",
-    )
+    drop, available = context.partition_key, catalog_products.height
     threads = max(1, int(ray_pool.cpus_available() or os.cpu_count() or 2) // max(config.actors, 1))
     spec = models.attribute_spec(threads=threads)
-    inputs = sample.select("product_id", "title", "description", "image_path", "image_colours").to_arrow()
+    rate_key = json.dumps({k: v for k, v in sorted(spec.items()) if k != "api_key"}, sort_keys=True)
+    budgeted = config.sample.strip().lower() == BUDGET
+    size, source = budget_sample(context.instance, drop, rate_key, config.budget_seconds, available) if budgeted else (
+        sample_size_for(config, available), config.sample)
+    colours = catalog_image_features.select("product_id", pl.col("dominant_colours").alias("image_colours"))
+
+    def label(products: pl.DataFrame, what: str) -> pl.DataFrame:
+        inputs = products.join(colours, on="product_id", how="left").select(
+            "product_id", "title", "description", "image_path", "image_colours").to_arrow()
+        progress = Progress(context.log.info, f"{drop} {what}", products.height)
+        return pl.from_arrow(extract_with_ray(inputs, spec, ray_pool.model_stage_options(actors=config.actors),
+                                              batch_size=config.batch_size, on_rows=progress.add))
+
     started = time.perf_counter()
-    context.log.info(f"{context.partition_key}: labelling {sample.height} of {catalog_products.height} products "
-                     f"({config.sample} sample; {spec['backend']} backend, {spec.get('slots', 1)} slot(s))")
-    progress = Progress(context.log.info, f"{context.partition_key} labelled", sample.height)
-    results = pl.from_arrow(extract_with_ray(inputs, spec, ray_pool.model_stage_options(actors=config.actors),
-                                             batch_size=config.batch_size, on_rows=progress.add))
+    parts = []
+    if budgeted and size is None:
+        probe = sample_products(catalog_products, PROBE_PRODUCTS, config.seed)
+        parts.append(label(probe, "probe labelled"))
+        rate = probe.height / (time.perf_counter() - started)
+        size = sample_size(config.budget_seconds, rate, available)
+        source = f"{config.budget_seconds:g} s x {rate:.3g} products/s measured by a {probe.height}-product probe"
+    sample = sample_products(catalog_products, size, config.seed)
+    rest = sample.join(parts[0].select("product_id"), on="product_id", how="anti") if parts else sample
+    context.log.info(f"{drop}: labelling {sample.height} of {available} products ({source}; {spec['backend']} "
+                     f"backend, {spec.get('slots', 1)} slot(s))")
+    if rest.height:
+        parts.append(label(rest, "labelled"))
+    results = pl.concat(parts).sort("product_id")
     seconds = time.perf_counter() - started
     attributes, quarantine = split_results(context.partition_key, results)
     types = dict(zip(catalog_products["product_id"], map(title_type, catalog_products["title"])))
@@ -120,8 +168,9 @@ def raw_vlm_attributes(
     yield dg.Output(attributes, output_name="raw_vlm_attributes", metadata={
         "dagster/row_count": attributes.height,
         "sampled_products": sample.height,
-        "sample_rule": config.sample if config.sample != "budget" else
-        f"budget {config.budget_seconds:g} s x {config.products_per_second:g} products/s",
+        "sample_rule": source,
+        "budget_seconds": config.budget_seconds if budgeted else 0.0,
+        "rate_key": rate_key,
         "product_types_sampled": len({types[pid] for pid in sample["product_id"]}),
         "product_types_in_drop": len(set(types.values())),
         "labelled_products": results.height - quarantine.height,

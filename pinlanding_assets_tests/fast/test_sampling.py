@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import polars as pl
 import pytest
 
-from pinlanding_assets.attributes.assets import AttributeSampleConfig, sample_size_for
+from pinlanding_assets.attributes.assets import AttributeSampleConfig, budget_sample, sample_size_for
 from pinlanding_assets.attributes.raw_attributes import coverage_order, hash_order, sample_products, sample_size, title_type
+from pinlanding_assets.partitions import catalog_drops
 
 COUNTS = {"T-shirt": 60, "Casual Shoes": 25, "Jeans": 10, "Tunic": 3, "Track Pants": 2, "Cufflinks": 1}
 
@@ -49,9 +51,27 @@ def test_sample_size_follows_the_budget() -> None:
     assert sample_size(120, 0.8, 50) == 50 and sample_size(1, 0.1, 50) == 1
     with pytest.raises(ValueError, match="positive"):
         sample_size(0, 0.8, 10)
-    config = AttributeSampleConfig(sample="budget", budget_seconds=60, products_per_second=0.5)
-    assert sample_size_for(config, 943) == 30
+    with pytest.raises(ValueError, match="measured rate"):
+        sample_size_for(AttributeSampleConfig(sample="budget"), 943)
     assert sample_size_for(AttributeSampleConfig(sample="all"), 943) is None
     assert sample_size_for(AttributeSampleConfig(sample="12"), 943) == 12
     with pytest.raises(ValueError, match="'budget', 'all' or a positive number"):
         sample_size_for(AttributeSampleConfig(sample="lots"), 943)
+
+
+def test_the_budget_is_sized_from_the_rate_measured_on_this_instance() -> None:
+    def labelled(instance, drop: str, **metadata) -> None:
+        instance.report_runless_asset_event(dg.AssetMaterialization("raw_vlm_attributes", partition=drop,
+                                                                    metadata=metadata))
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(catalog_drops.name, ["d1", "d2", "d3"])
+        assert budget_sample(instance, "d1", "qwen-1.5b", 120.0, 943) == (None, "never measured here"), "probe first"
+        labelled(instance, "d1", rate_key="qwen-1.5b", budget_seconds=120.0, sampled_products=24,
+                 products_per_second=0.19)
+        size, source = budget_sample(instance, "d2", "qwen-1.5b", 120.0, 943)
+        assert size == 22 and "0.19 products/s measured on this instance (d1)" in source
+        assert budget_sample(instance, "d1", "qwen-1.5b", 120.0, 943)[0] == 24, "a drop keeps the size it was given"
+        assert budget_sample(instance, "d1", "qwen-1.5b", 60.0, 943)[0] == 11, "a new budget is sized anew"
+        assert budget_sample(instance, "d3", "qwen-0.5b", 120.0, 943)[0] is None, "another model is measured anew"
+        assert budget_sample(instance, "d3", "qwen-1.5b", 120.0, 5)[0] == 5
