@@ -55,6 +55,20 @@ class Runner:
     def run(self, stage_name: str, partition_key: str) -> bool:
         return self.run_selection(list(stage(stage_name).assets), partition_key)
 
+    def score(self, drops: list[str]) -> list[str]:
+        """Score ``drops`` in one run (one process, one Ray) when they are a run of consecutive registered
+        drops; if that run fails, or they are not, one run per drop, so a broken drop holds back only
+        itself. Returns the drops that failed."""
+        from pinlanding_assets.partitions import landed_drops
+
+        order = landed_drops(self.instance)
+        first = order.index(drops[0]) if drops and drops[0] in order else -1
+        if len(drops) > 1 and order[first:first + len(drops)] == drops:
+            if self.run_selection(list(stage("scoring").assets), drops[0], last=drops[-1]):
+                return []
+            print("the scoring run failed: scoring each drop on its own", file=sys.stderr)
+        return [drop for drop in drops if not self.run("scoring", drop)]
+
     def demand(self) -> bool:
         """Report changed week files (as the search-log sensor would), refresh those weeks, then the
         latest demand window."""
@@ -74,14 +88,18 @@ class Runner:
         latest = search_weeks.get_last_partition_key()
         return ok and latest is not None and self.run_selection(["demand_window"], latest)
 
-    def run_selection(self, assets: list[str], partition_key: str) -> bool:
+    def run_selection(self, assets: list[str], partition_key: str, last: str | None = None) -> bool:
+        """One run of ``assets`` for ``partition_key``, or for the partitions from it to ``last``."""
         import dagster as dg
 
         job = self.defs.resolve_job_def(stage_of(assets[0]).job_name)
         started = time.perf_counter()
-        result = job.execute_in_process(partition_key=partition_key, instance=self.instance, raise_on_error=False,
-                                        asset_selection=[dg.AssetKey(a) for a in assets])
+        span = {"partition_key": partition_key} if last is None else {"tags": {
+            "dagster/asset_partition_range_start": partition_key, "dagster/asset_partition_range_end": last}}
+        result = job.execute_in_process(instance=self.instance, raise_on_error=False,
+                                        asset_selection=[dg.AssetKey(a) for a in assets], **span)
         cause = "" if result.success else f" ({failure_cause(result)}; run {result.run_id})"
+        partition_key = partition_key if last is None else f"{partition_key}...{last}"
         print(f"{', '.join(assets)} {partition_key}: {'ok' if result.success else 'FAILED'} in "
               f"{time.perf_counter() - started:.1f}s{cause}", flush=True)
         return result.success
@@ -125,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     if "release" in stages:
         _release_if_due(runner, bool(args.only))
     if "scoring" in stages:
-        failed += [drop for drop in drops if not runner.run("scoring", drop)]
+        failed += runner.score(drops)
     if "demand" in stages and not runner.demand():
         return 1
     published = _publish(runner)
@@ -169,7 +187,8 @@ def _release(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     import dagster as dg
 
-    from pinlanding_assets.releases import cut_release, drop_states, publishable_release, require_labels, withdraw_release
+    from pinlanding_assets.partitions import landed_drops
+    from pinlanding_assets.releases import cut_release, publishable_release, require_labels, withdraw_release
 
     require_labels(dg.DagsterInstance.get())
     runner = Runner()
@@ -182,8 +201,7 @@ def _release(args: argparse.Namespace) -> int:
         withdraw_release(runner.instance, key)
         print(f"release {key} failed to build and was withdrawn: the release in service stays", file=sys.stderr)
         return 1
-    for state in drop_states(runner.instance, key):
-        runner.run("scoring", state.drop)
+    runner.score(landed_drops(runner.instance))
     release = publishable_release(runner.instance)
     ok = release == key and runner.run("publish", key)
     print(f"release {key}: {'published' if ok else 'NOT published'} after {time.perf_counter() - started:.1f}s")

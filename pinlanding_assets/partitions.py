@@ -85,6 +85,12 @@ def all_drops_in() -> dg.AssetIn:
                       metadata={"allow_missing_partitions": True, "partition_dict": True})
 
 
+def run_drops_in() -> dg.AssetIn:
+    """An input of the run's own drops as ``{drop: frame}``: one drop, or every drop a single-run
+    backfill covers (a release re-scoring them all in one run)."""
+    return dg.AssetIn(metadata={"partition_dict": True})
+
+
 def all_releases_in() -> dg.AssetIn:
     """An input of every materialized release as ``{release: frame}``; the asset picks the one it needs."""
     return dg.AssetIn(partition_mapping=dg.AllPartitionMapping(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,28 @@ def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Pat
         assert (warehouse / "attribute_assignments" / "drop-broken.parquet").is_dir(), "written by Ray, swapped in"
         assert assignments["product_id"].n_unique() == embeddings.height
         assert value("assignment_quarantine", "drop-broken").is_empty()
+
+        # a release re-scores every drop in one run (a single-run range), with the same rows per drop
+        shutil.copytree(broken_drop, broken_drop.parent / "drop-copy", symlinks=True)
+        instance.add_dynamic_partitions(catalog_drops.name, ["drop-copy"])
+        assert defs.resolve_job_def("drop_intake_job").execute_in_process(
+            partition_key="drop-copy", instance=instance, asset_selection=[dg.AssetKey(k) for k in (
+                "catalog_products", "catalog_quarantine", "catalog_labels", "catalog_image_features")]).success
+        runs = len(instance.get_run_records())
+        both = defs.resolve_job_def("drop_scoring_job").execute_in_process(instance=instance, tags={
+            "dagster/asset_partition_range_start": "drop-broken", "dagster/asset_partition_range_end": "drop-copy"})
+        assert both.success and len(instance.get_run_records()) == runs + 1, "one run for both drops"
+        again = value("attribute_assignments", "drop-broken")
+        key = ["product_id", "attribute_id"]
+        assert again.sort(key).equals(assignments.sort(key)), "scored alone or with others, a drop gets the same rows"
+        copy = value("attribute_assignments", "drop-copy")
+        assert copy.drop("drop").sort(key).equals(assignments.drop("drop").sort(key)) and set(copy["drop"]) == {"drop-copy"}
+        for drop in ("drop-broken", "drop-copy"):
+            record = instance.fetch_materializations(dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("attribute_assignments"), asset_partitions=[drop]), limit=1).records[0]
+            assert record.run_id == both.run_id
+            assert record.asset_materialization.metadata["release"].value == "r001"
+            assert record.asset_materialization.metadata["drops"].value[drop]["products"] == embeddings.height
 
     # `pinlanding evaluate` on a labelled catalog directory prints one JSON object last
     env = {**os.environ, "PINLANDING_DATA_DIR": str(project_dirs)}

@@ -9,7 +9,7 @@ After a baseline published by `pinlanding run` (two drops, release r001, three w
 - a drop landing while labelling and the release build run goes through the serving lane beside them,
   never queued behind them;
 - its VLM labels then make a new release due: the release sensor cuts r002, automation builds it,
-  re-scores every drop, and publishes r002 only once every drop is scored with it;
+  re-scores every drop in one run, and publishes r002 only once every drop is scored with it;
 - a new week of searches (the code location reloaded) refreshes that week, the window and the pages;
 - `pinlanding run --only` publishes a new drop with the release in service, and refuses to publish a
   release that only that drop is scored with.
@@ -146,6 +146,7 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
             drops = ("drop-001", "drop-002", "drop-003", "drop-005")
             scored = [latest(instance, "attribute_assignments", d) for d in drops]
             assert all(r.asset_materialization.metadata["release"].value == "r002" for r in scored)
+            assert len({r.run_id for r in scored[:3]}) == 1, "the release re-scored the drops in one run"
             assert max(r.timestamp for r in scored) < pages("r002").timestamp, "published once every drop is scored"
             assert set(pages("r002").asset_materialization.metadata["drops_on_pages"].value) == set(drops)
             assert (site / "release.txt").read_text().strip() == "r002"

@@ -59,19 +59,37 @@ class WarehouseIOManager(PolarsParquetIOManager):
             super().sink_df_to_path(context, df, staged)
 
     def handle_output(self, context: OutputContext, obj) -> None:
+        """A table or an engine-written directory for one partition; for a run over several partitions
+        (a single-run backfill: a release re-scoring every drop), ``{partition: table or directory}``."""
+        if context.has_asset_partitions and isinstance(obj, dict):
+            paths = self._get_paths_for_partitions(context)
+            if set(obj) != set(paths):
+                raise ValueError(f"the output holds partitions {sorted(obj)}, the run writes {sorted(paths)}")
+            for key, path in sorted(paths.items()):
+                if isinstance(obj[key], StagedParquet):
+                    self._swap_in(obj[key], Path(str(path)))
+                else:
+                    self.make_directory(path.parent)
+                    self.write_df_to_path(context, obj[key], path)
+            context.add_output_metadata({"partitions_written": len(paths)})
+            return
         if not isinstance(obj, StagedParquet):
             return super().handle_output(context, obj)
-        if not any(obj.path.glob("*.parquet")):
-            raise ValueError(f"{obj.path} holds no Parquet file: the engine wrote nothing")
         paths = self._get_paths_for_partitions(context) if context.has_asset_partitions else {"": self._get_path(context)}
         if len(paths) != 1:
             raise ValueError(f"a staged Parquet directory is one partition, not {len(paths)}")
         target = Path(str(next(iter(paths.values()))))
+        self._swap_in(obj, target)
+        context.add_output_metadata({"path": MetadataValue.path(str(target))})
+
+    @staticmethod
+    def _swap_in(staged: StagedParquet, target: Path) -> None:
+        if not any(staged.path.glob("*.parquet")):
+            raise ValueError(f"{staged.path} holds no Parquet file: the engine wrote nothing")
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_file():  # a table written whole before the engine wrote this asset
             target.unlink()
-        replace_directory(obj.path, target)
-        context.add_output_metadata({"path": MetadataValue.path(str(target))})
+        replace_directory(staged.path, target)
 
     def load_input(self, context: InputContext):
         if not context.definition_metadata.get(PARTITION_DICT):

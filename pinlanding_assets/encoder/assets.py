@@ -31,6 +31,7 @@ from pinlanding_assets.partitions import (
     landed_drops,
     model_releases,
     release_order,
+    run_drops_in,
 )
 from pinlanding_assets.settings import QualityGates, load_settings
 from resources.ray_pool import RayPool
@@ -237,44 +238,57 @@ def scoring_threads(ray_pool: RayPool, options: dict) -> int:
     return 1 if "num_gpus" in options else max(1, int(ray_pool.cpus_available() or 2))
 
 
+def _per_partition(drops: list[str], figures: dict[str, dict], extra: dict) -> dict:
+    """Output metadata: a run over one drop gives its figures; a run over several (a release re-scoring
+    every drop) gives each drop's figures under ``drops``, since every partition gets the same metadata."""
+    if len(drops) == 1:
+        return {**figures[drops[0]], **extra}
+    return {"drops": dg.MetadataValue.json(figures), "drops_in_run": len(drops), **extra}
+
+
 @dg.asset(
-    ins={"catalog_products": dg.AssetIn(), "catalog_image_features": dg.AssetIn(), "model_release": all_releases_in(),
+    ins={"catalog_products": run_drops_in(), "catalog_image_features": run_drops_in(), "model_release": all_releases_in(),
          "dual_encoder": all_releases_in()},
     partitions_def=catalog_drops, group_name="encoder", kinds={"ray", "parquet"}, owners=OWNERS,
-    automation_condition=SCORING,
+    automation_condition=SCORING, backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def product_embeddings(
-    context: dg.AssetExecutionContext, ray_pool: RayPool, catalog_products: pl.DataFrame,
-    catalog_image_features: pl.DataFrame, model_release: dict[str, pl.DataFrame], dual_encoder: dict[str, pl.DataFrame],
-) -> dg.Output[StagedParquet]:
+    context: dg.AssetExecutionContext, ray_pool: RayPool, catalog_products: dict[str, pl.DataFrame],
+    catalog_image_features: dict[str, pl.DataFrame], model_release: dict[str, pl.DataFrame],
+    dual_encoder: dict[str, pl.DataFrame],
+) -> dg.Output[dict[str, StagedParquet]]:
     """Every product of the drop embedded once with the release in service (Ray Data: CPU decode tasks
     -> encoder actor pool). Ray writes the vectors to the partition's Parquet directory itself; they
-    never pass through this process."""
+    never pass through this process. A release re-scores every drop in one run (a single-run backfill):
+    one process and one Ray for all drops instead of one per drop."""
     release = release_in_service(model_release)
     spec, version, preprocess_cfg = _spec(dual_encoder[release])
-    inputs = catalog_products.select("product_id", "title", "image_path").join(
-        catalog_image_features.select("product_id", "is_blank"), on="product_id", how="left")
     options, threads = encoder_stage(ray_pool)
-    context.log.info(f"embedding {inputs.height} products of {context.partition_key} with release {release} "
-                     f"({options['compute']}, {threads} torch thread(s) per encoder actor)")
-    started = time.perf_counter()
     paths = load_settings().paths
-    staged = embed_products_with_ray(inputs.to_arrow(), spec, paths.open_clip_cache, version, release, preprocess_cfg,
-                                     options, paths.staging_path("product_embeddings", context.partition_key),
-                                     threads=threads)
-    seconds = time.perf_counter() - started
-    written = pl.scan_parquet(staged.path).select(
-        pl.len().alias("rows"), (~pl.col("image_used")).sum().alias("fallbacks")).collect().row(0, named=True)
-    if written["rows"] != catalog_products.height:
-        raise RuntimeError(f"{catalog_products.height - written['rows']} products left the embedding job without a row")
-    context.log.info(f"{written['rows']} products embedded in {seconds:.0f}s")
-    return dg.Output(staged, metadata={
-        "dagster/row_count": written["rows"], "release": release, "model_version": version,
-        "text_only_fallbacks": written["fallbacks"],
-        "products_per_second": round(written["rows"] / seconds, 2) if seconds else 0.0,
-        "seconds": round(seconds, 1), "torch_threads_per_actor": threads,
-        "gpus": ray_pool.gpus_available(),
-    })
+    staged, figures = {}, {}
+    for drop in context.partition_keys:
+        products = catalog_products[drop]
+        inputs = products.select("product_id", "title", "image_path").join(
+            catalog_image_features[drop].select("product_id", "is_blank"), on="product_id", how="left")
+        context.log.info(f"embedding {inputs.height} products of {drop} with release {release} "
+                         f"({options['compute']}, {threads} torch thread(s) per encoder actor)")
+        started = time.perf_counter()
+        staged[drop] = embed_products_with_ray(inputs.to_arrow(), spec, paths.open_clip_cache, version, release,
+                                               preprocess_cfg, options, paths.staging_path("product_embeddings", drop),
+                                               threads=threads)
+        seconds = time.perf_counter() - started
+        written = pl.scan_parquet(staged[drop].path).select(
+            pl.len().alias("rows"), (~pl.col("image_used")).sum().alias("fallbacks")).collect().row(0, named=True)
+        if written["rows"] != products.height:
+            raise RuntimeError(f"{products.height - written['rows']} products of {drop} left the embedding job "
+                               "without a row")
+        context.log.info(f"{drop}: {written['rows']} products embedded in {seconds:.0f}s")
+        figures[drop] = {"dagster/row_count": written["rows"], "text_only_fallbacks": written["fallbacks"],
+                         "products_per_second": round(written["rows"] / seconds, 2) if seconds else 0.0,
+                         "seconds": round(seconds, 1)}
+    return dg.Output(staged, metadata=_per_partition(context.partition_keys, figures, {
+        "release": release, "model_version": version, "torch_threads_per_actor": threads,
+        "gpus": ray_pool.gpus_available()}))
 
 
 @dg.multi_asset(
@@ -287,61 +301,68 @@ def product_embeddings(
             description="Products of the drop that could not be scored, with the reason.", kinds={"parquet"},
             owners=OWNERS, automation_condition=ASSIGNING),
     },
-    ins={"product_embeddings": dg.AssetIn(), "attribute_embeddings": all_releases_in(),
+    ins={"product_embeddings": run_drops_in(), "attribute_embeddings": all_releases_in(),
          "dual_encoder": all_releases_in()},
-    partitions_def=catalog_drops, group_name="encoder",
+    partitions_def=catalog_drops, group_name="encoder", backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def attribute_assignments(
-    context: dg.AssetExecutionContext, ray_pool: RayPool, product_embeddings: pl.LazyFrame,
+    context: dg.AssetExecutionContext, ray_pool: RayPool, product_embeddings: dict[str, pl.LazyFrame],
     attribute_embeddings: dict[str, pl.DataFrame], dual_encoder: dict[str, pl.DataFrame],
 ):
     """Blocked scoring: each block of products is one GEMM against the release's attributes, assigned
-    and written by Ray; memory is bounded by the block, not the drop. Unusable vectors are quarantined."""
-    drop = context.partition_key
-    made = product_embeddings.select(pl.col("release").unique(), pl.col("model_version").unique()).collect()
+    and written by Ray; memory is bounded by the block, not the drop. Unusable vectors are quarantined.
+    Every drop of the run must have been embedded by one materialized release."""
+    drops = context.partition_keys
+    made = pl.concat([product_embeddings[d].select("release", "model_version") for d in drops]).unique().collect()
     releases = sorted(set(made["release"]), key=str)
     release = releases[0] if len(releases) == 1 else None
     if release not in dual_encoder or release not in attribute_embeddings:
-        raise RuntimeError(f"product embeddings of {drop} were made by release(s) {releases}, which is not one "
-                           "materialized release: re-materialize product_embeddings")
+        raise RuntimeError(f"product embeddings of {', '.join(drops)} were made by release(s) {releases}, which is "
+                           "not one materialized release: re-materialize product_embeddings")
     encoder, phrases = dual_encoder[release], attribute_embeddings[release]
     version = encoder["version"][0]
     stale = (set(made["model_version"]) | set(phrases["model_version"])) - {version}
     if stale:
-        raise RuntimeError(f"embeddings of {drop} were made by model {sorted(stale)}, not release {release}'s {version}")
+        raise RuntimeError(f"embeddings of {', '.join(drops)} were made by model {sorted(stale)}, not release "
+                           f"{release}'s {version}")
     if ANCHOR_FACET not in set(phrases["facet"]):
         raise RuntimeError(f"release {release} has no {ANCHOR_FACET} attribute: products cannot be assigned a type")
     table = AttributeTable.build(phrases["attribute_id"].to_list(), phrases["facet"].to_list(),
                                  np.asarray(phrases["embedding"].to_list(), np.float32),
                                  json.loads(encoder["thresholds"][0]))
     paths = load_settings().paths
-    embeddings = paths.partition_path("product_embeddings", drop)
-    quarantine = unscorable_with_ray(embeddings, drop, table.vectors.shape[1], ASSIGNMENT_BLOCK_ROWS)
     options = ray_pool.model_stage_options(actors=1)
-    context.log.info(f"scoring {drop} against {len(table.ids)} attributes of release {release} in blocks of "
-                     f"{ASSIGNMENT_BLOCK_ROWS} products; {quarantine.height} unusable vector(s) quarantined")
-    started = time.perf_counter()
-    staged = assign_with_ray(embeddings, table, drop, release, version,
-                             options, paths.staging_path("attribute_assignments", drop),
-                             block_rows=ASSIGNMENT_BLOCK_ROWS, threads=scoring_threads(ray_pool, options))
-    seconds = time.perf_counter() - started
-    rows = pl.scan_parquet(staged.path)
-    summary = rows.select(pl.len().alias("rows"), ((pl.col("method") == "top1") & (pl.col("facet") == ANCHOR_FACET))
-                          .sum().alias("products")).collect(engine="streaming").row(0, named=True)
-    embedded = product_embeddings.select(pl.len()).collect().item()
-    if summary["products"] + quarantine.height != embedded:
-        raise RuntimeError(f"{embedded - summary['products'] - quarantine.height} products of {drop} were neither "
-                           "assigned nor quarantined")
-    count = summary["rows"]
-    scores = rows.select("score").head(100_000).collect()["score"]  # the first products' scores, for the plot
-    yield dg.Output(staged, output_name="attribute_assignments", metadata={
-        "dagster/row_count": count, "release": release, "model_version": version,
-        "products": summary["products"], "quarantined": quarantine.height,
-        "mean_attributes_per_product": round(count / summary["products"], 2) if summary["products"] else 0.0,
-        "block_rows": ASSIGNMENT_BLOCK_ROWS, "seconds": round(seconds, 1),
-        "pairs_scored_per_second": round(embedded * len(table.ids) / seconds) if seconds else 0,
-        "score_histogram": histogram_markdown(scores, "scores of assigned attributes", "cosine similarity"),
-        "preview": table_preview(rows.head(15).collect(), rows=15),
-    })
-    yield dg.Output(quarantine, output_name="assignment_quarantine", metadata={
-        "dagster/row_count": quarantine.height, "preview": table_preview(quarantine)})
+    staged, quarantines, figures = {}, {}, {}
+    for drop in drops:
+        embeddings = paths.partition_path("product_embeddings", drop)
+        quarantines[drop] = unscorable_with_ray(embeddings, drop, table.vectors.shape[1], ASSIGNMENT_BLOCK_ROWS)
+        context.log.info(f"scoring {drop} against {len(table.ids)} attributes of release {release} in blocks of "
+                         f"{ASSIGNMENT_BLOCK_ROWS} products; {quarantines[drop].height} unusable vector(s) quarantined")
+        started = time.perf_counter()
+        staged[drop] = assign_with_ray(embeddings, table, drop, release, version,
+                                       options, paths.staging_path("attribute_assignments", drop),
+                                       block_rows=ASSIGNMENT_BLOCK_ROWS, threads=scoring_threads(ray_pool, options))
+        seconds = time.perf_counter() - started
+        summary = pl.scan_parquet(staged[drop].path).select(
+            pl.len().alias("rows"), ((pl.col("method") == "top1") & (pl.col("facet") == ANCHOR_FACET)).sum()
+            .alias("products")).collect(engine="streaming").row(0, named=True)
+        embedded = product_embeddings[drop].select(pl.len()).collect().item()
+        if summary["products"] + quarantines[drop].height != embedded:
+            raise RuntimeError(f"{embedded - summary['products'] - quarantines[drop].height} products of {drop} were "
+                               "neither assigned nor quarantined")
+        count = summary["rows"]
+        figures[drop] = {
+            "dagster/row_count": count, "products": summary["products"], "quarantined": quarantines[drop].height,
+            "mean_attributes_per_product": round(count / summary["products"], 2) if summary["products"] else 0.0,
+            "seconds": round(seconds, 1),
+            "pairs_scored_per_second": round(embedded * len(table.ids) / seconds) if seconds else 0}
+    extra = {"release": release, "model_version": version, "block_rows": ASSIGNMENT_BLOCK_ROWS}
+    if len(drops) == 1:
+        rows = pl.scan_parquet(staged[drops[0]].path)
+        scores = rows.select("score").head(100_000).collect()["score"]  # the first products' scores, for the plot
+        extra |= {"score_histogram": histogram_markdown(scores, "scores of assigned attributes", "cosine similarity"),
+                  "preview": table_preview(rows.head(15).collect(), rows=15)}
+    yield dg.Output(staged, output_name="attribute_assignments", metadata=_per_partition(drops, figures, extra))
+    yield dg.Output(quarantines, output_name="assignment_quarantine", metadata=_per_partition(
+        drops, {d: {"dagster/row_count": q.height} for d, q in quarantines.items()},
+        {"preview": table_preview(pl.concat(list(quarantines.values())))}))

@@ -1,4 +1,4 @@
-"""The warehouse IO manager: a table is replaced whole or not at all."""
+"""The warehouse IO manager: a table is replaced whole or not at all; one run may write several partitions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from resources.storage import parquet_io_manager
+from resources.storage import StagedParquet, parquet_io_manager
 
 
 def test_a_failed_write_leaves_the_previous_table(tmp_path: Path) -> None:
@@ -26,3 +26,37 @@ def test_a_failed_write_leaves_the_previous_table(tmp_path: Path) -> None:
     assert not failed.success
     assert [p.name for p in (tmp_path / "table").iterdir()] == ["drop-001.parquet"], "no staged file is left"
     assert pl.read_parquet(tmp_path / "table" / "drop-001.parquet")["product_id"].to_list() == ["a", "b"]
+
+
+def test_one_run_writes_several_partitions(tmp_path: Path) -> None:
+    """A single-run backfill (a release re-scoring every drop): the asset returns {drop: table or engine
+    directory} and each lands in its own partition; a partition the output lacks fails the run."""
+    drops = dg.StaticPartitionsDefinition(["d1", "d2", "d3"])
+    policy = dg.BackfillPolicy.single_run()
+
+    @dg.asset(partitions_def=drops, backfill_policy=policy)
+    def table(context) -> dict[str, pl.DataFrame]:
+        return {drop: pl.DataFrame({"drop": [drop]}) for drop in context.partition_keys}
+
+    @dg.asset(partitions_def=drops, backfill_policy=policy)
+    def engine_written(context) -> dict[str, StagedParquet]:
+        out = {}
+        for drop in context.partition_keys:
+            out[drop] = StagedParquet(tmp_path / "staging" / drop)
+            out[drop].path.mkdir(parents=True)
+            pl.DataFrame({"drop": [drop]}).write_parquet(out[drop].path / "part-0.parquet")
+        return out
+
+    @dg.asset(partitions_def=drops, backfill_policy=policy)
+    def short(context) -> dict[str, pl.DataFrame]:
+        return {context.partition_keys[0]: pl.DataFrame({"drop": ["x"]})}
+
+    warehouse = tmp_path / "warehouse"
+    span = {"dagster/asset_partition_range_start": "d1", "dagster/asset_partition_range_end": "d3"}
+    resources = {"io_manager": parquet_io_manager(warehouse)}
+    assert dg.materialize([table, engine_written], tags=span, resources=resources).success
+    for drop in ("d1", "d2", "d3"):
+        assert pl.read_parquet(warehouse / "table" / f"{drop}.parquet")["drop"].to_list() == [drop]
+        assert pl.read_parquet(warehouse / "engine_written" / f"{drop}.parquet")["drop"].to_list() == [drop]
+    failed = dg.materialize([short], tags=span, resources=resources, raise_on_error=False)
+    assert not failed.success and not (warehouse / "short").exists()
