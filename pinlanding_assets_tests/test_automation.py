@@ -65,10 +65,10 @@ def _runs(instance: dg.DagsterInstance, **tags: str) -> list:
 
 
 def _run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    """The pid Dagster records when it starts a run's worker process."""
+    """The pid of the process executing a run's steps, as the run's engine event records it."""
     for entry in instance.all_logs(run_id):
         message = entry.user_message or ""
-        if message.startswith("Started process for run (pid: "):
+        if message.startswith("Executing steps in process (pid: "):
             return int(message.split("pid: ")[1].split(")")[0])
     return None
 
@@ -103,14 +103,15 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         try:
-            # a new drop: its first run worker is killed; the run is retried, then published with r001
+            # a new drop: its scoring run's worker is killed; the run is retried, then published with r001
             started = time.time()
             daemon.start()
             write_fashion_drop(fashion_dir, landing, "drop-003", 60, 30)
-            first = lambda: [r for r in _runs(instance, **{"dagster/partition": "drop-003"})  # noqa: E731
-                             if r.dagster_run.status == STARTED and _run_worker_pid(instance, r.dagster_run.run_id)]
-            daemon.wait_for(instance, "drop-003's first run to start", lambda: bool(first()), 600)
-            killed = first()[0].dagster_run.run_id
+            scoring = lambda: [r for r in _runs(instance, **{"dagster/partition": "drop-003"})  # noqa: E731
+                               if r.dagster_run.status == STARTED and _run_worker_pid(instance, r.dagster_run.run_id)
+                               and dg.AssetKey("product_embeddings") in (r.dagster_run.asset_selection or ())]
+            daemon.wait_for(instance, "drop-003's scoring run to start", lambda: bool(scoring()), 600)
+            killed = scoring()[0].dagster_run.run_id
             os.kill(_run_worker_pid(instance, killed), signal.SIGKILL)
             pages = lambda release: latest(instance, "landing_pages", release)  # noqa: E731
             daemon.wait_for(instance, "drop-003 on the pages", lambda: pages("r001").timestamp > started, 900)
