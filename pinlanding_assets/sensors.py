@@ -29,7 +29,7 @@ def new_drops(ready: list[str], registered: set[str], requested: set[str]) -> li
     description="Registers each ready drop (its _READY marker exists) as a catalog_drops partition; "
                 "automation then materializes it.",
 )
-def catalog_drop_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+def catalog_drop_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     landing = get_paths().landing_dir
     cursor = json.loads(context.cursor) if context.cursor else {}
     if isinstance(cursor, list):  # the cursor of earlier versions: the requested drops only
@@ -42,8 +42,8 @@ def catalog_drop_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult 
         context.log.warning(refused[name])
     next_cursor = json.dumps({"requested": sorted(requested | set(drops)), "refused": sorted(refused)})
     if not drops:
-        return dg.SkipReason(f"no new ready drops in {landing}"
-                             + (f"; refused: {'; '.join(refused.values())}" if refused else ""))
+        reason = f"no new ready drops in {landing}" + (f"; refused: {'; '.join(refused.values())}" if refused else "")
+        return dg.SensorResult(skip_reason=reason, cursor=next_cursor)
     context.log.info(f"registering drops: {', '.join(drops)}")
     return dg.SensorResult(
         dynamic_partitions_requests=[catalog_drops.build_add_request(drops)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -171,5 +172,6 @@ def test_ready_drops_with_refused_names_are_reported(tmp_path: Path) -> None:
         patch.setenv("PINLANDING_LANDING_DIR", str(tmp_path))
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-ok"])
         skipped = catalog_drop_sensor(dg.build_sensor_context(instance=instance, cursor='["drop-ok"]'))
-    assert isinstance(skipped, dg.SkipReason) and "'drop 5' refused" in skipped.skip_message
-    assert "'.hidden-drop' refused" in skipped.skip_message
+        reason = skipped.skip_reason.skip_message
+        assert "'drop 5' refused" in reason and "'.hidden-drop' refused" in reason
+        assert json.loads(skipped.cursor)["refused"] == sorted(refused), "each refused name is logged once"
