@@ -188,9 +188,13 @@ def _release(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from pinlanding_assets.partitions import landed_drops
-    from pinlanding_assets.releases import cut_release, publishable_release, require_labels, withdraw_release
+    from pinlanding_assets.releases import ReleaseError, cut_release, publishable_release, require_labels, withdraw_release
 
-    require_labels(dg.DagsterInstance.get())
+    try:
+        require_labels(dg.DagsterInstance.get())
+    except ReleaseError as exc:
+        print(f"pinlanding release: {exc}", file=sys.stderr)
+        return 2
     runner = Runner()
     key = cut_release(runner.instance)
     print(f"release {key} cut")
@@ -360,7 +364,6 @@ def main(argv: list[str] | None = None) -> int:
     from pinlanding_assets.catalog.drops import DropError
     from pinlanding_assets.catalog.products import CatalogTableError
     from pinlanding_assets.demand.intents import SearchLogError
-    from pinlanding_assets.releases import ReleaseError
     from pinlanding_assets.settings import SettingError, export_library_environment
     from resources.models import ModelFileError
 
@@ -368,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export_library_environment(load_settings().dagster_home)
         return args.handler(args)
-    except (CatalogTableError, SearchLogError, ModelFileError, SettingError, DropError, ReleaseError) as exc:
+    except (CatalogTableError, SearchLogError, ModelFileError, SettingError, DropError) as exc:
         print(f"pinlanding {args.command}: {exc}", file=sys.stderr)
         return 2
 

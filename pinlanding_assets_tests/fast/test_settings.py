@@ -183,3 +183,18 @@ def test_cli_refuses_a_missing_warehouse(tmp_path: Path, monkeypatch: pytest.Mon
     assert main(["evaluate", "--catalog", str(tmp_path / "catalog")]) == 2
     error = capsys.readouterr().err.strip()
     assert error == "no model release found: run `pinlanding run` first"
+
+
+def test_the_cli_reads_the_week_partitions_only_after_making_the_demo_inputs() -> None:
+    """The search weeks are fixed when pinlanding_assets.partitions is imported, from the log folder's
+    files: the CLI must make those files first (an import of it in `main` once left every week unknown
+    to `make run` on a fresh machine)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from pinlanding_assets import cli; "
+             "from pinlanding_assets.cli import build_parser; build_parser(); "
+             "import inspect; src = inspect.getsource(cli.main); "
+             "assert 'pinlanding_assets.partitions' not in sys.modules, 'partitions imported by the CLI module'; "
+             "assert 'releases' not in src and 'partitions' not in src, 'main imports the partitions'")
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=PROJECT_ROOT)
