@@ -4,7 +4,7 @@
 
 1. The whole Ray stage as the pipeline runs it (CPU preprocessing -> EfficientNet labels + LLM actor),
    including actor start and model load; its image labels feed the steps below.
-2. Baseline: the answer format before issue 11 (a JSON object under a JSON schema, every facet key
+2. Baseline: the earlier answer format (a JSON object under a JSON schema, every facet key
    spelled out, a longer data block), one llama.cpp slot: the LLM calls of the stage as they were.
 3. Today's answer (one line of seven fields under a GBNF grammar) with 1, 2, 4, 8 llama.cpp slots, the
    products submitted concurrently.

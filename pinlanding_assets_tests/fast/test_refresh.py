@@ -170,7 +170,7 @@ def _d1_scored_with_r001(instance: dg.DagsterInstance, *published: str) -> None:
 
 
 def test_a_materialization_during_a_tick_never_splits_a_publish() -> None:
-    """The CI failure of issue 13's stop, replayed: a drop's scoring run finishes while a tick is being
+    """A race seen under the daemon, replayed: a drop's scoring run finishes while a tick is being
     evaluated. Reading the live instance, the publish condition of the pages saw the drop scored while
     the feeds (evaluated on the tick's snapshot) did not, and the pages were published without it.
     Every publish asset must see the tick's snapshot: nothing this tick, feeds and pages together next."""
