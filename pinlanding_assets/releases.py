@@ -93,6 +93,7 @@ class DropState:
     drop: str
     state: str  # scored | failed | stale | pending
     release: str | None  # the release its assignments were made with
+    assignments_id: int | None = None  # the storage id of its latest assignments
 
     @property
     def settled(self) -> bool:
@@ -120,7 +121,7 @@ def drop_states(instance: dg.DagsterInstance, release: str, snapshot: Snapshot |
             state = "stale"
         else:
             state = "pending"
-        states.append(DropState(drop, state, scored_with))
+        states.append(DropState(drop, state, scored_with, record.storage_id if record is not None else None))
     return states
 
 
@@ -138,12 +139,7 @@ def publishable_release(instance: dg.DagsterInstance, snapshot: Snapshot | None 
 def scored_versions(instance: dg.DagsterInstance, release: str) -> dict[str, int]:
     """Drop -> the storage id of its assignments scored with ``release``: what a publish of it shows.
     Recorded on landing_pages, so "the drop is on the pages" is read from what they were built from."""
-    out = {}
-    for state in drop_states(instance, release):
-        record = _latest(instance, ASSIGNMENTS, state.drop) if state.state == "scored" else None
-        if record is not None:
-            out[state.drop] = record.storage_id
-    return out
+    return {s.drop: s.assignments_id for s in drop_states(instance, release) if s.state == "scored"}
 
 
 def drops_on_pages(instance: dg.DagsterInstance, snapshot: Snapshot | None = None) -> dict[str, int]:

@@ -111,56 +111,53 @@ def _parses_alone(line: str, width: int) -> bool:
     return len(rows) == 1 and len(rows[0]) >= width
 
 
-def _csv_records(path: Path, width: int | None = None) -> Iterator[tuple[int, list[str] | None, str, str | None]]:
-    """(first line number, fields, raw text, error) for each CSV record, parsed one record at a time so
-    that a broken record costs only itself: an unclosed quote ends where the next line is a whole row of
-    ``width`` fields, an oversized field is reported for its record, and parsing goes on. Invalid UTF-8
-    survives as surrogates, caught per row. ``width`` None reads the header record only."""
+Record = tuple[int, list[str] | None, str, str | None]  # first line number, fields, raw text, error
+
+
+def _next_record(lines: list[str], index: int, width: int | None) -> tuple[Record, int]:
+    """The CSV record starting at ``lines[index]`` and the index after it, parsed on its own so that a
+    broken record costs only itself: an unclosed quote ends where the next line is a whole row of
+    ``width`` fields (None: the header, which has no width yet), an oversized field is reported for its
+    record. Invalid UTF-8 survives as surrogates, caught per row."""
+    start, text = index + 1, lines[index]
+    index += 1
+    while not _closes(text):
+        if index >= len(lines) or len(text) > MAX_RECORD_CHARS or (
+                width is not None and _parses_alone(lines[index], width)):
+            return (start, None, text, "unclosed quote: a quoted field never ends, so the row cannot be read"), index
+        text += lines[index]
+        index += 1
     try:
-        handle = path.open(encoding="utf-8", errors="surrogateescape", newline="")
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        return (start, None, text, f"unreadable CSV row: {exc}"), index
+    return (start, rows[0] if rows else [], text, None), index
+
+
+def _csv_table(path: Path) -> tuple[list[str], Iterator[Record]]:
+    """(the header, every record after it), the file read once."""
+    try:
+        with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
+            lines = handle.readlines()
     except OSError as exc:
         raise CatalogTableError(f"cannot open product table {path}: {exc}") from exc
-    with handle:
-        lines = handle.readlines()
     index = 0
     while index < len(lines):
-        start, text = index + 1, lines[index]
-        index += 1
-        unclosed = False
-        while not _closes(text):
-            if index >= len(lines) or len(text) > MAX_RECORD_CHARS or (
-                    width is not None and _parses_alone(lines[index], width)):
-                unclosed = True
-                break
-            text += lines[index]
-            index += 1
-        if unclosed:
-            yield start, None, text, "unclosed quote: a quoted field never ends, so the row cannot be read"
-            continue
-        try:
-            rows = list(csv.reader(io.StringIO(text)))
-        except csv.Error as exc:
-            yield start, None, text, f"unreadable CSV row: {exc}"
-            continue
-        yield start, rows[0] if rows else [], text, None
-
-
-def _header(path: Path) -> list[str]:
-    for _, fields, _, error in _csv_records(path):
+        (_, fields, _, error), index = _next_record(lines, index, None)
         if error:
             raise CatalogTableError(f"product table {path} has an unreadable header: {error}")
         if fields and any(value.strip() for value in fields):
-            return [name.strip().lstrip("\ufeff") for name in fields]
-    raise CatalogTableError(f"product table {path} is empty")
-
-
-def _data_records(path: Path, width: int) -> Iterator[tuple[int, list[str] | None, str, str | None]]:
-    """Every record after the header."""
-    records = _csv_records(path, width)
-    for _, fields, _, _ in records:
-        if fields and any(value.strip() for value in fields):
+            header = [name.strip().lstrip("\ufeff") for name in fields]
             break
-    yield from records
+    else:
+        raise CatalogTableError(f"product table {path} is empty")
+
+    def records(position: int) -> Iterator[Record]:
+        while position < len(lines):
+            record, position = _next_record(lines, position, len(header))
+            yield record
+
+    return header, records(index)
 
 
 def _encoding_error(fields: list[str]) -> str | None:
@@ -207,10 +204,10 @@ def _raw_rows(records, columns: list[str], exact: bool) -> list[RawRow]:
 
 
 def read_fashion_rows(path: Path) -> list[RawRow]:
-    header = _header(path)
+    header, records = _csv_table(path)
     if tuple(header[:10]) != FASHION_COLUMNS:
         raise CatalogTableError(f"product table {path} has header {header}, expected {list(FASHION_COLUMNS)}")
-    return _raw_rows(_data_records(path, len(FASHION_COLUMNS)), list(FASHION_COLUMNS), exact=False)
+    return _raw_rows(records, list(FASHION_COLUMNS), exact=False)
 
 
 def read_generic_rows(path: Path) -> list[RawRow]:
@@ -225,8 +222,7 @@ def read_generic_rows(path: Path) -> list[RawRow]:
             for index, record in enumerate(frame.iter_rows())
         ]
     else:
-        columns = _header(path)
-        records = _data_records(path, len(columns))
+        columns, records = _csv_table(path)
     missing = [name for name in GENERIC_REQUIRED if name not in columns]
     if missing:
         raise CatalogTableError(f"product table {path} lacks required columns {missing} (has {columns})")
