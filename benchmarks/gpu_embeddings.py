@@ -55,7 +55,7 @@ def products_in(images: Path, limit: int) -> list[tuple[str, str]]:
 
 
 def encode(encoder: DualEncoder, pixels: torch.Tensor, titles: list[str]) -> torch.Tensor:
-    image = encoder.image_head(encoder.image_trunk_features(pixels))
+    image = encoder.image_head(encoder.image_features(pixels))
     title = encoder.text_head(encoder.text_trunk_features(titles))
     return encoder.fuse(image, title, torch.ones(len(titles), dtype=torch.bool, device=image.device))
 

@@ -19,7 +19,7 @@ from pinlanding_assets.encoder.evaluation import encode_products, evaluate_encod
 from pinlanding_assets.encoder.model import DualEncoder, EncoderSpec, load_checkpoint, save_checkpoint
 from pinlanding_assets.encoder.pairs import split_of, title_matches
 from pinlanding_assets.encoder.training import TrainingConfig, build_feature_cache, train_heads
-from resources.models import load_efficientnet_lite0, load_minilm
+from resources.models import load_efficientnet_lite, load_minilm
 
 PHRASES = {
     "category": ["t-shirt", "shirt", "jeans", "casual shoes", "sports shoes", "handbag", "watch", "kurta", "heels",
@@ -63,8 +63,8 @@ def test_towers_carry_the_offline_weights(tmp_path: Path, fashion_dir: Path) -> 
 
     pixels = encoder.preprocess(Image.open(fashion_dir / "images" / "1855.jpg").convert("RGB"))
     with torch.no_grad():
-        expected = load_efficientnet_lite0().forward_head(
-            load_efficientnet_lite0().forward_features(pixels.unsqueeze(0)), pre_logits=True)
+        expected = load_efficientnet_lite().forward_head(
+            load_efficientnet_lite().forward_features(pixels.unsqueeze(0)), pre_logits=True)
     assert torch.allclose(encoder.image_trunk_features(pixels.unsqueeze(0)), expected, atol=1e-4)
 
 
@@ -109,8 +109,9 @@ def test_unfrozen_image_blocks_train_and_stay_consistent(catalog, tmp_path: Path
     after = encoder.open_image_parameters(1)
     assert any(not torch.equal(a, b) for a, b in zip(before, after)), "the open stage trained"
     with torch.no_grad():
-        trained_path = encoder.image_head(encoder.image_tail(encoder.image_stem_features(pixels, 1), 1))
-        assert torch.allclose(trained_path, encoder.image_head(encoder.image_trunk_features(pixels)), atol=1e-5)
+        stem = encoder.image_stem_features(pixels, 1)
+        trained_path = encoder.image_head(torch.cat([encoder.image_tail(stem, 1), encoder.colour_features(pixels)], -1))
+        assert torch.allclose(trained_path, encoder.image_head(encoder.image_features(pixels)), atol=1e-5)
     save_checkpoint(encoder.model, EncoderSpec(), tmp_path / "open.pt", {})
     reloaded = DualEncoder(EncoderSpec(checkpoint=str(tmp_path / "open.pt")), tmp_path)
     assert torch.allclose(reloaded.image_trunk_features(pixels), encoder.image_trunk_features(pixels), atol=1e-6)
@@ -217,10 +218,50 @@ def test_encoder_actors_starting_together_never_read_a_half_written_config(tmp_p
     on an empty config file): two processes that keep rewriting it (each with another text tower path,
     so every call writes) never read a partial file."""
     script = ("import sys\nfrom pathlib import Path\n"
-              "from pinlanding_assets.encoder.model import register_default_architecture\n"
+              "from pinlanding_assets.encoder.model import register_architecture\n"
               "for _ in range(300):\n"
-              "    register_default_architecture(Path(sys.argv[1]), Path(sys.argv[2]))\n")
+              "    register_architecture(Path(sys.argv[1]), Path(sys.argv[2]))\n")
     processes = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), f"/towers/{i}"], stderr=subprocess.PIPE,
                                   text=True) for i in range(2)]
     errors = [process.communicate(timeout=600)[1] for process in processes]
     assert [process.returncode for process in processes] == [0, 0], errors
+
+
+def test_training_never_reads_the_ground_truth(fashion_dir: Path, fashion_rows, tmp_path: Path) -> None:
+    """The same drop with its label columns shuffled across rows yields the same products and, through
+    the training the release runs, the same encoder and thresholds: the labels reach evaluation only."""
+    import csv
+    import random
+
+    from pinlanding_assets.catalog.products import FASHION_LABELS
+    from pinlanding_assets.encoder.model import state_digest
+    from pinlanding_assets.encoder.training import train_dual_encoder
+
+    rows = fashion_rows[:160]
+    shuffled = [dict(row) for row in rows]
+    generator = random.Random(7)
+    for column in FASHION_LABELS:
+        values = [row[column] for row in rows]
+        generator.shuffle(values)
+        for row, value in zip(shuffled, values):
+            row[column] = value
+    trained = {}
+    for name, table in (("as sent", rows), ("labels shuffled", shuffled)):
+        drop = tmp_path / name / "drop-001"
+        (drop / "images").mkdir(parents=True)
+        with (drop / "catalog.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(table)
+        for row in table:
+            (drop / "images" / f"{row['id']}.jpg").symlink_to(fashion_dir / "images" / f"{row['id']}.jpg")
+        tables = validate_catalog("drop-001", drop)
+        answers = pl.DataFrame({"product_id": tables.products["product_id"].head(12).to_list(),
+                                "facet": ["gender"] * 12, "value": ["men"] * 12})
+        model = train_dual_encoder(tables.products, answers, _vocabulary(), EncoderSpec(),
+                                   TrainingConfig(max_products=160, epochs=3, patience=3), tmp_path / "open_clip")
+        trained[name] = (tables, state_digest(model.encoder.model), model.thresholds)
+    (plain, plain_digest, plain_thresholds), (mixed, mixed_digest, mixed_thresholds) = trained.values()
+    assert not plain.labels.equals(mixed.labels), "the shuffle changed the ground truth"
+    assert plain.products.drop("image_path").equals(mixed.products.drop("image_path"))
+    assert plain_digest == mixed_digest and plain_thresholds == mixed_thresholds

@@ -47,7 +47,7 @@ def test_unknown_model_is_refused(tmp_path: Path) -> None:
 def test_efficientnet_lite0_recognises_a_tshirt(fashion_dir: Path) -> None:
     from timm.data import ImageNetInfo, create_transform, resolve_data_config
 
-    model = models.load_efficientnet_lite0()
+    model = models.load_efficientnet_lite()
     transform = create_transform(**resolve_data_config({}, model=model))
     image = transform(Image.open(fashion_dir / "images" / "1855.jpg").convert("RGB")).unsqueeze(0)
     with torch.no_grad():

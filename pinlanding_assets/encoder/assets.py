@@ -51,6 +51,21 @@ class DualEncoderConfig(dg.Config):
     unfreeze_image_blocks: int = Field(
         default_factory=lambda: load_settings().encoder.unfreeze_image_blocks,
         description="also train the last N stages of the image trunk (0: heads only, on cached features)")
+    colour_descriptor: bool = Field(
+        default=True, description="give the image side the product's foreground colour histogram")
+
+
+def per_facet_table(metrics: dict) -> dg.MarkdownMetadataValue:
+    """Holdout top-1 per facet for each encoder (fused with calibrated thresholds on multi-valued facets)."""
+    facets = sorted({f for figures in metrics.values() for f in figures["per_facet"]})
+    lines = ["| facet | products | " + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
+    for facet in facets:
+        products = max(figures["per_facet"].get(facet, {}).get("products", 0) for figures in metrics.values())
+        cells = [f"{figures['per_facet'][facet]['recall']:.3f}" if facet in figures["per_facet"] else "" for figures
+                 in metrics.values()]
+        lines.append(f"| {facet} | {products} | " + " | ".join(cells) + " |")
+    lines.append("| Recall@10 | | " + " | ".join(f"{figures['recall_at_10']:.3f}" for figures in metrics.values()) + " |")
+    return dg.MetadataValue.md("\n".join(lines))
 
 
 def _loss_plot(report) -> dg.MarkdownMetadataValue:
@@ -102,7 +117,8 @@ def dual_encoder(
     products = of_release(catalog_products).join(
         of_release(catalog_image_features).select("product_id", "is_blank"), on="product_id", how="left")
     context.log.info(f"release {context.partition_key}: training on {products.height} products of {len(drops)} drops")
-    spec = EncoderSpec(model_name=config.model_name, image_weight=config.image_weight, seed=config.seed)
+    spec = EncoderSpec(model_name=config.model_name, image_weight=config.image_weight, seed=config.seed,
+                       colour_descriptor=config.colour_descriptor)
     training = TrainingConfig(seed=config.seed, max_products=config.max_products, epochs=config.epochs,
                               unfreeze_image_blocks=config.unfreeze_image_blocks)
     paths = load_settings().paths
@@ -134,7 +150,9 @@ def dual_encoder(
         "fused_recall_at_10": metrics["fused"]["recall_at_10"],
         "image_only_recall_at_10": metrics["image_only"]["recall_at_10"],
         "text_only_recall_at_10": metrics["text_only"]["recall_at_10"],
-        "per_facet": dg.MetadataValue.json(metrics),
+        "per_facet": per_facet_table(metrics),
+        "metrics": dg.MetadataValue.json(metrics),
+        "colour_descriptor": spec.colour_descriptor,
         "loss_curve": _loss_plot(report),
         "seconds": round(time.perf_counter() - started, 1),
     })

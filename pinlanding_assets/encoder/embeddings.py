@@ -33,7 +33,7 @@ def encode_batch(encoder: DualEncoder, pixels: torch.Tensor, has_image: torch.Te
     """(fused, image-only, title-only) unit vectors of one batch: the one embedding path of the Ray
     stage and the in-process evaluation."""
     with torch.no_grad():
-        image = encoder.image_head(encoder.image_trunk_features(pixels))
+        image = encoder.image_head(encoder.image_features(pixels))
         text = encoder.text_head(encoder.text_trunk_features(titles))
         return encoder.fuse(image, text, has_image), image, text
 

@@ -7,7 +7,8 @@ head into one 256-d space. Any other open_clip model name (e.g. ``ViT-B-32``) pl
 drops in through ``EncoderSpec`` alone.
 
 Products are encoded by fusing the image with the title (a weighted sum of the two unit vectors);
-attribute phrases by the text tower.
+attribute phrases by the text tower. The image side also sees the product's colour: a foreground
+colour histogram of its input pixels (``colour.py``) mapped linearly into the image head's output.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pinlanding_assets.encoder.colour import COLOUR_BINS, colour_descriptor
+
 DEFAULT_ARCH = "pinlanding-effnetlite0-minilm"
+# The project's architectures: EfficientNet-Lite variant and its ImageNet input side, MiniLM text.
+ARCHITECTURES = {DEFAULT_ARCH: (0, 224), "pinlanding-effnetlite2-minilm": (2, 260)}
 EMBED_DIM = 256
-IMAGE_SIDE = 224  # the image tower's input (EfficientNet-Lite0 at its ImageNet resolution)
 
 
 @dataclass(frozen=True)
@@ -36,18 +40,20 @@ class EncoderSpec:
     image_weight: float = 0.5
     context_length: int = 32
     seed: int = 0
+    colour_descriptor: bool = True
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
 
 def spec_from_record(record: dict) -> EncoderSpec:
-    """The spec of a trained encoder from a ``dual_encoder`` row: its saved spec plus its checkpoint."""
-    return EncoderSpec(**{**json.loads(record["spec"]), "checkpoint": record["checkpoint"]})
+    """The spec of a trained encoder from a ``dual_encoder`` row: its saved spec plus its checkpoint
+    (a spec saved before the colour descriptor existed describes a model without it)."""
+    return EncoderSpec(**{"colour_descriptor": False, **json.loads(record["spec"]), "checkpoint": record["checkpoint"]})
 
 
-def register_default_architecture(cache_dir: Path, text_tower_dir: Path | None = None) -> str:
-    """Write and register the open_clip config of the default architecture (paths are machine-local)."""
+def register_architecture(cache_dir: Path, text_tower_dir: Path | None = None, name: str = DEFAULT_ARCH) -> str:
+    """Write and register the open_clip config of one of the project's architectures (paths are machine-local)."""
     import open_clip
 
     if text_tower_dir is None:
@@ -55,16 +61,17 @@ def register_default_architecture(cache_dir: Path, text_tower_dir: Path | None =
 
         text_tower_dir = minilm_dir()
     minilm = str(text_tower_dir)
+    variant, side = ARCHITECTURES[name]
     config = {
         "embed_dim": EMBED_DIM,
-        "vision_cfg": {"timm_model_name": "tf_efficientnet_lite0", "timm_model_pretrained": False,
-                       "timm_pool": "avg", "timm_proj": "linear", "image_size": IMAGE_SIDE},
+        "vision_cfg": {"timm_model_name": f"tf_efficientnet_lite{variant}", "timm_model_pretrained": False,
+                       "timm_pool": "avg", "timm_proj": "linear", "image_size": side},
         "text_cfg": {"hf_model_name": minilm, "hf_tokenizer_name": minilm, "hf_proj_type": "mlp",
                      "hf_pooler_type": "mean_pooler", "context_length": 32},
         "custom_text": True,
     }
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"{DEFAULT_ARCH}.json"
+    path = cache_dir / f"{name}.json"
     text = json.dumps(config, indent=2, sort_keys=True)
     if not path.is_file() or path.read_text() != text:
         # Encoder actors start side by side: write whole and swap in, so no reader sees a half-written file.
@@ -72,7 +79,7 @@ def register_default_architecture(cache_dir: Path, text_tower_dir: Path | None =
         staging.write_text(text)
         os.replace(staging, path)
     open_clip.add_model_config(path)
-    return DEFAULT_ARCH
+    return name
 
 
 class DualEncoder:
@@ -84,21 +91,29 @@ class DualEncoder:
         speed on a machine that lacks the weight packages (a lent GPU)."""
         import open_clip
 
-        if spec.model_name == DEFAULT_ARCH:
-            register_default_architecture(cache_dir, text_tower_dir)
+        own = spec.model_name in ARCHITECTURES
+        if own:
+            register_architecture(cache_dir, text_tower_dir, spec.model_name)
         fresh = spec.checkpoint is None and not random_weights
         # EfficientNet-Lite was trained on inputs scaled to [-1, 1]; other models keep open_clip's defaults.
         preprocessing = (
             {"image_mean": (0.5, 0.5, 0.5), "image_std": (0.5, 0.5, 0.5), "image_interpolation": "bicubic"}
-            if spec.model_name == DEFAULT_ARCH else {}
+            if own else {}
         )
         torch.manual_seed(spec.seed)  # the projection heads are initialised from the global RNG
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(
             spec.model_name, pretrained=None, device=device, pretrained_text=fresh, **preprocessing,
         )
         self.tokenizer = open_clip.get_tokenizer(spec.model_name, context_length=spec.context_length)
-        if spec.model_name == DEFAULT_ARCH and fresh:
-            self._load_image_backbone()
+        if own and fresh:
+            self._load_image_backbone(ARCHITECTURES[spec.model_name][0])
+        cfg = open_clip.get_model_preprocess_cfg(self.model)
+        self._pixel_mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
+        self._pixel_std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+        if spec.colour_descriptor:
+            # Starts at zero: a fresh encoder embeds as one without colour until training teaches the map.
+            self.model.visual.colour_proj = torch.nn.Linear(COLOUR_BINS, EMBED_DIM, bias=False)
+            torch.nn.init.zeros_(self.model.visual.colour_proj.weight)
         self.model.to(device)
         if spec.checkpoint:
             load_checkpoint(self.model, Path(spec.checkpoint), spec)
@@ -106,18 +121,32 @@ class DualEncoder:
         self.spec = spec
         self.device = device
 
-    def _load_image_backbone(self) -> None:
-        from resources.models import load_efficientnet_lite0
+    def _load_image_backbone(self, variant: int) -> None:
+        from resources.models import load_efficientnet_lite
 
-        weights = {k: v for k, v in load_efficientnet_lite0().state_dict().items() if not k.startswith("classifier.")}
+        backbone = load_efficientnet_lite(variant).state_dict()
+        weights = {k: v for k, v in backbone.items() if not k.startswith("classifier.")}
         missing, unexpected = self.model.visual.trunk.load_state_dict(weights, strict=False)
         if missing or unexpected:
-            raise RuntimeError(f"EfficientNet-Lite0 weights do not fit the image tower: {missing[:3]} {unexpected[:3]}")
+            raise RuntimeError(f"EfficientNet-Lite{variant} weights do not fit the image tower: "
+                               f"{missing[:3]} {unexpected[:3]}")
 
     # Frozen-tower features (cached for training) and the trainable heads on top of them.
     @torch.no_grad()
     def image_trunk_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.visual.trunk(pixels.to(self.device))
+
+    @torch.no_grad()
+    def colour_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The colour descriptor of normalised input pixels ((n, 0) when the spec has none)."""
+        if not self.spec.colour_descriptor:
+            return torch.zeros(len(pixels), 0, device=self.device)
+        rgb = (pixels.cpu() * self._pixel_std + self._pixel_mean).clamp(0, 1)
+        return colour_descriptor(rgb).to(self.device)
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """What ``image_head`` reads: the trunk's pooled features, then the colour descriptor."""
+        return torch.cat([self.image_trunk_features(pixels), self.colour_features(pixels)], dim=-1)
 
     def _trunk_stages(self) -> tuple[list[torch.nn.Module], list[torch.nn.Module]]:
         trunk = self.model.visual.trunk
@@ -163,7 +192,11 @@ class DualEncoder:
         return text.pooler(output, attention)
 
     def image_head(self, features: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.model.visual.head(features), dim=-1)
+        """Unit image vectors from ``image_features`` (trunk features, then colour when the spec has it)."""
+        if not self.spec.colour_descriptor:
+            return F.normalize(self.model.visual.head(features), dim=-1)
+        trunk, colour = features[:, :-COLOUR_BINS], features[:, -COLOUR_BINS:]
+        return F.normalize(self.model.visual.head(trunk) + self.model.visual.colour_proj(colour), dim=-1)
 
     def text_head(self, features: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.model.text.proj(features), dim=-1)

@@ -9,7 +9,7 @@ Supervision (never the ground-truth labels):
   its title names: the title "Nike Men Black Shoes" says nothing about the occasion, so "casual" is
   not a negative for it (otherwise the model learns that the occasions titles never name are rare).
 
-By default only open_clip's projection heads and logit scale train; the towers stay frozen, so each
+By default only open_clip's projection heads, the colour map and the logit scale train; the towers stay frozen, so each
 tower runs once per product (cached features) and an epoch is a few matrix products on 2 cores.
 ``unfreeze_image_blocks=N`` also trains the last N stages of the image trunk (and its conv head):
 the cache then holds the activations before those stages, and each step runs only the open part.
@@ -28,7 +28,6 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
-from pinlanding_assets.encoder.model import IMAGE_SIDE
 from pinlanding_assets.encoder.pairs import HOLDOUT_SHARE, VALIDATION_SHARE, split_of, title_matches, vlm_pairs
 from pinlanding_assets.facets import kept_vocabulary
 from pinlanding_assets.progress import Progress
@@ -63,10 +62,14 @@ class FeatureCache:
     known: torch.Tensor | None = None  # (n, m) bool: attributes whose facet is known for the product (None: all)
     splits: list[str] = field(default_factory=list)
     open_blocks: int = 0
+    colour: torch.Tensor | None = None  # (n, colour bins): the colour descriptor (None: the spec has none)
 
     def image_vectors(self, encoder, index: torch.Tensor) -> torch.Tensor:
         """Unit image vectors of the products at ``index`` (through the unfrozen stages, if any)."""
-        return encoder.image_head(encoder.image_tail(self.image[index], self.open_blocks))
+        features = encoder.image_tail(self.image[index], self.open_blocks)
+        if self.colour is not None:
+            features = torch.cat([features, self.colour[index]], dim=-1)
+        return encoder.image_head(features)
 
 
 def recall_at_k(scores: torch.Tensor, positives: torch.Tensor, k: int = 10) -> float:
@@ -106,8 +109,9 @@ class TrainingReport:
 
 def train_heads(encoder, cache: FeatureCache, config: TrainingConfig,
                 progress: Callable[[str], None] | None = None) -> TrainingReport:
-    """Train the projection heads and logit scale with early stopping on validation Recall@10;
-    ``progress`` gets a line every 10 epochs (the run's log in Dagster)."""
+    """Train the projection heads (and the colour map, and any unfrozen image stages) and the logit
+    scale with early stopping on validation Recall@10; ``progress`` gets a line every 10 epochs (the
+    run's log in Dagster)."""
     from open_clip.loss import ClipLoss
 
     torch.manual_seed(config.seed)
@@ -116,6 +120,8 @@ def train_heads(encoder, cache: FeatureCache, config: TrainingConfig,
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     heads = [*model.visual.head.parameters(), *model.text.proj.parameters(), model.logit_scale]
+    if encoder.spec.colour_descriptor:
+        heads += list(model.visual.colour_proj.parameters())
     trunk = encoder.open_image_parameters(cache.open_blocks)
     for parameter in [*heads, *trunk]:
         parameter.requires_grad_(True)
@@ -201,9 +207,10 @@ def load_pixels(paths: list[str], preprocess) -> tuple[torch.Tensor, torch.Tenso
                 tensors.append(preprocess(image.convert("RGB")))
                 ok.append(True)
         except Exception:
-            tensors.append(torch.zeros(3, IMAGE_SIDE, IMAGE_SIDE))
+            tensors.append(None)
             ok.append(False)
-    return torch.stack(tensors), torch.tensor(ok)
+    blank = torch.zeros_like(preprocess(Image.new("RGB", (8, 8))))
+    return torch.stack([blank if t is None else t for t in tensors]), torch.tensor(ok)
 
 
 def known_attributes(positives: torch.Tensor, facets: list[str], fully_labelled: torch.Tensor) -> torch.Tensor:
@@ -215,12 +222,9 @@ def known_attributes(positives: torch.Tensor, facets: list[str], fully_labelled:
     return facet_known[:, facet_of] | fully_labelled.unsqueeze(-1)
 
 
-def build_feature_cache(
-    encoder, products: pl.DataFrame, pairs: pl.DataFrame, vocabulary: pl.DataFrame, config: TrainingConfig,
-    batch_size: int = 32, fully_labelled: set[str] | None = None, on_products: Callable[[int], None] | None = None,
-) -> FeatureCache:
-    """Pick the training products (never the holdout), run both frozen towers once, build positives.
-    ``fully_labelled``: products whose every facet is known (the VLM labelled them); None = all."""
+def select_training_products(products: pl.DataFrame, labelled: set[str], config: TrainingConfig) -> pl.DataFrame:
+    """The products training may see (never the holdout) with their split: labelled ones first, then
+    by a seeded hash, at most ``max_products``, sorted by id."""
     products = products.with_columns(
         pl.col("product_id").map_elements(
             lambda pid: split_of(pid, config.seed, config.holdout_share, config.validation_share), return_dtype=pl.Utf8
@@ -229,23 +233,39 @@ def build_feature_cache(
             lambda pid: hashlib.sha1(f"pick:{config.seed}:{pid}".encode()).hexdigest(), return_dtype=pl.Utf8
         ).alias("_key"),
     ).filter(pl.col("split") != "holdout")
-    labelled = set(pairs["product_id"])
-    products = products.with_columns(pl.col("product_id").is_in(list(labelled)).alias("_labelled")).sort(
-        ["_labelled", "_key"], descending=[True, False]).head(config.max_products).sort("product_id")
-    kept = kept_vocabulary(vocabulary).sort("attribute_id")
-    attribute_ids = kept["attribute_id"].to_list()
+    return products.with_columns(pl.col("product_id").is_in(list(labelled)).alias("_labelled")).sort(
+        ["_labelled", "_key"], descending=[True, False]).head(config.max_products).sort("product_id").drop(
+        "_labelled", "_key")
+
+
+def positives_matrix(product_ids: list[str], attribute_ids: list[str], pairs: pl.DataFrame) -> torch.Tensor:
+    """(n, m) 0/1: which (product, attribute) pairs are positives."""
     column = {aid: j for j, aid in enumerate(attribute_ids)}
-    row = {pid: i for i, pid in enumerate(products["product_id"])}
-    positives = torch.zeros(products.height, len(attribute_ids))
+    row = {pid: i for i, pid in enumerate(product_ids)}
+    positives = torch.zeros(len(product_ids), len(attribute_ids))
     for pid, aid in pairs.select("product_id", "attribute_id").iter_rows():
         if pid in row and aid in column:
             positives[row[pid], column[aid]] = 1.0
+    return positives
 
-    image_parts, mask_parts, title_parts = [], [], []
+
+def build_feature_cache(
+    encoder, products: pl.DataFrame, pairs: pl.DataFrame, vocabulary: pl.DataFrame, config: TrainingConfig,
+    batch_size: int = 32, fully_labelled: set[str] | None = None, on_products: Callable[[int], None] | None = None,
+) -> FeatureCache:
+    """Pick the training products (never the holdout), run both frozen towers once, build positives.
+    ``fully_labelled``: products whose every facet is known (the VLM labelled them); None = all."""
+    products = select_training_products(products, set(pairs["product_id"]), config)
+    kept = kept_vocabulary(vocabulary).sort("attribute_id")
+    attribute_ids = kept["attribute_id"].to_list()
+    positives = positives_matrix(products["product_id"].to_list(), attribute_ids, pairs)
+
+    image_parts, colour_parts, mask_parts, title_parts = [], [], [], []
     paths, titles = products["image_path"].to_list(), products["title"].to_list()
     for start in range(0, products.height, batch_size):
         pixels, ok = load_pixels(paths[start : start + batch_size], encoder.preprocess)
         image_parts.append(encoder.image_stem_features(pixels, config.unfreeze_image_blocks))
+        colour_parts.append(encoder.colour_features(pixels))
         mask_parts.append(ok)
         title_parts.append(encoder.text_trunk_features(titles[start : start + batch_size]))
         if on_products:
@@ -260,6 +280,7 @@ def build_feature_cache(
         known=None if fully_labelled is None else known_attributes(
             positives, kept["facet"].to_list(), torch.tensor([pid in fully_labelled for pid in products["product_id"]])),
         splits=products["split"].to_list(), open_blocks=config.unfreeze_image_blocks,
+        colour=torch.cat(colour_parts) if encoder.spec.colour_descriptor else None,
     )
 
 
