@@ -62,6 +62,11 @@ def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Pat
 
         encoder = value("dual_encoder", "r001")
         assert Path(encoder["checkpoint"][0]).is_file() and encoder["checkpoint"][0].endswith(f"{encoder['version'][0]}.pt")
+        encoder_metadata = result.asset_materializations_for_node("dual_encoder")[0].metadata
+        table = encoder_metadata["per_facet"].value.splitlines()
+        assert table[0] == "| facet | products | fused | image_only | text_only |"
+        assert any(line.startswith("| Recall@10 |") for line in table)
+        assert encoder_metadata["colour_descriptor"].value is True
         embeddings = value("product_embeddings", "drop-broken")
         assert embeddings["product_id"].sort().to_list() == sorted(products["product_id"].to_list())
         assert set(embeddings["model_version"]) == {encoder["version"][0]}

@@ -65,6 +65,9 @@ def per_facet_table(metrics: dict) -> dg.MarkdownMetadataValue:
                  in metrics.values()]
         lines.append(f"| {facet} | {products} | " + " | ".join(cells) + " |")
     lines.append("| Recall@10 | | " + " | ".join(f"{figures['recall_at_10']:.3f}" for figures in metrics.values()) + " |")
+    lines.append("\n_Share of holdout products whose label the encoder names: top-1, except fused on facets that "
+                 "are not exclusive (colour, occasion, ...), where it is every attribute above its calibrated "
+                 "threshold, as assignments do._")
     return dg.MetadataValue.md("\n".join(lines))
 
 
