@@ -102,7 +102,7 @@ def tower_features(encoder: DualEncoder, products: pl.DataFrame, blocks: int, ca
             stems.append(encoder.image_stem_features(pixels, blocks))
             titles.append(encoder.text_trunk_features(texts[start:start + 32]))
         masks.append(ok)
-        colours.append(colour.colour_descriptor((pixels * encoder._pixel_std + encoder._pixel_mean).clamp(0, 1)))
+        colours.append(encoder.colour_features(pixels))
         if start % 640 == 0:
             print(f"  {encoder.spec.model_name}: towers {start}/{products.height}", file=sys.stderr, flush=True)
     cache.mkdir(parents=True, exist_ok=True)
