@@ -87,7 +87,8 @@ def tower_features(encoder: DualEncoder, products: pl.DataFrame, blocks: int, ca
 
     ids = products["product_id"].to_list()
     key = hashlib.sha1(json.dumps([encoder.spec.model_name, ids]).encode()).hexdigest()[:16]
-    colour_key = hashlib.sha1(Path(colour.__file__).read_bytes() + json.dumps(ids).encode()).hexdigest()[:16]
+    colour_key = hashlib.sha1(Path(colour.__file__).read_bytes() + json.dumps([encoder.spec.model_name, ids]).encode())
+    colour_key = colour_key.hexdigest()[:16]
     colour_path = cache / f"colour-{colour_key}.pt"
     towers = next((cache / f"features-{key}-{deeper}.pt" for deeper in range(blocks, 3)  # deeper serves fewer
                    if (cache / f"features-{key}-{deeper}.pt").is_file()), None)
