@@ -269,15 +269,55 @@ def _latest_release_file(folder: Path) -> str | None:
 
 
 def make_server(directory: Path, host: str, port: int):
-    """A threaded static file server rooted at ``directory`` (the handler refuses paths outside it)."""
+    """A threaded static file server rooted at ``directory`` (the handler refuses paths outside it). It
+    answers the site's redirect map for real: 301 with a Location, or 410, for pages a release removed;
+    the site's own records (``_pinlanding/``) are not served."""
+    import json
     from functools import partial
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import unquote, urlsplit
 
-    class Quiet(SimpleHTTPRequestHandler):
+    from pinlanding_assets.site.lifecycle import GONE_PAGE, REDIRECTS_JSON, redirect_answer
+
+    cache: dict[str, tuple[float, dict]] = {}
+
+    def answers() -> dict:
+        """The map of the site in service, read again when a publish swaps the site."""
+        path = directory / REDIRECTS_JSON
+        stamp = path.stat().st_mtime if path.is_file() else 0.0
+        if cache.get("map", (None,))[0] != stamp:
+            cache["map"] = (stamp, json.loads(path.read_text()) if stamp else {})
+        return cache["map"][1]
+
+    class Site(SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
             pass
 
-    return ThreadingHTTPServer((host, port), partial(Quiet, directory=str(directory)))
+        def send_head(self):
+            path = unquote(urlsplit(self.path).path)
+            if path.startswith("/_pinlanding/"):
+                self.send_error(404)
+                return None
+            found = redirect_answer(answers(), path)
+            if found is None:
+                return super().send_head()
+            status, location = found
+            if status == 301:
+                self.send_response(301)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            body = (directory / GONE_PAGE).read_bytes()
+            self.send_response(410)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            return None
+
+    return ThreadingHTTPServer((host, port), partial(Site, directory=str(directory)))
 
 
 def _serve(args: argparse.Namespace) -> int:

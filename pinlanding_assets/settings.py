@@ -70,6 +70,9 @@ DEFAULTS: dict[str, str | None] = {
     "PINLANDING_MAX_FEED_SIZE": "100",
     "PINLANDING_MIN_PRECISION_AT_10": "0.5",
     "PINLANDING_SITE_URL": "http://localhost:8000/",
+    "PINLANDING_INDEX_MIN_PRODUCTS": "12",
+    "PINLANDING_INDEX_MIN_PRECISION": "0.6",
+    "PINLANDING_BURY_OUT_OF_STOCK": "1",
     "PINLANDING_DEMAND_WEEKS": "14",
     "PINLANDING_RELEASE_NEW_LABEL_SHARE": "0.5",
     "PINLANDING_RELEASE_MAX_AGE_DAYS": "7",
@@ -128,6 +131,11 @@ class Paths:
     @property
     def site_dir(self) -> Path:
         return self.data_dir / "site"
+
+    @property
+    def overrides_file(self) -> Path:
+        """The merchandisers' reviewed file of pins, boosts, buries, exclusions, renames and blocks."""
+        return self.data_dir / "merchandising.toml"
 
     def partition_path(self, asset: str, partition: str) -> Path:
         """Where the warehouse keeps one partition of an asset (what the IO manager reads and writes)."""
@@ -194,6 +202,16 @@ class CollectionSettings:
     baseline_min_demand: int  # distinct users a query group needs to be a search-log baseline collection
 
 
+@dataclass(frozen=True)
+class SiteSettings:
+    """How the landing pages are published (README: "For retailers")."""
+
+    url: str  # where the site is served: sitemap, canonical links, JSON-LD
+    min_indexed_products: int  # a page with fewer products is published with noindex and left out of the sitemap
+    min_indexed_precision: float  # so is a page whose estimated precision (its attributes' product) is lower
+    bury_out_of_stock: bool  # out-of-stock products go to the end of their feeds
+
+
 class QualityGates(dg.ConfigurableResource):
     """The bounds the asset checks hold the graph to, shared by the assets that build to them and the
     checks that verify them (a check never reads its bounds back from a run's metadata)."""
@@ -220,7 +238,7 @@ class Settings:
     encoder: EncoderSettings
     max_collections: int  # a safety limit on published collections, not a target
     collections: CollectionSettings
-    site_url: str
+    site: SiteSettings
     refresh: RefreshSettings
     gates: QualityGates
 
@@ -306,7 +324,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             title_llm_calls=number("PINLANDING_TITLE_LLM_CALLS", int, 0),
             baseline_min_demand=number("PINLANDING_BASELINE_MIN_DEMAND", int, 1),
         ),
-        site_url=value("PINLANDING_SITE_URL"),
+        site=SiteSettings(
+            url=value("PINLANDING_SITE_URL"),
+            min_indexed_products=number("PINLANDING_INDEX_MIN_PRODUCTS", int, 0),
+            min_indexed_precision=number("PINLANDING_INDEX_MIN_PRECISION", float, 0, 1),
+            bury_out_of_stock=bool(number("PINLANDING_BURY_OUT_OF_STOCK", int, 0, 1)),
+        ),
         refresh=RefreshSettings(
             demand_weeks=number("PINLANDING_DEMAND_WEEKS", int, 1),
             release_new_label_share=number("PINLANDING_RELEASE_NEW_LABEL_SHARE", float, 0, 1),

@@ -5,8 +5,9 @@ Two layouts are supported:
 - Fashion Product Images: ``catalog.csv`` or ``styles.csv`` (id, gender, masterCategory, subCategory,
   articleType, baseColour, season, year, usage, productDisplayName) with images at ``images/<id>.jpg``.
   Titles may hold unquoted commas: the first nine fields are split, the rest is the title.
-- Generic: ``products.csv`` or ``products.parquet`` with product_id, title, description, image_path and
-  optional label columns.
+- Generic: ``products.csv`` or ``products.parquet`` with product_id, title, description, image_path,
+  the optional shop fields product_url, price, currency and availability, and optional label columns.
+  A shop field that is present but malformed quarantines its row with the reason.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import polars as pl
 from PIL import Image, UnidentifiedImageError
@@ -32,7 +35,12 @@ FASHION_COLUMNS = (
 )
 FASHION_LABELS = FASHION_COLUMNS[1:-1]
 GENERIC_REQUIRED = ("product_id", "title", "image_path")
-GENERIC_INPUTS = ("product_id", "title", "description", "image_path")
+SHOP_FIELDS = ("product_url", "price", "currency", "availability")
+GENERIC_INPUTS = ("product_id", "title", "description", "image_path", *SHOP_FIELDS)
+AVAILABILITY = {"in_stock": "InStock", "out_of_stock": "OutOfStock", "preorder": "PreOrder",
+                "backorder": "BackOrder", "discontinued": "Discontinued"}  # accepted value -> schema.org name
+UNAVAILABLE = frozenset({"out_of_stock", "discontinued"})  # shown last in feeds, marked on the cards
+MAX_URL_CHARS = 2_048
 MIN_IMAGE_SIDE = 16
 MAX_RECORD_CHARS = 131_072  # csv's own field limit: a record longer than this is a broken row, not a title
 RAW_PREVIEW_CHARS = 2_000  # of an unreadable record, kept in the quarantine row
@@ -44,6 +52,7 @@ PRODUCT_SCHEMA = {
     "drop": pl.Utf8, "product_id": pl.Utf8, "title": pl.Utf8, "description": pl.Utf8,
     "image_path": pl.Utf8, "image_width": pl.Int32, "image_height": pl.Int32,
     "image_bytes": pl.Int64, "source_row": pl.Int64,
+    "product_url": pl.Utf8, "price": pl.Float64, "currency": pl.Utf8, "availability": pl.Utf8,
 }
 QUARANTINE_SCHEMA = {
     "drop": pl.Utf8, "source_row": pl.Int64, "product_id": pl.Utf8, "reason": pl.Utf8, "raw": pl.Utf8,
@@ -276,6 +285,37 @@ def _image_path(layout: str, drop_path: Path, fields: dict[str, str], product_id
     return drop_path / inside, None
 
 
+def shop_fields(fields: dict[str, str]) -> tuple[dict[str, object], str | None]:
+    """The row's optional shop fields, normalised (price a number, availability one of ``AVAILABILITY``'s
+    keys), or why they cannot be used. A URL must be absolute http(s) with a host; a price needs a currency
+    (ISO 4217: three capital letters) and is a finite number >= 0."""
+    url, price, currency, availability = (_clean(fields.get(name)) for name in SHOP_FIELDS)
+    out: dict[str, object] = {"product_url": None, "price": None, "currency": None, "availability": None}
+    if url:
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or len(url) > MAX_URL_CHARS or " " in url:
+            return out, f"product_url {url[:200]!r} is not an absolute http(s) URL"
+        out["product_url"] = url
+    if price:
+        try:
+            value = float(price.replace(",", "")) if re.fullmatch(r"[0-9][0-9,]*(\.[0-9]+)?", price) else None
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value):
+            return out, f"price {price[:50]!r} is not a number >= 0 (digits, an optional decimal point)"
+        if not re.fullmatch(r"[A-Z]{3}", currency):
+            return out, f"price {price!r} needs a currency code of three capital letters (got {currency[:20]!r})"
+        out["price"], out["currency"] = value, currency
+    elif currency and not re.fullmatch(r"[A-Z]{3}", currency):
+        return out, f"currency {currency[:20]!r} is not a code of three capital letters"
+    if availability:
+        key = availability.lower().replace(" ", "_").replace("-", "_")
+        if key not in AVAILABILITY:
+            return out, f"availability {availability[:50]!r} is not one of {', '.join(AVAILABILITY)}"
+        out["availability"] = key
+    return out, None
+
+
 def validate_catalog(drop: str, drop_path: Path, workers: int = 4) -> CatalogTables:
     """Every row leaves as a valid product or a quarantine row with its reason."""
     layout, table_path = find_product_table(drop_path)
@@ -313,13 +353,15 @@ def validate_catalog(drop: str, drop_path: Path, workers: int = 4) -> CatalogTab
             first_seen[product_id] = row.source_row
             pending.append((row, product_id))
 
-    located = []
+    located, shop = [], {}
     for row, product_id in pending:
         path, error = _image_path(layout, drop_path, row.fields, product_id)
-        if error:
-            reject(row, product_id, error)
+        fields, shop_error = shop_fields(row.fields) if layout == "generic" else ({}, None)
+        if error or shop_error:
+            reject(row, product_id, error or shop_error)
         else:
             located.append((row, product_id, path))
+            shop[product_id] = fields
     pending = [(row, product_id) for row, product_id, _ in located]
     paths = [path for _, _, path in located]
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -333,7 +375,7 @@ def validate_catalog(drop: str, drop_path: Path, workers: int = 4) -> CatalogTab
             "drop": drop, "product_id": product_id, "title": _clean(row.fields.get(title_field)),
             "description": _clean(row.fields.get("description")), "image_path": str(path.absolute()),
             "image_width": check.width, "image_height": check.height, "image_bytes": check.size,
-            "source_row": row.source_row,
+            "source_row": row.source_row, **shop.get(product_id, {}),
         })
         labels.append({"product_id": product_id, **{name: _clean(row.fields.get(name)) for name in label_columns}})
 

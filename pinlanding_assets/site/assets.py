@@ -2,6 +2,7 @@
 
 import base64
 import io
+import math
 import time
 
 import dagster as dg
@@ -9,11 +10,13 @@ import polars as pl
 from pydantic import Field
 
 from pinlanding_assets.automation import PUBLISH
+from pinlanding_assets.catalog.products import SHOP_FIELDS
 from pinlanding_assets.collections.feeds import read_feeds
+from pinlanding_assets.metadata import table_preview
 from pinlanding_assets.partitions import all_drops_in, concat_partitions, landed_drops, model_releases
 from pinlanding_assets.releases import scored_versions
 from pinlanding_assets.settings import load_settings
-from pinlanding_assets.site.pages import SiteConfig, build_site
+from pinlanding_assets.site.pages import THUMBNAIL_WIDTHS, SiteConfig, build_site
 from pinlanding_assets.site.thumbnails import collage, make_thumbnails_with_ray, thumbnail_name
 from resources.ray_pool import RayPool
 
@@ -21,15 +24,22 @@ OWNERS = ["team:merchandising"]
 
 
 class SiteRunConfig(dg.Config):
-    base_url: str = Field(default_factory=lambda: load_settings().site_url,
+    base_url: str = Field(default_factory=lambda: load_settings().site.url,
                           description="where the site will be served; used in sitemap.xml and canonical links")
-    thumbnail_width: int = 240
+
+
+def collection_precision(collections: pl.DataFrame, reliability: pl.DataFrame) -> dict[str, float]:
+    """A collection's estimated precision: the product of its attributes' (the chance all are right),
+    for collections whose every attribute has an estimate."""
+    known = {a: p for a, p in zip(reliability["attribute_id"], reliability["estimated_precision"]) if p is not None}
+    return {row["collection_id"]: math.prod(known[a] for a in row["attribute_ids"])
+            for row in collections.iter_rows(named=True) if all(a in known for a in row["attribute_ids"])}
 
 
 def _collage_markdown(site, feeds: pl.DataFrame, products: pl.DataFrame, collection_id: str) -> dg.MarkdownMetadataValue:
     top = feeds.filter(pl.col("collection_id") == collection_id).sort("rank").head(12).join(
         products, on="product_id", how="left").sort("rank")
-    paths = [site / "thumbs" / thumbnail_name(p) for p in top["image_path"]]
+    paths = [site / "thumbs" / thumbnail_name(p, THUMBNAIL_WIDTHS[0]) for p in top["image_path"]]
     buffer = io.BytesIO()
     collage(paths).save(buffer, "PNG")
     return dg.MetadataValue.md(f"![{collection_id}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})")
@@ -37,26 +47,32 @@ def _collage_markdown(site, feeds: pl.DataFrame, products: pl.DataFrame, collect
 
 @dg.asset(
     ins={"collections": dg.AssetIn(), "collection_feeds": dg.AssetIn(), "publish_exclusions": dg.AssetIn(),
-         "catalog_products": all_drops_in()},
+         "attribute_reliability": dg.AssetIn(), "catalog_products": all_drops_in()},
     partitions_def=model_releases, group_name="site", kinds={"html"}, owners=OWNERS,
     automation_condition=PUBLISH,
 )
 def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, ray_pool: RayPool, collections: pl.DataFrame,
                   collection_feeds: pl.DataFrame, publish_exclusions: pl.DataFrame,
-                  catalog_products: dict[str, pl.DataFrame]) -> dg.Output[pl.DataFrame]:
+                  attribute_reliability: pl.DataFrame, catalog_products: dict[str, pl.DataFrame]) -> dg.Output[pl.DataFrame]:
     """A static site people can open: a page per published collection (ranked grid, breadcrumbs,
     related collections), an index grouped by facet, sitemap.xml and robots.txt. `pinlanding serve`.
     The live site is one release's, swapped in whole; materializing an older release's partition
     publishes that release again."""
     release = context.partition_key
-    paths = load_settings().paths
+    settings = load_settings()
+    paths = settings.paths
     feeds = read_feeds(paths.feed_rows_dir(release))
-    products = concat_partitions(catalog_products, landed_drops(context.instance)).select("product_id", "title",
-                                                                                           "image_path")
+    products = concat_partitions(catalog_products, landed_drops(context.instance))
+    products = products.select([c for c in ("product_id", "title", "image_path", *SHOP_FIELDS) if c in products.columns])
+    titles = dict(zip(collection_feeds["collection_id"], collection_feeds["title"]))
+    collections = collections.with_columns(pl.col("collection_id").replace_strict(titles, default=pl.col("title"))
+                                           .alias("title"))
     started = time.perf_counter()
-    settings = SiteConfig(base_url=config.base_url, thumbnail_width=config.thumbnail_width, release=release)
-    summary = build_site(collections, feeds, products, paths.site_dir, settings, make_thumbnails_with_ray,
-                         workers=max(1, int(ray_pool.cpus_available() or 1)))
+    site = SiteConfig(base_url=config.base_url, release=release, min_indexed_products=settings.site.min_indexed_products,
+                      min_indexed_precision=settings.site.min_indexed_precision)
+    summary = build_site(collections, feeds, products, paths.site_dir, site, make_thumbnails_with_ray,
+                         workers=max(1, int(ray_pool.cpus_available() or 1)),
+                         precision=collection_precision(collections, attribute_reliability))
     context.log.info(f"release {release}: site built ({summary.thumbnails} thumbnails as Ray tasks, "
                      f"{summary.collection_pages} pages)")
     pages = pl.DataFrame({"path": ["index.html", *[f"c/{c}.html" for c in sorted(feeds["collection_id"].unique())]]})
@@ -70,6 +86,10 @@ def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, ray_
         "drops_left_out": dg.MetadataValue.json({d: r for d, r in publish_exclusions.iter_rows()}),
         "drops_on_pages": dg.MetadataValue.json(scored_versions(context.instance, release)),
         "pages": summary.pages, "collection_pages": summary.collection_pages, "thumbnails": summary.thumbnails,
+        "indexed_pages": summary.indexed_pages, "noindex_pages": summary.noindex_pages,
+        "redirected_urls": summary.redirects, "gone_urls": summary.gone,
+        "redirects": table_preview(summary.history.filter(pl.col("status") != "live")
+                                   .select("path", "status", "location", "title"), rows=20),
         "site": dg.MetadataValue.path(str(summary.path)),
         "largest_page_kb": round(pages["bytes"].max() / 1024, 1) if pages.height else 0,
         "seconds": round(time.perf_counter() - started, 1),

@@ -14,9 +14,10 @@ class ThumbnailError(RuntimeError):
     """A product image that reached a feed can no longer be read."""
 
 
-def thumbnail_name(image_path: str) -> str:
-    """The thumbnail's file name: a hash of the image path (safe whatever the path holds)."""
-    return hashlib.sha1(image_path.encode()).hexdigest()[:20] + ".jpg"
+def thumbnail_name(image_path: str, width: int) -> str:
+    """The file name of the image's thumbnail at ``width``: a hash of the image path (safe whatever the
+    path holds) and the width asked for."""
+    return f"{hashlib.sha1(image_path.encode()).hexdigest()[:20]}-{width}.jpg"
 
 
 def make_thumbnail(image_path: str, out: Path, width: int) -> tuple[int, int]:
@@ -34,14 +35,14 @@ def make_thumbnail(image_path: str, out: Path, width: int) -> tuple[int, int]:
 
 def make_thumbnails(image_paths: list[str], out_dir: Path, width: int) -> dict[str, tuple[int, int]]:
     """Every image's thumbnail in this process: image path -> (width, height)."""
-    return {path: make_thumbnail(path, out_dir / thumbnail_name(path), width) for path in sorted(set(image_paths))}
+    return {path: make_thumbnail(path, out_dir / thumbnail_name(path, width), width) for path in sorted(set(image_paths))}
 
 
 def _thumbnail_batch(batch: dict[str, np.ndarray], out_dir: str, width: int) -> dict[str, np.ndarray]:
     sizes, errors = [], []
     for path in batch["image_path"]:
         try:
-            sizes.append(make_thumbnail(str(path), Path(out_dir) / thumbnail_name(str(path)), width))
+            sizes.append(make_thumbnail(str(path), Path(out_dir) / thumbnail_name(str(path), width), width))
             errors.append("")
         except ThumbnailError as error:
             sizes.append((0, 0))

@@ -121,6 +121,20 @@ def every_combination(assignments: pl.DataFrame, facets: dict[str, str], config:
 SHOP_URL = "https://shop.example/"
 
 
-def build_shop_site(site_inputs: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame], target: Path):
-    """The site of ``three_collection_site`` built into ``target`` at ``SHOP_URL``, thumbnails included."""
-    return build_site(*site_inputs, target, SiteConfig(base_url=SHOP_URL), make_thumbnails)
+def build_shop_site(site_inputs: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame], target: Path, **config):
+    """The site of ``three_collection_site`` built into ``target`` at ``SHOP_URL``, thumbnails included
+    (``config``: other ``SiteConfig`` fields; the build date is fixed unless given)."""
+    config = {"build_date": "2026-01-01", **config}
+    return build_site(*site_inputs, target, SiteConfig(base_url=SHOP_URL, **config), make_thumbnails)
+
+
+def with_shop_fields(products: pl.DataFrame) -> pl.DataFrame:
+    """The products with a shop's fields: every product links to the shop; even rows have a price in USD,
+    every third is out of stock."""
+    n = products.height
+    return products.with_columns(
+        pl.Series("product_url", [f"https://shop.example/p/{p}?ref=a&b=<c>" for p in products["product_id"]]),
+        pl.Series("price", [19.5 + i if i % 2 == 0 else None for i in range(n)], dtype=pl.Float64),
+        pl.Series("currency", ["USD" if i % 2 == 0 else None for i in range(n)], dtype=pl.Utf8),
+        pl.Series("availability", ["out_of_stock" if i % 3 == 0 else "in_stock" for i in range(n)]),
+    )

@@ -175,3 +175,31 @@ def test_ready_drops_with_refused_names_are_reported(tmp_path: Path) -> None:
         reason = skipped.skip_reason.skip_message
         assert "'drop 5' refused" in reason and "'.hidden-drop' refused" in reason
         assert json.loads(skipped.cursor)["refused"] == sorted(refused), "each refused name is logged once"
+
+
+def test_shop_fields_are_kept_or_quarantine_their_row(tmp_path: Path) -> None:
+    drop = tmp_path / "drop-s"
+    draw_product(drop / "img" / "a.jpg", "Red")
+    rows = [
+        "1,Red Top,img/a.jpg,https://shop.example/p/1,19.90,EUR,In Stock",
+        "2,Red Top,img/a.jpg,,,,",
+        "3,Red Top,img/a.jpg,javascript:alert(1),,,",
+        "4,Red Top,img/a.jpg,https://shop.example/p/4,-3,EUR,",
+        "5,Red Top,img/a.jpg,https://shop.example/p/5,12.00,eur,",
+        "6,Red Top,img/a.jpg,https://shop.example/p/6,12.00,USD,sold",
+        "7,Red Top,img/a.jpg,/p/7,,,",
+        '8,Red Top,img/a.jpg,https://shop.example/p/8,"1,299.5",INR,out-of-stock',
+    ]
+    (drop / "products.csv").write_text("product_id,title,image_path,product_url,price,currency,availability\n"
+                                       + "\n".join(rows) + "\n")
+    tables = validate_catalog("drop-s", drop)
+    kept = {r["product_id"]: r for r in tables.products.iter_rows(named=True)}
+    reasons = dict(zip(tables.quarantine["product_id"], tables.quarantine["reason"]))
+    assert sorted(kept) == ["1", "2", "8"] and sorted(reasons) == ["3", "4", "5", "6", "7"]
+    assert (kept["1"]["product_url"], kept["1"]["price"], kept["1"]["currency"], kept["1"]["availability"]) == (
+        "https://shop.example/p/1", 19.9, "EUR", "in_stock")
+    assert kept["2"]["price"] is None and kept["2"]["product_url"] is None
+    assert (kept["8"]["price"], kept["8"]["availability"]) == (1299.5, "out_of_stock")
+    assert "not an absolute http(s) URL" in reasons["3"] and "not an absolute http(s) URL" in reasons["7"]
+    assert "not a number >= 0" in reasons["4"] and "three capital letters" in reasons["5"]
+    assert "availability 'sold' is not one of" in reasons["6"]
