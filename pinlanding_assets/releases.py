@@ -168,7 +168,7 @@ def drops_due_for_labels(instance: dg.DagsterInstance, snapshot: Snapshot | None
 
 # What a publish reads besides the release's own tables (VLM labels feed the next release, not this one).
 PUBLISH_INPUTS = [dg.AssetKey(k) for k in ("catalog_products", "catalog_labels", "product_embeddings",
-                                           "attribute_assignments", "demand_window")]
+                                           "attribute_assignments", "demand_window", "merchandising_overrides")]
 
 
 def last_publish_attempt(instance: dg.DagsterInstance, release: str, snapshot: Snapshot | None = None) -> float:

@@ -16,6 +16,7 @@ from pinlanding_assets.releases import release_due
 from pinlanding_assets.settings import get_paths, load_settings
 
 SEARCH_LOG = dg.AssetKey("search_log")
+OVERRIDES = dg.AssetKey("merchandising_overrides")
 
 
 def new_drops(ready: list[str], registered: set[str], requested: set[str]) -> list[str]:
@@ -121,3 +122,29 @@ def release_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.
     key = next_release_key(context.instance.get_dynamic_partitions(model_releases.name))
     context.log.info(f"cutting release {key}: {decision.reason}")
     return dg.SensorResult(dynamic_partitions_requests=[model_releases.build_add_request([key])])
+
+
+def overrides_event(path: Path, instance: dg.DagsterInstance) -> dg.AssetMaterialization | None:
+    """An observation of the overrides file when its fingerprint differs from the last one reported."""
+    from pinlanding_assets.collections.overrides import fingerprint
+
+    now = fingerprint(path)
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=OVERRIDES), limit=1).records
+    last = records[0].asset_materialization.metadata.get("fingerprint") if records else None
+    if (last.value if last is not None else None) == now or (last is None and now == "absent"):
+        return None
+    return dg.AssetMaterialization(OVERRIDES, metadata={"fingerprint": now, "path": dg.MetadataValue.path(str(path))})
+
+
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Reports the merchandising overrides file (merchandising_overrides) when it changes, so "
+                "automation publishes the release in service again with it.",
+)
+def overrides_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    path = get_paths().overrides_file
+    event = overrides_event(path, context.instance)
+    if event is None:
+        return dg.SkipReason(f"{path} unchanged")
+    return dg.SensorResult(asset_events=[event])

@@ -25,6 +25,7 @@ from pinlanding_assets.collections.feeds import (
     partitioned_feeds,
     read_feeds,
 )
+from pinlanding_assets.collections.overrides import Merchandising, Overrides
 from pinlanding_assets.collections.reliability import ReliabilityConfig, estimate_reliability, judged_rows
 from pinlanding_assets.collections.titles import slug_for, template_title, title_problem, write_title
 from pinlanding_assets.collections.topics import (
@@ -224,6 +225,37 @@ def test_short_feeds_are_dropped_and_publishing_is_repeatable(spark, assignments
     (target / "_SUCCESS").unlink()
     with pytest.raises(FileNotFoundError, match="no complete feeds"):
         read_feeds(target)
+
+
+def test_merchandising_overrides_shape_the_published_feeds(spark, assignments, vocabulary, tmp_path: Path) -> None:
+    collections = _collections(assignments, vocabulary, count=1000)
+    sdf = spark.createDataFrame(spark_table(assignments.select("product_id", "attribute_id", "score")))
+    config = FeedConfig(min_feed_size=40, max_feed_size=60)
+    plain = read_feeds(_built(sdf, collections, config, tmp_path / "plain")[1])
+    sizes = plain.group_by("collection_id").len().sort(["len", "collection_id"], descending=[True, False])
+    top, other, third = sizes["collection_id"][:3]
+    feed = plain.filter(pl.col("collection_id") == top)["product_id"].to_list()
+    outsider = sorted(set(assignments["product_id"]) - set(feed))[0]
+    overrides = Overrides.model_validate({"exclude": [feed[0]], "collections": {
+        top: {"pin": {outsider: 1}, "bury": [feed[1]], "title": "Picked For You"}, other: {"block": True}}})
+    merchandising = Merchandising(overrides, frozenset(assignments["product_id"]), frozenset(feed[2:4]))
+    status, target = _built(sdf, collections, config, tmp_path / "merchandised", merchandising)
+    rows = read_feeds(target)
+    shaped = rows.filter(pl.col("collection_id") == top).sort("rank")
+    assert shaped.height == 60 and shaped["product_id"][0] == outsider and shaped["override"][0] == "pin:1"
+    assert feed[0] not in rows["product_id"].to_list(), "excluded everywhere"
+    assert shaped["override"].to_list()[-3:] == ["bury", "bury:out_of_stock", "bury:out_of_stock"]
+    assert shaped["product_id"].to_list()[-3:] == feed[1:4], "buried products keep their order, after the rest"
+    assert shaped["product_id"].to_list()[1:-3] == [p for p in feed[4:] if p != outsider][:56], "the next ones move up"
+    row = status.filter(pl.col("collection_id") == top)
+    assert row["title"][0] == "Picked For You" and row["status"][0] == "published"
+    blocked = status.filter(pl.col("collection_id") == other)
+    assert blocked["status"][0] == "blocked" and other not in set(rows["collection_id"])
+    assert rows.filter(pl.col("collection_id") == third)["override"].is_null().all(), "an untouched feed"
+
+
+def _built(sdf, collections: pl.DataFrame, config: FeedConfig, target: Path, merchandising=None):
+    return build_feeds(sdf, collections, config, target, merchandising=merchandising), target
 
 
 def test_a_product_in_two_drops_counts_once_with_its_newest_row(spark, assignments, vocabulary, tmp_path: Path) -> None:

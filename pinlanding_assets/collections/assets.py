@@ -3,6 +3,7 @@ search-log baseline and the comparison. Each reads only the drops scored with it
 
 import json
 import time
+from collections import Counter
 
 import dagster as dg
 import numpy as np
@@ -12,6 +13,7 @@ from pydantic import Field
 
 from pinlanding_assets.attributes.vocabulary import release_drops
 from pinlanding_assets.automation import PUBLISH
+from pinlanding_assets.catalog.products import UNAVAILABLE
 from pinlanding_assets.collections.audit import page_audit
 from pinlanding_assets.collections.baseline import BaselineConfig, baseline_queries, nearest_products
 from pinlanding_assets.collections.comparison import JUDGED_FACETS, compare_systems, estimated_vs_ground_truth
@@ -22,6 +24,7 @@ from pinlanding_assets.collections.feeds import (
     newest_assignments,
     read_feeds,
 )
+from pinlanding_assets.collections.overrides import Merchandising, override_problems, read_overrides
 from pinlanding_assets.collections.publish_scope import of_release, require_settled
 from pinlanding_assets.collections.reliability import (
     ReliabilityConfig,
@@ -51,6 +54,14 @@ class CollectionsConfig(dg.Config):
 
 class FeedsConfig(dg.Config):
     attribute_partitions: int = 8
+
+
+merchandising_overrides = dg.AssetSpec(
+    "merchandising_overrides", group_name="collections", kinds={"toml"}, owners=OWNERS,
+    description="The merchandisers' reviewed file (data/merchandising.toml: pins, boosts, buries, exclusions, "
+                "renames, blocks; README \"For retailers\"). Reported by overrides_sensor when it changes, so the "
+                "release in service is published again with it.",
+)
 
 
 @dg.multi_asset(
@@ -166,27 +177,41 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
 
 
 @dg.asset(
-    ins={"collections": dg.AssetIn(), "attribute_assignments": all_drops_in(), "attribute_reliability": dg.AssetIn()},
+    ins={"collections": dg.AssetIn(), "attribute_assignments": all_drops_in(), "attribute_reliability": dg.AssetIn(),
+         "catalog_products": all_drops_in()},
+    deps=[merchandising_overrides],
     partitions_def=model_releases, group_name="collections", kinds={"spark", "parquet"}, owners=OWNERS,
     automation_condition=PUBLISH,
 )
 def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pyspark: PySparkResource,
                      quality_gates: QualityGates, collections: pl.DataFrame,
                      attribute_assignments: dict[str, pl.LazyFrame],
-                     attribute_reliability: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+                     attribute_reliability: pl.DataFrame,
+                     catalog_products: dict[str, pl.DataFrame]) -> dg.Output[pl.DataFrame]:
     """Ranked product feeds (Spark: rarest-attribute candidate join, never a cross join), ranked by the
-    joint confidence of the collection's attributes and cut at its floor. The rows go to Parquet
-    partitioned by anchor, one folder per release; this table says, per collection, whether it was
-    published, dropped (too few products) or merged (its feed nearly repeats a better page's)."""
+    joint confidence of the collection's attributes and cut at its floor, then the merchandising
+    overrides (each row says what moved it). The rows go to Parquet partitioned by anchor, one folder per
+    release; this table says, per collection, whether it was published, dropped (too few products),
+    merged (its feed nearly repeats a better page's) or blocked, and its title after renames."""
     spark = pyspark.spark_session
     release = context.partition_key
-    gates = load_settings().collections
+    settings = load_settings()
+    gates = settings.collections
+    products = concat_partitions(catalog_products, landed_drops(context.instance))
+    unavailable = products.filter(pl.col("availability").is_in(sorted(UNAVAILABLE)))["product_id"] if (
+        "availability" in products.columns) else []
+    overrides = read_overrides(settings.paths.overrides_file)
+    merchandising = Merchandising(overrides, frozenset(products["product_id"]), frozenset(unavailable),
+                                  settings.site.bury_out_of_stock)
+    problems = override_problems(overrides, collections, merchandising.known_products)
+    for problem in problems:
+        context.log.warning(f"merchandising overrides: {problem}")
     settings = FeedConfig(min_feed_size=quality_gates.min_feed_size, max_feed_size=quality_gates.max_feed_size,
                           min_joint_confidence=gates.min_joint_confidence, duplicate_jaccard=gates.duplicate_jaccard)
     landed = landed_drops(context.instance)
     _, excluded = of_release(attribute_assignments, release, landed)
     drops = sorted(set(attribute_assignments) - set(excluded["drop"]))
-    paths = load_settings().paths
+    paths = settings.paths
     feed_rows = paths.feed_rows_dir(release)
     sources = [str(paths.partition_path("attribute_assignments", d)) for d in drops]
     superseded = superseded_rows({d: attribute_assignments[d] for d in drops}, landed)
@@ -195,7 +220,7 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
     started = time.perf_counter()
     status = build_feeds(newest_assignments(spark, sources, superseded), collections,
                          settings, feed_rows, config.attribute_partitions,
-                         calibration=attribute_reliability.filter(pl.col("reliable")))
+                         calibration=attribute_reliability.filter(pl.col("reliable")), merchandising=merchandising)
     seconds = time.perf_counter() - started
     published = status.filter(pl.col("status") == "published")
     context.log.info(f"{published.height} feeds published in {seconds:.0f}s")
@@ -215,6 +240,12 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
         "relevance_histogram": histogram_markdown(rows["relevance"], "relevance of feed rows", "joint confidence"),
         "dropped_collections": table_preview(status.filter(pl.col("status") == "dropped"), rows=20),
         "merged_collections": table_preview(status.filter(pl.col("status") == "merged"), rows=20),
+        "blocked_collections": table_preview(status.filter(pl.col("status") == "blocked"), rows=20),
+        "overrides_file": dg.MetadataValue.path(str(paths.overrides_file)),
+        "overridden_rows": int(rows["override"].is_not_null().sum()),
+        "overrides_by_kind": dg.MetadataValue.json(dict(sorted(Counter(
+            o.split(":")[0] if o.startswith("pin") else o for o in rows["override"].drop_nulls()).items()))),
+        "override_problems": dg.MetadataValue.json(problems),
     })
 
 

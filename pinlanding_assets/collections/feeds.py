@@ -16,15 +16,24 @@ as a better-ranked one (Jaccard of the published feeds) is merged into it, each 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import quote
 
 import polars as pl
 
+from pinlanding_assets.collections.overrides import (
+    Merchandising,
+    accepted_titles,
+    apply_overrides,
+    blocked_collections,
+)
 from pinlanding_assets.collections.topics import visible_duplicates
 from resources.tables import replace_directory, spark_table
 
-FEED_COLUMNS = ["anchor", "collection_id", "rank", "product_id", "relevance"]
+FEED_SCHEMA = {"anchor": pl.Utf8, "collection_id": pl.Utf8, "rank": pl.Int32, "product_id": pl.Utf8,
+               "relevance": pl.Float64, "override": pl.Utf8}  # override: what a merchandiser's decision did
+FEED_COLUMNS = list(FEED_SCHEMA)
 STATUS_SCHEMA = {"collection_id": pl.Utf8, "title": pl.Utf8, "anchor": pl.Utf8, "products": pl.Int64,
                  "status": pl.Utf8, "reason": pl.Utf8, "merged_into": pl.Utf8}
 CALIBRATION_COLUMNS = ["attribute_id", "cut", "score_mean", "score_scale", "weight", "bias"]
@@ -121,71 +130,87 @@ def _ranked(scored, config: FeedConfig):
     order = Window.partitionBy("collection_id").orderBy(F.desc("relevance"), F.desc("mean_score"), F.asc("product_id"))
     return (scored.where(F.col("relevance") >= config.min_joint_confidence)
             .withColumn("rank", F.row_number().over(order))
-            .where(F.col("rank") <= config.max_feed_size).select(*FEED_COLUMNS))
+            .where(F.col("rank") <= config.max_feed_size).select(*FEED_COLUMNS[:-1]))
 
 
-def write_feeds(feeds, keep: list[str], target: Path) -> None:
+def write_feeds(rows: pl.DataFrame, target: Path) -> None:
     """Parquet partitioned by anchor (the collection's category), one file per anchor, rows in
-    (collection, rank) order; written beside the target and swapped in, so a failed job leaves the
+    (collection, rank) order; written beside the target and swapped in, so a failed build leaves the
     previous feeds, never half of new ones."""
-    from pyspark.sql import functions as F
-
     staging = target.with_name(target.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
-    spark = feeds.sparkSession
-    keep_df = spark.createDataFrame([(c,) for c in keep], "collection_id string")
-    published = feeds.join(F.broadcast(keep_df), "collection_id").repartition("anchor").sortWithinPartitions(
-        "collection_id", "rank")
-    published.select(*FEED_COLUMNS).write.mode("overwrite").partitionBy("anchor").parquet(str(staging))
+    staging.mkdir(parents=True)
+    for (anchor,), frame in rows.sort(["anchor", "collection_id", "rank"]).partition_by(
+            "anchor", as_dict=True, maintain_order=True).items():
+        folder = staging / f"anchor={quote(anchor, safe='')}"
+        folder.mkdir()
+        frame.select(FEED_COLUMNS).write_parquet(folder / "part-00000.parquet")
+    (staging / "_SUCCESS").touch()
     replace_directory(staging, target)
 
 
 def build_feeds(assignments, collections: pl.DataFrame, config: FeedConfig, target: Path,
-                attribute_partitions: int = 8, calibration: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Build, size-check, de-duplicate and publish the feeds; returns per collection: products, status
-    (published, dropped, merged), reason and the collection it was merged into.
+                attribute_partitions: int = 8, calibration: pl.DataFrame | None = None,
+                merchandising: Merchandising | None = None) -> pl.DataFrame:
+    """Build, size-check, de-duplicate and publish the feeds; returns per collection: its title,
+    products, status (published, dropped, merged, blocked), reason and the collection it was merged into.
 
     ``assignments`` is a Spark DataFrame (product_id, attribute_id, score); ``calibration`` the
-    release's reliable attributes (``CALIBRATION_COLUMNS``), or None for uncalibrated feeds. Collections
-    are taken best first by their ``rank``. Spark retries failed tasks itself (spark.task.maxFailures);
-    what it cannot recover from fails here, naming the cause."""
+    release's reliable attributes (``CALIBRATION_COLUMNS``), or None for uncalibrated feeds;
+    ``merchandising`` the overrides to apply (see ``overrides``): Spark ranks twice the feed size so
+    excluded and buried products leave room for the next ones. Collections are taken best first by
+    their ``rank``. Spark retries failed tasks itself (spark.task.maxFailures); what it cannot recover
+    from fails here, naming the cause."""
     spark = assignments.sparkSession
     if collections.is_empty():
         target.mkdir(parents=True, exist_ok=True)
         (target / "_SUCCESS").touch()
         return pl.DataFrame(schema=STATUS_SCHEMA)
+    candidates = config if merchandising is None else replace(config, max_feed_size=2 * config.max_feed_size)
     try:
         members = spark.createDataFrame(spark_table(collection_members(collections)))
         table = None if calibration is None else spark.createDataFrame(spark_table(
             calibration.select(CALIBRATION_COLUMNS).cast({c: pl.Float64 for c in CALIBRATION_COLUMNS[1:]})))
-        feeds = partitioned_feeds(assignments, members, config, attribute_partitions, table).cache()
-        shown = pl.from_pandas(feeds.select("collection_id", "product_id").toPandas())
-        shown = shown if shown.height else pl.DataFrame(schema={"collection_id": pl.Utf8, "product_id": pl.Utf8})
-        sizes = shown.group_by("collection_id").len().rename({"len": "products"}).cast({"products": pl.Int64})
-        status = collections.select("collection_id", "title", "anchor", "rank").join(
-            sizes, on="collection_id", how="left").with_columns(pl.col("products").fill_null(0))
-        long_enough = status.filter(pl.col("products") >= config.min_feed_size).sort("rank")["collection_id"].to_list()
-        twins = visible_duplicates(shown.filter(pl.col("collection_id").is_in(long_enough)), long_enough,
-                                   config.duplicate_jaccard)
-        short = pl.col("products") < config.min_feed_size
-        twin_of = pl.col("collection_id").replace_strict({c: t for c, (t, _) in twins.items()}, default=None)
-        overlap = pl.col("collection_id").replace_strict({c: j for c, (_, j) in twins.items()}, default=None,
-                                                         return_dtype=pl.Float64)
-        status = status.with_columns(
-            pl.when(short).then(pl.lit("dropped")).when(twin_of.is_not_null()).then(pl.lit("merged"))
-            .otherwise(pl.lit("published")).alias("status"),
-            pl.when(short).then(pl.format("feed has {} products, under the minimum of {}", "products",
-                                          pl.lit(config.min_feed_size)))
-            .when(twin_of.is_not_null()).then(pl.format("near-duplicate: its feed and {}'s overlap by Jaccard {}",
-                                                        twin_of, overlap.round(3)))
-            .alias("reason"),
-            twin_of.alias("merged_into"),
-        ).sort("collection_id").cast(STATUS_SCHEMA).select(list(STATUS_SCHEMA))
-        write_feeds(feeds, status.filter(pl.col("status") == "published")["collection_id"].to_list(), target)
-        feeds.unpersist()
+        ranked = partitioned_feeds(assignments, members, candidates, attribute_partitions, table).toPandas()
     except Exception as error:
         raise FeedBuildError(f"Spark could not build the collection feeds after retrying failed tasks: "
                              f"{type(error).__name__}: {str(error)[:2000]}") from error
+    rows = pl.from_pandas(ranked) if len(ranked) else pl.DataFrame(schema=FEED_SCHEMA)
+    rows = rows.cast({k: v for k, v in FEED_SCHEMA.items() if k != "override"}).sort(["collection_id", "rank"])
+    if merchandising is None:
+        rows = rows.with_columns(pl.lit(None, pl.Utf8).alias("override"))
+        blocked, titles = set(), {}
+    else:
+        rows = apply_overrides(rows, merchandising, config.max_feed_size).cast(FEED_SCHEMA)
+        blocked = blocked_collections(merchandising.overrides)
+        titles = accepted_titles(merchandising.overrides, collections)[0]
+    sizes = rows.group_by("collection_id").len().rename({"len": "products"}).cast({"products": pl.Int64})
+    status = collections.select("collection_id", "title", "anchor", "rank").join(
+        sizes, on="collection_id", how="left").with_columns(
+        pl.col("products").fill_null(0),
+        pl.col("collection_id").replace_strict(titles, default=pl.col("title")).alias("title"))
+    is_blocked = pl.col("collection_id").is_in(sorted(blocked))
+    long_enough = status.filter((pl.col("products") >= config.min_feed_size) & ~is_blocked).sort("rank")[
+        "collection_id"].to_list()
+    twins = visible_duplicates(rows.filter(pl.col("collection_id").is_in(long_enough)), long_enough,
+                               config.duplicate_jaccard)
+    short = pl.col("products") < config.min_feed_size
+    twin_of = pl.col("collection_id").replace_strict({c: t for c, (t, _) in twins.items()}, default=None)
+    overlap = pl.col("collection_id").replace_strict({c: j for c, (_, j) in twins.items()}, default=None,
+                                                     return_dtype=pl.Float64)
+    status = status.with_columns(
+        pl.when(is_blocked).then(pl.lit("blocked")).when(short).then(pl.lit("dropped"))
+        .when(twin_of.is_not_null()).then(pl.lit("merged")).otherwise(pl.lit("published")).alias("status"),
+        pl.when(is_blocked).then(pl.lit("blocked by the merchandising overrides"))
+        .when(short).then(pl.format("feed has {} products, under the minimum of {}", "products",
+                                    pl.lit(config.min_feed_size)))
+        .when(twin_of.is_not_null()).then(pl.format("near-duplicate: its feed and {}'s overlap by Jaccard {}",
+                                                    twin_of, overlap.round(3)))
+        .alias("reason"),
+        twin_of.alias("merged_into"),
+    ).sort("collection_id").cast(STATUS_SCHEMA).select(list(STATUS_SCHEMA))
+    published = status.filter(pl.col("status") == "published")["collection_id"].to_list()
+    write_feeds(rows.filter(pl.col("collection_id").is_in(published)), target)
     return status
 
 
@@ -195,7 +220,6 @@ def read_feeds(path: Path) -> pl.DataFrame:
         raise FileNotFoundError(f"no complete feeds at {path}: materialize collection_feeds first")
     files = sorted(path.glob("anchor=*/*.parquet"))
     if not files:
-        return pl.DataFrame(schema={"anchor": pl.Utf8, "collection_id": pl.Utf8, "rank": pl.Int32,
-                                    "product_id": pl.Utf8, "relevance": pl.Float64})
+        return pl.DataFrame(schema=FEED_SCHEMA)
     frame = pl.read_parquet(files, hive_partitioning=True)
     return frame.select(FEED_COLUMNS).sort(["collection_id", "rank"])

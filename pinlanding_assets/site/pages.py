@@ -18,9 +18,9 @@ from pathlib import Path
 import jinja2
 import polars as pl
 
+from pinlanding_assets.catalog.products import AVAILABILITY, UNAVAILABLE
 from pinlanding_assets.collections.titles import slug_for
 from pinlanding_assets.facets import DISPLAY_ORDER, LABELS, plural
-from pinlanding_assets.catalog.products import AVAILABILITY, UNAVAILABLE
 from pinlanding_assets.site.lifecycle import GONE_PAGE, HISTORY, LivePage, next_history, read_history, redirect_files
 from pinlanding_assets.site.sitemaps import sitemap_files
 from pinlanding_assets.site.thumbnails import thumbnail_name
