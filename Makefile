@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 FAST_VENV ?= .venv-fast
 
-.PHONY: install run test test-fast lint dev validate benchmark clean serve chromium postgresql
+.PHONY: install run test test-fast lint dev validate benchmark clean serve chromium postgresql lighthouse
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,10 +37,17 @@ chromium:
 postgresql:
 	test -n "$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql; }
 
+# The site audit runs Lighthouse from npm (12.2.3: later versions want Node 22) against Debian's Chromium.
+LIGHTHOUSE := .lighthouse/node_modules/.bin/lighthouse
+lighthouse: $(LIGHTHOUSE)
+$(LIGHTHOUSE):
+	command -v npm >/dev/null || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q nodejs npm; }
+	npm install --prefix .lighthouse --no-audit --no-fund --loglevel=error lighthouse@12.2.3
+
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: install chromium postgresql lint
+test: install chromium postgresql lighthouse lint
 	$(PY) -m pytest
 
 test-fast: $(FAST_VENV)/.installed

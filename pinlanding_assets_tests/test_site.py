@@ -1,7 +1,11 @@
-"""The landing-page site: safe rendering, and a real browser (Debian's Chromium via Playwright) on it."""
+"""The landing-page site: safe rendering, a real browser (Debian's Chromium via Playwright) on it, the
+URL lifecycle and merchandising overrides as a shopper meets them, and Lighthouse's audit."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,26 +14,30 @@ import polars as pl
 import pytest
 
 from pinlanding_assets.cli import make_server
-from pinlanding_assets_tests.fast.synthetic import XSS, build_shop_site, three_collection_site
+from pinlanding_assets.collections.overrides import Merchandising, Overrides, accepted_titles, apply_overrides
+from pinlanding_assets_tests.fast.synthetic import XSS, build_shop_site, three_collection_site, with_shop_fields
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LIGHTHOUSE = Path(__file__).resolve().parent.parent / ".lighthouse" / "node_modules" / ".bin" / "lighthouse"
 
 
 @pytest.fixture(scope="module")
 def site_inputs(fashion_rows: list[dict[str, str]], fashion_dir: Path) -> tuple[pl.DataFrame, ...]:
     """Real catalog products in three collections; one product is named like an XSS attack."""
-    rows = [r for r in fashion_rows if r["articleType"] in {"Tshirts", "Jeans"}][:40]
-    return three_collection_site(rows, [str(fashion_dir / "images" / f"{r['id']}.jpg") for r in rows], men=10)
+    rows = [r for r in fashion_rows if r["articleType"] in {"Tshirts", "Jeans"}][:80]
+    return three_collection_site(rows, [str(fashion_dir / "images" / f"{r['id']}.jpg") for r in rows], men=20)
 
 
 @pytest.fixture(scope="module")
 def site(site_inputs, tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site") / "site"
-    summary = build_shop_site(site_inputs, target)
-    assert summary.collection_pages == 3 and summary.pages == 4 and summary.thumbnails == 40
+    collections, feeds, products = site_inputs
+    summary = build_shop_site((collections, feeds, with_shop_fields(products)), target)
+    assert summary.collection_pages == 3 and summary.pages == 4 and summary.indexed_pages == 4
+    assert summary.thumbnails == 160, "two widths of each 224-pixel image"
     return target
 
 
@@ -90,7 +98,10 @@ def test_index_and_collection_pages_in_chromium(browser, server: str) -> None:
     _images_decode(page)
     names = page.eval_on_selector_all(".grid .name", "spans => spans.map(s => s.textContent)")
     assert XSS in names, "the product named like a script is shown as text"
-    assert page.eval_on_selector_all("script", "s => s.length") == 0
+    scripts = page.eval_on_selector_all("script", "s => s.map(e => [e.type, e.textContent])")
+    assert [kind for kind, _ in scripts] == ["application/ld+json"] * 2, "structured data, nothing that runs"
+    items = [json.loads(text) for _, text in scripts][1]["itemListElement"]
+    assert items[0]["item"]["name"] == XSS and items[0]["item"]["url"].startswith("https://shop.example/p/")
     assert page.eval_on_selector_all("h1", "h => h[0].textContent") == "T-Shirts"
     crumbs = page.eval_on_selector_all("nav.crumbs a", "links => links.map(a => a.href)")
     related = page.eval_on_selector_all("section.facet a", "links => links.map(a => a.href)")
@@ -101,6 +112,63 @@ def test_index_and_collection_pages_in_chromium(browser, server: str) -> None:
     page.screenshot(path=str(ARTIFACTS / "collection-phone.png"), full_page=True)
     assert errors == [] and dialogs == []
     page.close()
+
+
+def test_a_removed_collection_redirects_and_an_override_shows(browser, site_inputs, tmp_path: Path) -> None:
+    """The next release drops the men's page and a merchandiser pins, renames and excludes on the jeans
+    page: the old URL answers 301 to the page that shows its products, and the jeans page shows the edit."""
+    collections, feeds, products = site_inputs
+    jeans = feeds.filter(pl.col("collection_id") == "jeans").sort("rank")["product_id"].to_list()
+    overrides = Overrides.model_validate({"collections": {"jeans": {
+        "pin": {jeans[-1]: 1}, "exclude": [jeans[0]], "title": "Denim Edit"}}})
+    candidates = feeds.filter(pl.col("collection_id") != "men-t-shirt").with_columns(
+        pl.lit("x").alias("anchor"), pl.lit(1.0).alias("relevance"))
+    shaped = apply_overrides(candidates, Merchandising(overrides, frozenset(products["product_id"])), 100)
+    renamed = collections.with_columns(pl.col("collection_id").replace_strict(
+        accepted_titles(overrides, collections)[0], default=pl.col("title")).alias("title"))
+    live = tmp_path / "live"
+    build_shop_site(site_inputs, live)
+    build_shop_site((renamed, shaped.select("collection_id", "rank", "product_id"), products), live)
+    httpd = make_server(live, "127.0.0.1", 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    root = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    try:
+        page = browser.new_page()
+        response = page.goto(root + "c/men-t-shirt.html", wait_until="load")
+        assert page.url == root + "c/t-shirt.html" and response.ok
+        assert response.request.redirected_from.response().status == 301
+        assert page.request.get(root + "c/men-t-shirt.html", max_redirects=0).status == 301
+        assert (live / "_redirects").read_text() == "/c/men-t-shirt.html /c/t-shirt.html 301!\n"
+        page.goto(root + "c/jeans.html", wait_until="load")
+        assert page.eval_on_selector("h1", "h => h.textContent") == "Denim Edit"
+        names = page.eval_on_selector_all(".grid .name", "spans => spans.map(s => s.textContent)")
+        titles = dict(zip(products["product_id"], products["title"]))
+        assert names[0] == titles[jeans[-1]] and titles[jeans[0]] not in names and len(names) == len(jeans) - 1
+        page.screenshot(path=str(ARTIFACTS / "collection-overridden.png"), full_page=True)
+        page.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.parametrize("path", ["index.html", "c/t-shirt.html", "c/men-t-shirt.html", "c/jeans.html"])
+def test_lighthouse_scores_on_a_phone(server: str, path: str) -> None:
+    """Lighthouse 12.2.3's mobile audit (its default: emulated phone, simulated slow 4G) in Debian's
+    Chromium; the JSON report is kept in test-artifacts/."""
+    if not LIGHTHOUSE.is_file():
+        pytest.fail(f"{LIGHTHOUSE} missing: `make test` installs it (make lighthouse)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    report = ARTIFACTS / f"lighthouse-{path.replace('/', '-').removesuffix('.html')}.json"
+    subprocess.run([str(LIGHTHOUSE), server + path, "--quiet", "--output=json", f"--output-path={report}",
+                    "--only-categories=performance,accessibility,best-practices,seo",
+                    "--chrome-flags=" + " ".join(CHROMIUM_FLAGS)], check=True, timeout=300,
+                   env={**os.environ, "CHROME_PATH": str(CHROMIUM)})
+    result = json.loads(report.read_text())
+    scores = {key: round(category["score"] * 100) for key, category in result["categories"].items()}
+    failing = sorted(audit["id"] for audit in result["audits"].values()
+                     if audit.get("score") is not None and audit["score"] < 1 and audit.get("scoreDisplayMode") == "binary")
+    assert scores["accessibility"] == scores["best-practices"] == scores["seo"] == 100, (scores, failing)
+    assert scores["performance"] >= 95, (scores, failing)
 
 
 def test_pinlanding_serve_command(site: Path) -> None:

@@ -13,8 +13,10 @@ the data directory and applied at every feed build, so it survives each publish.
     [collections.formal-jeans]
     block = true                         # never published
 
-Within a feed, boosted products come first, then the rest, then buried ones (and, by default, products
-out of stock), each group in relevance order; pinned products then take their ranks. Every feed row
+A feed shows what it would have shown (plus boosted products from further down, less exclusions, whose
+places go to the next products), boosted ones first, then the rest, then buried ones (and, by default,
+products out of stock) at the bottom of the page, each group in relevance order; pinned products then
+take their ranks. Every feed row
 records what moved it (``override``). Names of collections or products the build does not know are
 reported, never silently ignored.
 """
@@ -154,8 +156,11 @@ def _one_feed(slug: str, frame: pl.DataFrame, override: CollectionOverride, excl
             return 2, "bury:out_of_stock"
         return 1, None
 
-    ordered = [p for p in frame["product_id"] if p not in gone and p not in pins]
-    ordered.sort(key=lambda p: tier(p)[0])  # stable: relevance order within each group
+    base = [p for p in frame["product_id"] if p not in gone and p not in pins]
+    room = max(0, max_feed_size - len(pins))
+    boosted = [p for p in base if p in boost]
+    shown = set(boosted[:room]) | set([p for p in base if p not in boost][:room - len(boosted[:room])])
+    ordered = sorted((p for p in base if p in shown), key=lambda p: tier(p)[0])  # stable: relevance order within
     reasons = {p: tier(p)[1] for p in ordered}
     for product, rank in sorted(pins.items(), key=lambda item: (item[1], item[0])):
         ordered.insert(min(rank, len(ordered) + 1) - 1, product)

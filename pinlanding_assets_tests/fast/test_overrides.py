@@ -53,7 +53,7 @@ exclude = ["p3"]
     feeds = _feeds(dress=["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9"], jeans=["p9", "p10", "p11"])
     applied = apply_overrides(feeds, Merchandising(overrides, KNOWN, frozenset({"p4", "p10"})), max_feed_size=7)
     assert _feed(applied, "dress") == [("p7", "pin:1"), ("p5", "boost"), ("p20", "pin:3"), ("p1", None), ("p6", None),
-                                       ("p8", None), ("p2", "bury")], "p4 out of stock falls past the cut of 7"
+                                       ("p2", "bury"), ("p4", "bury:out_of_stock")], "p8 was ranked past the cut of 7"
     assert _feed(applied, "jeans") == [("p11", None), ("p10", "bury:out_of_stock")], "p9 is excluded everywhere"
     assert applied.filter(pl.col("product_id") == "p20")["relevance"].to_list() == [None], "a pinned newcomer has no score"
     kept = apply_overrides(feeds, Merchandising(Overrides(), KNOWN, frozenset({"p4"}), bury_unavailable=False), 100)
