@@ -282,3 +282,31 @@ def test_drops_landing_together_are_published_whole_in_one_run() -> None:
         assert ready.total_requested == 3 and all(
             ready.get_requested_partitions(key) == {"r001"} for key in publish), "the whole publish in one tick"
         assert drops_due_for_labels(instance) == {"d1"}, "the new drops are labelled only once on the pages"
+
+
+def test_an_edit_of_the_overrides_file_publishes_again(tmp_path: Path) -> None:
+    """The sensor's report of an edited overrides file makes the release in service due: its feeds and
+    pages are requested together, once."""
+    from pinlanding_assets.automation import PUBLISH
+    from pinlanding_assets.sensors import overrides_event
+
+    every_drop = dg.AllPartitionMapping()
+    specs = [dg.AssetSpec(key, partitions_def=catalog_drops) for key in (*INTAKE_AND_EMBEDDING, "attribute_assignments")]
+    specs += [dg.AssetSpec("model_release", partitions_def=model_releases),
+              dg.AssetSpec("collection_feeds", partitions_def=model_releases, automation_condition=PUBLISH,
+                           deps=[dg.AssetDep("attribute_assignments", partition_mapping=every_drop),
+                                 "merchandising_overrides"]),
+              dg.AssetSpec("landing_pages", partitions_def=model_releases, automation_condition=PUBLISH,
+                           deps=["collection_feeds"])]
+    defs = dg.Definitions(assets=[_stand_in(specs), dg.AssetSpec("merchandising_overrides")])
+    path = tmp_path / "merchandising.toml"
+    with dg.instance_for_test() as instance:
+        _d1_scored_with_r001(instance, "collection_feeds", "landing_pages")
+        quiet = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert quiet.total_requested == 0 and publish_due(instance) is None
+        path.write_text('[collections.jeans]\npin = { "15970" = 1 }\n')
+        instance.report_runless_asset_event(overrides_event(path, instance))
+        assert publish_due(instance) == "r001"
+        edited = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=quiet.cursor)
+        assert edited.get_requested_partitions(dg.AssetKey("collection_feeds")) == {"r001"}
+        assert edited.get_requested_partitions(dg.AssetKey("landing_pages")) == {"r001"}
