@@ -11,6 +11,8 @@ After a baseline published by `pinlanding run` (two drops, release r001, three w
 - its VLM labels then make a new release due: the release sensor cuts r002, automation builds it,
   re-scores every drop in one run, and publishes r002 only once every drop is scored with it;
 - a new week of searches (the code location reloaded) refreshes that week, the window and the pages;
+- an edit of the merchandising overrides file alone publishes the release in service again, with the
+  pin and the new title on the page;
 - `pinlanding run --only` publishes a new drop with the release in service, and refuses to publish a
   release that only that drop is scored with.
 """
@@ -176,6 +178,21 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
             assert ("query_intents", new_week) in refreshed and ("demand_window", new_week) in refreshed
             assert {a for a, _ in refreshed} <= WEEKLY | PUBLISH, "a new week re-trains and re-scores nothing"
             assert {p for a, p in refreshed if a in PUBLISH} == {"r002"}
+
+            # a merchandiser pins a product and renames a page: the edit alone publishes r002 again
+            shown = read_feeds(project_dirs / "warehouse" / "published_feeds" / "r002")
+            slug = shown["collection_id"][0]
+            pinned = shown.filter(pl.col("collection_id") == slug)["product_id"][-1]
+            edited = time.time()
+            get_paths().overrides_file.write_text(
+                f'[collections.{slug}]\ntitle = "Edited By Merchandising"\npin = {{ "{pinned}" = 1 }}\n')
+            daemon.wait_for(instance, "the override on the pages", lambda: pages("r002").timestamp > edited, 900)
+            top = read_feeds(project_dirs / "warehouse" / "published_feeds" / "r002").filter(
+                (pl.col("collection_id") == slug) & (pl.col("rank") == 1))
+            assert top.select("product_id", "override").row(0) == (pinned, "pin:1")
+            page = (site / "c" / f"{slug}.html").read_text()
+            assert "<h1>Edited By Merchandising</h1>" in page
+            assert {a for a, _ in materialized_since(instance, edited)} <= PUBLISH | {"merchandising_overrides"}
             daemon.drain(instance)
             failed = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=5)
             assert [r.dagster_run.run_id for r in failed] == [killed], "the killed run is the only failure"
