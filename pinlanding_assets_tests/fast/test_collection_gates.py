@@ -276,3 +276,19 @@ def test_a_page_its_own_judged_products_contradict_is_dropped() -> None:
     kept, dropped = contradicted_topics([shirts, briefs], ProductSets(assignments), judged, reliability, floor=0.5)
     assert kept == [shirts]
     assert dropped[briefs.attribute_ids].startswith("occasion:formal: 0 of the 4 judged products on this page agree")
+
+
+def test_a_page_keeps_its_url_while_its_attributes_stay() -> None:
+    """Products, demand and scores change between releases; the slug (the URL) follows the attribute set alone."""
+    assignments, vocabulary, intents = _catalog()
+    first = plan_collections(assignments, vocabulary, intents, 100, lambda *a, **k: json.dumps({"title": "Dresses"}),
+                             TopicConfig(min_products=10)).collections
+    fewer = intents.filter(~pl.col("intent").str.contains("black"))
+    kept = assignments["product_id"].unique().sort()[::3]
+    changed = assignments.filter(~pl.col("product_id").is_in(kept.to_list()))
+    second = plan_collections(changed, vocabulary, fewer, 100, lambda *a, **k: json.dumps({"title": "Frocks"}),
+                              TopicConfig(min_products=10)).collections
+    key = lambda plan: dict(zip(plan["attribute_ids"].list.sort().list.join(","), plan["collection_id"]))  # noqa: E731
+    assert not first.select("collection_id", "products").equals(second.select("collection_id", "products"))
+    shared = set(key(first)) & set(key(second))
+    assert len(shared) > 3 and all(key(first)[k] == key(second)[k] for k in shared)
