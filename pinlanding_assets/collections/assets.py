@@ -195,14 +195,14 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
     merged (its feed nearly repeats a better page's) or blocked, and its title after renames."""
     spark = pyspark.spark_session
     release = context.partition_key
-    settings = load_settings()
-    gates = settings.collections
+    project = load_settings()
+    gates = project.collections
     products = concat_partitions(catalog_products, landed_drops(context.instance))
     unavailable = products.filter(pl.col("availability").is_in(sorted(UNAVAILABLE)))["product_id"] if (
         "availability" in products.columns) else []
-    overrides = read_overrides(settings.paths.overrides_file)
+    overrides = read_overrides(project.paths.overrides_file)
     merchandising = Merchandising(overrides, frozenset(products["product_id"]), frozenset(unavailable),
-                                  settings.site.bury_out_of_stock)
+                                  project.site.bury_out_of_stock)
     problems = override_problems(overrides, collections, merchandising.known_products)
     for problem in problems:
         context.log.warning(f"merchandising overrides: {problem}")
@@ -211,7 +211,7 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
     landed = landed_drops(context.instance)
     _, excluded = of_release(attribute_assignments, release, landed)
     drops = sorted(set(attribute_assignments) - set(excluded["drop"]))
-    paths = settings.paths
+    paths = project.paths
     feed_rows = paths.feed_rows_dir(release)
     sources = [str(paths.partition_path("attribute_assignments", d)) for d in drops]
     superseded = superseded_rows({d: attribute_assignments[d] for d in drops}, landed)
