@@ -25,6 +25,7 @@ from pinlanding_assets.partitions import catalog_drops, model_releases, next_rel
 
 MODEL_RELEASE = dg.AssetKey("model_release")
 ASSIGNMENTS = dg.AssetKey("attribute_assignments")
+EMBEDDINGS = dg.AssetKey("product_embeddings")
 LABELS = dg.AssetKey("raw_vlm_attributes")
 LANDING_PAGES = dg.AssetKey("landing_pages")
 PER_DROP_PIPELINE = [dg.AssetKey(k) for k in ("catalog_products", "catalog_image_features", "product_embeddings",
@@ -113,11 +114,14 @@ def drop_states(instance: dg.DagsterInstance, release: str, snapshot: Snapshot |
             value = record.asset_materialization.metadata.get("release")
             scored_with = value.value if value is not None else None
         failed, in_progress = drop in failed_drops, drop in busy_drops
-        if scored_with == release and not in_progress:
+        # embeddings newer than the scores: the re-scoring that follows them has not been requested yet
+        embedded = _latest(instance, EMBEDDINGS, drop, snapshot) if record is not None else None
+        outdated = embedded is not None and embedded.storage_id > record.storage_id
+        if scored_with == release and not in_progress and not outdated:
             state = "scored"
         elif failed and not in_progress:
             state = "failed"
-        elif scored_with is not None and not in_progress:
+        elif scored_with is not None and not in_progress and not outdated:
             state = "stale"
         else:
             state = "pending"

@@ -310,3 +310,15 @@ def test_an_edit_of_the_overrides_file_publishes_again(tmp_path: Path) -> None:
         edited = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=quiet.cursor)
         assert edited.get_requested_partitions(dg.AssetKey("collection_feeds")) == {"r001"}
         assert edited.get_requested_partitions(dg.AssetKey("landing_pages")) == {"r001"}
+
+
+def test_scores_older_than_their_embeddings_hold_the_publish() -> None:
+    """A release re-embeds a drop after it was scored: until the re-scoring lands (its run not even
+    queued yet), the drop is pending and nothing is published, so no publish run can meet it half done."""
+    with dg.instance_for_test() as instance:
+        _d1_scored_with_r001(instance)
+        assert publishable_release(instance) == "r001"
+        _materialize(instance, "product_embeddings", "d1")
+        assert [s.state for s in drop_states(instance, "r001")] == ["pending"] and publishable_release(instance) is None
+        _materialize(instance, "attribute_assignments", "d1", release="r001")
+        assert publishable_release(instance) == "r001"
