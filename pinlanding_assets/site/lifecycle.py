@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,19 +45,26 @@ def read_history(site: Path) -> pl.DataFrame:
     return pl.read_parquet(path).cast(HISTORY_SCHEMA) if path.is_file() else pl.DataFrame(schema=HISTORY_SCHEMA)
 
 
+def product_pages(live: dict[str, set[str]]) -> dict[str, list[str]]:
+    """product -> the live pages showing it (so a gone page's overlaps are counted from its own products)."""
+    holders: dict[str, list[str]] = {}
+    for path in sorted(live):
+        for product in live[path]:
+            holders.setdefault(product, []).append(path)
+    return holders
+
+
 def redirect_target(old_products: list[str], parent: str | None, live: dict[str, set[str]],
-                    min_share: float = MIN_OVERLAP_SHARE) -> str | None:
+                    min_share: float = MIN_OVERLAP_SHARE, holders: dict[str, list[str]] | None = None) -> str | None:
     """The live page showing the most of ``old_products`` (at least ``min_share`` of them; ties go to
-    the smaller path), else the live ``parent``, else None (gone)."""
+    the smaller path), else the live ``parent``, else None (gone). ``holders``: ``product_pages(live)``."""
     old = set(old_products)
-    best, best_overlap = None, 0
-    if old:
-        for path in sorted(live):
-            overlap = len(old & live[path])
-            if overlap > best_overlap:
-                best, best_overlap = path, overlap
-    if best is not None and best_overlap >= min_share * len(old):
-        return best
+    holders = product_pages(live) if holders is None else holders
+    overlaps = Counter(path for product in old for path in holders.get(product, ()))
+    if overlaps:
+        best, overlap = min(overlaps.items(), key=lambda item: (-item[1], item[0]))
+        if overlap >= min_share * len(old):
+            return best
     return parent if parent in live else None
 
 
@@ -65,6 +73,7 @@ def next_history(previous: pl.DataFrame, pages: list[LivePage], build_date: str)
     and every earlier path no longer live as ``redirect`` (with its ``location``) or ``gone``."""
     before = {row["path"]: row for row in previous.iter_rows(named=True)}
     live = {page.path: set(page.products) for page in pages}
+    holders = product_pages(live)
     rows = []
     for page in pages:
         digest = products_hash(page.products)
@@ -75,7 +84,7 @@ def next_history(previous: pl.DataFrame, pages: list[LivePage], build_date: str)
                      "status": "live", "location": None})
     for path in sorted(set(before) - set(live)):
         row = before[path]
-        location = redirect_target(row["products"], row["parent"], live)
+        location = redirect_target(row["products"], row["parent"], live, holders=holders)
         rows.append(row | {"status": "redirect" if location else "gone", "location": location})
     return pl.DataFrame(rows, schema=HISTORY_SCHEMA).sort("path")
 
