@@ -63,8 +63,9 @@ def _drops_in(instance: dg.DagsterInstance, key: dg.AssetKey, drops: list[str], 
     return {d for d in drops if _has_status(statuses, d, status)}
 
 
-def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None,
-            snapshot: Snapshot | None = None):
+def latest_record(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None,
+                  snapshot: Snapshot | None = None):
+    """The newest materialization of ``key`` (of one partition, if given; before the snapshot, if given)."""
     filters = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None,
                                     before_storage_id=snapshot.before if snapshot else None)
     records = instance.fetch_materializations(filters, limit=1).records
@@ -83,7 +84,7 @@ def current_release(instance: dg.DagsterInstance, snapshot: Snapshot | None = No
 
 
 def release_metadata(instance: dg.DagsterInstance, release: str) -> dict:
-    record = _latest(instance, MODEL_RELEASE, release)
+    record = latest_record(instance, MODEL_RELEASE, release)
     if record is None:
         return {}
     return {k: v.value for k, v in record.asset_materialization.metadata.items()}
@@ -108,14 +109,14 @@ def drop_states(instance: dg.DagsterInstance, release: str, snapshot: Snapshot |
     busy_drops = set().union(*(_drops_in(instance, k, drops, "IN_PROGRESS", snapshot) for k in PER_DROP_PIPELINE))
     states = []
     for drop in drops:
-        record = _latest(instance, ASSIGNMENTS, drop, snapshot)
+        record = latest_record(instance, ASSIGNMENTS, drop, snapshot)
         scored_with = None
         if record is not None:
             value = record.asset_materialization.metadata.get("release")
             scored_with = value.value if value is not None else None
         failed, in_progress = drop in failed_drops, drop in busy_drops
         # embeddings newer than the scores: the re-scoring that follows them has not been requested yet
-        embedded = _latest(instance, EMBEDDINGS, drop, snapshot) if record is not None else None
+        embedded = latest_record(instance, EMBEDDINGS, drop, snapshot) if record is not None else None
         outdated = embedded is not None and embedded.storage_id > record.storage_id
         if scored_with == release and not in_progress and not outdated:
             state = "scored"
@@ -148,7 +149,7 @@ def scored_versions(instance: dg.DagsterInstance, release: str) -> dict[str, int
 
 def drops_on_pages(instance: dg.DagsterInstance, snapshot: Snapshot | None = None) -> dict[str, int]:
     """Drop -> the storage id of the assignments the latest published pages show."""
-    pages = _latest(instance, LANDING_PAGES, snapshot=snapshot)
+    pages = latest_record(instance, LANDING_PAGES, snapshot=snapshot)
     value = pages.asset_materialization.metadata.get("drops_on_pages") if pages is not None else None
     return {drop: int(storage_id) for drop, storage_id in (value.value if value is not None else {}).items()}
 
@@ -164,7 +165,7 @@ def drops_due_for_labels(instance: dg.DagsterInstance, snapshot: Snapshot | None
     failed = _drops_in(instance, ASSIGNMENTS, drops, "FAILED", snapshot)
     due = set()
     for drop in drops:
-        scored = _latest(instance, ASSIGNMENTS, drop, snapshot)
+        scored = latest_record(instance, ASSIGNMENTS, drop, snapshot)
         if drop in failed or (scored is not None and shown.get(drop, -1) >= scored.storage_id):
             due.add(drop)
     return due
@@ -178,7 +179,7 @@ PUBLISH_INPUTS = [dg.AssetKey(k) for k in ("catalog_products", "catalog_labels",
 def last_publish_attempt(instance: dg.DagsterInstance, release: str, snapshot: Snapshot | None = None) -> float:
     """When ``release`` was last published or a run to publish it (build its landing_pages) was created,
     whatever became of that run: a publish that failed is not retried until something it reads changes."""
-    pages = _latest(instance, LANDING_PAGES, release, snapshot)
+    pages = latest_record(instance, LANDING_PAGES, release, snapshot)
     attempted = pages.timestamp if pages is not None else 0.0
     for record in instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": release}), limit=200):
         if LANDING_PAGES in (record.dagster_run.asset_selection or ()):
@@ -194,8 +195,8 @@ def publish_due(instance: dg.DagsterInstance, snapshot: Snapshot | None = None) 
     if release is None:
         return None
     attempted = last_publish_attempt(instance, release, snapshot)
-    inputs = [_latest(instance, key, snapshot=snapshot) for key in PUBLISH_INPUTS]
-    inputs.append(_latest(instance, MODEL_RELEASE, release, snapshot))
+    inputs = [latest_record(instance, key, snapshot=snapshot) for key in PUBLISH_INPUTS]
+    inputs.append(latest_record(instance, MODEL_RELEASE, release, snapshot))
     newest = max((record.timestamp for record in inputs if record is not None), default=0.0)
     return release if newest > attempted else None
 
@@ -212,7 +213,7 @@ def labelled_products(instance: dg.DagsterInstance) -> dict[str, int]:
     """Drop -> products the VLM stage labelled (from the latest raw_vlm_attributes materialization)."""
     out = {}
     for drop in instance.get_materialized_partitions(LABELS):
-        record = _latest(instance, LABELS, drop)
+        record = latest_record(instance, LABELS, drop)
         value = record.asset_materialization.metadata.get("labelled_products") if record else None
         out[drop] = int(value.value) if value is not None else 0
     return out
@@ -244,7 +245,7 @@ def release_due(instance: dg.DagsterInstance, new_label_share: float, max_age_da
     if share >= new_label_share:
         return ReleaseDecision(True, f"{new} new labelled products = {share:.0%} of {old} (>= {new_label_share:.0%})",
                                new, old)
-    built = _latest(instance, MODEL_RELEASE, release)
+    built = latest_record(instance, MODEL_RELEASE, release)
     age_days = ((now or time.time()) - built.timestamp) / 86400 if built else 0.0
     if age_days >= max_age_days:
         return ReleaseDecision(True, f"release {release} is {age_days:.1f} days old and {new} labelled products are new",

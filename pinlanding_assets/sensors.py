@@ -12,7 +12,7 @@ import dagster as dg
 
 from pinlanding_assets.catalog.drops import ready_drops, refused_drops
 from pinlanding_assets.partitions import catalog_drops, log_weeks, model_releases, next_release_key, search_weeks, week_key
-from pinlanding_assets.releases import release_due
+from pinlanding_assets.releases import latest_record, release_due
 from pinlanding_assets.settings import get_paths, load_settings
 
 SEARCH_LOG = dg.AssetKey("search_log")
@@ -61,15 +61,18 @@ def week_fingerprint(files: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+def last_fingerprint(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None) -> str | None:
+    """The fingerprint last reported for ``key`` (one partition of it), kept in the instance so the CLI
+    and the sensors agree; None when nothing was reported."""
+    record = latest_record(instance, key, partition)
+    value = record.asset_materialization.metadata.get("fingerprint") if record else None
+    return value.value if value is not None else None
+
+
 def reported_fingerprints(instance: dg.DagsterInstance) -> dict[str, str]:
-    """Week -> the fingerprint last reported for it (kept in the instance, so the CLI and the sensor agree)."""
-    out = {}
-    for week in instance.get_materialized_partitions(SEARCH_LOG):
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=SEARCH_LOG, asset_partitions=[week]), limit=1).records
-        value = records[0].asset_materialization.metadata.get("fingerprint") if records else None
-        out[week] = value.value if value is not None else ""
-    return out
+    """Week -> the fingerprint last reported for it."""
+    return {week: last_fingerprint(instance, SEARCH_LOG, week) or ""
+            for week in instance.get_materialized_partitions(SEARCH_LOG)}
 
 
 def changed_weeks(log_dir: Path, instance: dg.DagsterInstance) -> tuple[list[dg.AssetMaterialization], list[str]]:
@@ -129,9 +132,7 @@ def overrides_event(path: Path, instance: dg.DagsterInstance) -> dg.AssetMateria
     from pinlanding_assets.collections.overrides import fingerprint
 
     now = fingerprint(path)
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=OVERRIDES), limit=1).records
-    last = records[0].asset_materialization.metadata.get("fingerprint") if records else None
-    if (last.value if last is not None else None) == now or (last is None and now == "absent"):
+    if (last_fingerprint(instance, OVERRIDES) or "absent") == now:
         return None
     return dg.AssetMaterialization(OVERRIDES, metadata={"fingerprint": now, "path": dg.MetadataValue.path(str(path))})
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import re
 from collections.abc import Iterator
@@ -285,10 +284,16 @@ def _image_path(layout: str, drop_path: Path, fields: dict[str, str], product_id
     return drop_path / inside, None
 
 
+def with_shop_columns(products: pl.DataFrame) -> pl.DataFrame:
+    """``products`` with every shop field, null where absent (tables written before the fields existed)."""
+    return products.with_columns([pl.lit(None, PRODUCT_SCHEMA[c]).alias(c) for c in SHOP_FIELDS
+                                  if c not in products.columns])
+
+
 def shop_fields(fields: dict[str, str]) -> tuple[dict[str, object], str | None]:
     """The row's optional shop fields, normalised (price a number, availability one of ``AVAILABILITY``'s
     keys), or why they cannot be used. A URL must be absolute http(s) with a host; a price needs a currency
-    (ISO 4217: three capital letters) and is a finite number >= 0."""
+    (ISO 4217: three capital letters) and is a number >= 0."""
     url, price, currency, availability = (_clean(fields.get(name)) for name in SHOP_FIELDS)
     out: dict[str, object] = {"product_url": None, "price": None, "currency": None, "availability": None}
     if url:
@@ -297,15 +302,11 @@ def shop_fields(fields: dict[str, str]) -> tuple[dict[str, object], str | None]:
             return out, f"product_url {url[:200]!r} is not an absolute http(s) URL"
         out["product_url"] = url
     if price:
-        try:
-            value = float(price.replace(",", "")) if re.fullmatch(r"[0-9][0-9,]*(\.[0-9]+)?", price) else None
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value):
+        if not re.fullmatch(r"[0-9][0-9,]*(\.[0-9]+)?", price):
             return out, f"price {price[:50]!r} is not a number >= 0 (digits, an optional decimal point)"
         if not re.fullmatch(r"[A-Z]{3}", currency):
             return out, f"price {price!r} needs a currency code of three capital letters (got {currency[:20]!r})"
-        out["price"], out["currency"] = value, currency
+        out["price"], out["currency"] = float(price.replace(",", "")), currency
     elif currency and not re.fullmatch(r"[A-Z]{3}", currency):
         return out, f"currency {currency[:20]!r} is not a code of three capital letters"
     if availability:

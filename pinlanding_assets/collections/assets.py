@@ -13,7 +13,7 @@ from pydantic import Field
 
 from pinlanding_assets.attributes.vocabulary import release_drops
 from pinlanding_assets.automation import PUBLISH
-from pinlanding_assets.catalog.products import UNAVAILABLE
+from pinlanding_assets.catalog.products import UNAVAILABLE, with_shop_columns
 from pinlanding_assets.collections.audit import page_audit
 from pinlanding_assets.collections.baseline import BaselineConfig, baseline_queries, nearest_products
 from pinlanding_assets.collections.comparison import JUDGED_FACETS, compare_systems, estimated_vs_ground_truth
@@ -197,9 +197,9 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
     release = context.partition_key
     project = load_settings()
     gates = project.collections
-    products = concat_partitions(catalog_products, landed_drops(context.instance))
-    unavailable = products.filter(pl.col("availability").is_in(sorted(UNAVAILABLE)))["product_id"] if (
-        "availability" in products.columns) else []
+    landed = landed_drops(context.instance)
+    products = with_shop_columns(concat_partitions(catalog_products, landed))
+    unavailable = products.filter(pl.col("availability").is_in(sorted(UNAVAILABLE)))["product_id"]
     overrides = read_overrides(project.paths.overrides_file)
     merchandising = Merchandising(overrides, frozenset(products["product_id"]), frozenset(unavailable),
                                   project.site.bury_out_of_stock)
@@ -208,7 +208,6 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
         context.log.warning(f"merchandising overrides: {problem}")
     settings = FeedConfig(min_feed_size=quality_gates.min_feed_size, max_feed_size=quality_gates.max_feed_size,
                           min_joint_confidence=gates.min_joint_confidence, duplicate_jaccard=gates.duplicate_jaccard)
-    landed = landed_drops(context.instance)
     _, excluded = of_release(attribute_assignments, release, landed)
     drops = sorted(set(attribute_assignments) - set(excluded["drop"]))
     paths = project.paths

@@ -24,6 +24,7 @@ import polars as pl
 
 from pinlanding_assets.collections.overrides import (
     Merchandising,
+    Overrides,
     accepted_titles,
     apply_overrides,
     blocked_collections,
@@ -157,8 +158,8 @@ def build_feeds(assignments, collections: pl.DataFrame, config: FeedConfig, targ
 
     ``assignments`` is a Spark DataFrame (product_id, attribute_id, score); ``calibration`` the
     release's reliable attributes (``CALIBRATION_COLUMNS``), or None for uncalibrated feeds;
-    ``merchandising`` the overrides to apply (see ``overrides``): Spark ranks twice the feed size so
-    excluded and buried products leave room for the next ones. Collections are taken best first by
+    ``merchandising`` the overrides to apply (see ``overrides``; none by default): Spark ranks twice the
+    feed size so excluded and buried products leave room for the next ones. Collections are taken best first by
     their ``rank``. Spark retries failed tasks itself (spark.task.maxFailures); what it cannot recover
     from fails here, naming the cause."""
     spark = assignments.sparkSession
@@ -166,7 +167,8 @@ def build_feeds(assignments, collections: pl.DataFrame, config: FeedConfig, targ
         target.mkdir(parents=True, exist_ok=True)
         (target / "_SUCCESS").touch()
         return pl.DataFrame(schema=STATUS_SCHEMA)
-    candidates = config if merchandising is None else replace(config, max_feed_size=2 * config.max_feed_size)
+    merchandising = merchandising or Merchandising(Overrides(), frozenset())
+    candidates = replace(config, max_feed_size=2 * config.max_feed_size)
     try:
         members = spark.createDataFrame(spark_table(collection_members(collections)))
         table = None if calibration is None else spark.createDataFrame(spark_table(
@@ -176,14 +178,10 @@ def build_feeds(assignments, collections: pl.DataFrame, config: FeedConfig, targ
         raise FeedBuildError(f"Spark could not build the collection feeds after retrying failed tasks: "
                              f"{type(error).__name__}: {str(error)[:2000]}") from error
     rows = pl.from_pandas(ranked) if len(ranked) else pl.DataFrame(schema=FEED_SCHEMA)
-    rows = rows.cast({k: v for k, v in FEED_SCHEMA.items() if k != "override"}).sort(["collection_id", "rank"])
-    if merchandising is None:
-        rows = rows.with_columns(pl.lit(None, pl.Utf8).alias("override"))
-        blocked, titles = set(), {}
-    else:
-        rows = apply_overrides(rows, merchandising, config.max_feed_size).cast(FEED_SCHEMA)
-        blocked = blocked_collections(merchandising.overrides)
-        titles = accepted_titles(merchandising.overrides, collections)[0]
+    rows = rows.cast({k: v for k, v in FEED_SCHEMA.items() if k != "override"})
+    rows = apply_overrides(rows, merchandising, config.max_feed_size).cast(FEED_SCHEMA)
+    blocked = blocked_collections(merchandising.overrides)
+    titles = accepted_titles(merchandising.overrides, collections)[0]
     sizes = rows.group_by("collection_id").len().rename({"len": "products"}).cast({"products": pl.Int64})
     status = collections.select("collection_id", "title", "anchor", "rank").join(
         sizes, on="collection_id", how="left").with_columns(

@@ -16,9 +16,8 @@ the data directory and applied at every feed build, so it survives each publish.
 A feed shows what it would have shown (plus boosted products from further down, less exclusions, whose
 places go to the next products), boosted ones first, then the rest, then buried ones (and, by default,
 products out of stock) at the bottom of the page, each group in relevance order; pinned products then
-take their ranks. Every feed row
-records what moved it (``override``). Names of collections or products the build does not know are
-reported, never silently ignored.
+take their ranks. Every feed row records what moved it (``override``). Names of collections or products
+the build does not know are reported, never silently ignored.
 """
 
 from __future__ import annotations
@@ -158,9 +157,9 @@ def _one_feed(slug: str, frame: pl.DataFrame, override: CollectionOverride, excl
 
     base = [p for p in frame["product_id"] if p not in gone and p not in pins]
     room = max(0, max_feed_size - len(pins))
-    boosted = [p for p in base if p in boost]
-    shown = set(boosted[:room]) | set([p for p in base if p not in boost][:room - len(boosted[:room])])
-    ordered = sorted((p for p in base if p in shown), key=lambda p: tier(p)[0])  # stable: relevance order within
+    boosted = [p for p in base if p in boost][:room]
+    rest = [p for p in base if p not in boost][:room - len(boosted)]
+    ordered = boosted + sorted(rest, key=lambda p: tier(p)[0])  # stable: relevance order within each group
     reasons = {p: tier(p)[1] for p in ordered}
     for product, rank in sorted(pins.items(), key=lambda item: (item[1], item[0])):
         ordered.insert(min(rank, len(ordered) + 1) - 1, product)

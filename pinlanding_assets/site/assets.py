@@ -10,7 +10,7 @@ import polars as pl
 from pydantic import Field
 
 from pinlanding_assets.automation import PUBLISH
-from pinlanding_assets.catalog.products import SHOP_FIELDS
+from pinlanding_assets.catalog.products import SHOP_FIELDS, with_shop_columns
 from pinlanding_assets.collections.feeds import read_feeds
 from pinlanding_assets.metadata import table_preview
 from pinlanding_assets.partitions import all_drops_in, concat_partitions, landed_drops, model_releases
@@ -62,8 +62,8 @@ def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, ray_
     settings = load_settings()
     paths = settings.paths
     feeds = read_feeds(paths.feed_rows_dir(release))
-    products = concat_partitions(catalog_products, landed_drops(context.instance))
-    products = products.select([c for c in ("product_id", "title", "image_path", *SHOP_FIELDS) if c in products.columns])
+    products = with_shop_columns(concat_partitions(catalog_products, landed_drops(context.instance))).select(
+        "product_id", "title", "image_path", *SHOP_FIELDS)
     titles = dict(zip(collection_feeds["collection_id"], collection_feeds["title"]))
     collections = collections.with_columns(pl.col("collection_id").replace_strict(titles, default=pl.col("title"))
                                            .alias("title"))

@@ -18,7 +18,7 @@ from pathlib import Path
 import jinja2
 import polars as pl
 
-from pinlanding_assets.catalog.products import AVAILABILITY, UNAVAILABLE
+from pinlanding_assets.catalog.products import AVAILABILITY, UNAVAILABLE, with_shop_columns
 from pinlanding_assets.collections.titles import slug_for
 from pinlanding_assets.facets import DISPLAY_ORDER, LABELS, plural
 from pinlanding_assets.site.lifecycle import GONE_PAGE, HISTORY, LivePage, next_history, read_history, redirect_files
@@ -288,12 +288,6 @@ def _thumbnails(images: list[str], staging: Path, make_thumbnails) -> dict[str, 
     return made
 
 
-def _shop_columns(products: pl.DataFrame) -> pl.DataFrame:
-    missing = {"product_url": pl.Utf8, "price": pl.Float64, "currency": pl.Utf8, "availability": pl.Utf8}
-    return products.with_columns([pl.lit(None, dtype).alias(c) for c, dtype in missing.items()
-                                  if c not in products.columns])
-
-
 def indexable(products: int, precision: float | None, config: SiteConfig) -> bool:
     """Whether a page is worth a search engine's index: enough products and, when the release estimates
     it, a high enough chance that its products are what its title says."""
@@ -321,7 +315,7 @@ def build_site(collections: pl.DataFrame, feeds: pl.DataFrame, products: pl.Data
     (staging / "c").mkdir(parents=True)
     (staging / "thumbs").mkdir()
     (staging / "_pinlanding").mkdir()
-    shown = {row["product_id"]: row for row in _shop_columns(products).join(
+    shown = {row["product_id"]: row for row in with_shop_columns(products).join(
         feeds.select("product_id").unique(), on="product_id", how="semi").iter_rows(named=True)}
     thumbs = _thumbnails(sorted({row["image_path"] for row in shown.values()}), staging, make_thumbnails)
     related = related_collections(collections.filter(pl.col("collection_id").is_in(list(published))))
