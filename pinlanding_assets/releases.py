@@ -4,7 +4,8 @@ scored with it, whether it may be published, and whether a new release is due.
 A release (``r001``, ``r002``, ...) is in service once its ``model_release`` partition is materialized
 (vocabulary, dual encoder and attribute embeddings all built). A failed training never materializes
 it, so the previous release stays in service. Publishing a release waits until every drop is
-settled for it: scored with it, or failed (its intake or scoring), which then leaves it out.
+settled for it: scored with it, or failed (its intake or scoring) with no automatic retry of it
+pending, which then leaves it out.
 
 Automation conditions read these through a ``Snapshot`` of their tick, never the live instance: a
 materialization landing while a tick is evaluated must be seen by every condition of that tick or by
@@ -28,6 +29,8 @@ ASSIGNMENTS = dg.AssetKey("attribute_assignments")
 EMBEDDINGS = dg.AssetKey("product_embeddings")
 LABELS = dg.AssetKey("raw_vlm_attributes")
 LANDING_PAGES = dg.AssetKey("landing_pages")
+# set by Dagster on a failed run: whether the run retry daemon will launch a retry of it
+WILL_RETRY_TAG = "dagster/will_retry"
 PER_DROP_PIPELINE = [dg.AssetKey(k) for k in ("catalog_products", "catalog_image_features", "product_embeddings",
                                               "attribute_assignments")]
 
@@ -61,6 +64,25 @@ def _drops_in(instance: dg.DagsterInstance, key: dg.AssetKey, drops: list[str], 
         return set()
     statuses = instance.get_status_by_partition(key, drops, catalog_drops) or {}
     return {d for d in drops if _has_status(statuses, d, status)}
+
+
+def _finally_failed(instance: dg.DagsterInstance, drops: set[str]) -> set[str]:
+    """The failed drops whose failure is final: the run retry daemon will not retry the drop's latest
+    failed run, or its retry finished. Between a killed run and the launch of its retry the drop is
+    failed in the instance, yet nothing may treat it as settled (publish without it, label it)."""
+    final = set()
+    for drop in drops:
+        runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": drop},
+                                                      statuses=[dg.DagsterRunStatus.FAILURE]), limit=20)
+        run = next((r.dagster_run for r in runs if r.dagster_run.asset_selection is None
+                    or r.dagster_run.asset_selection & set(PER_DROP_PIPELINE)), None)
+        if run is None or run.tags.get(WILL_RETRY_TAG) != "true":
+            final.add(drop)
+            continue
+        retries = instance.get_run_records(dg.RunsFilter(tags={"dagster/parent_run_id": run.run_id}), limit=1)
+        if retries and retries[0].dagster_run.is_finished:
+            final.add(drop)
+    return final
 
 
 def latest_record(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None,
@@ -105,7 +127,8 @@ class DropState:
 def drop_states(instance: dg.DagsterInstance, release: str, snapshot: Snapshot | None = None) -> list[DropState]:
     """Every registered drop's standing for ``release``."""
     drops = _drops(instance, snapshot)
-    failed_drops = set().union(*(_drops_in(instance, k, drops, "FAILED", snapshot) for k in PER_DROP_PIPELINE))
+    failed_drops = _finally_failed(instance, set().union(
+        *(_drops_in(instance, k, drops, "FAILED", snapshot) for k in PER_DROP_PIPELINE)))
     busy_drops = set().union(*(_drops_in(instance, k, drops, "IN_PROGRESS", snapshot) for k in PER_DROP_PIPELINE))
     states = []
     for drop in drops:
@@ -162,7 +185,7 @@ def drops_due_for_labels(instance: dg.DagsterInstance, snapshot: Snapshot | None
     if current_release(instance, snapshot) is None:
         return set(drops)
     shown = drops_on_pages(instance, snapshot)
-    failed = _drops_in(instance, ASSIGNMENTS, drops, "FAILED", snapshot)
+    failed = _finally_failed(instance, _drops_in(instance, ASSIGNMENTS, drops, "FAILED", snapshot))
     due = set()
     for drop in drops:
         scored = latest_record(instance, ASSIGNMENTS, drop, snapshot)

@@ -322,3 +322,29 @@ def test_scores_older_than_their_embeddings_hold_the_publish() -> None:
         assert [s.state for s in drop_states(instance, "r001")] == ["pending"] and publishable_release(instance) is None
         _materialize(instance, "attribute_assignments", "d1", release="r001")
         assert publishable_release(instance) == "r001"
+
+
+def test_a_failed_drop_awaiting_its_automatic_retry_is_not_settled() -> None:
+    """A race seen in CI, replayed: a drop's scoring run is killed and fails; until the run retry daemon
+    launches and finishes its retry, the drop must neither be labelled nor left off a publish."""
+    from dagster._core.test_utils import create_run_for_test
+
+    with dg.instance_for_test() as instance:
+        _d1_scored_with_r001(instance)
+        instance.add_dynamic_partitions(catalog_drops.name, ["d2"])
+        failed = Snapshot(before=10**9, drops=("d1", "d2"), failed={ASSIGNMENTS: frozenset({"d2"})})
+        scoring = {dg.AssetKey("product_embeddings"), ASSIGNMENTS}
+        killed = create_run_for_test(instance, status=dg.DagsterRunStatus.FAILURE, asset_selection=scoring,
+                                     tags={"dagster/partition": "d2", "dagster/will_retry": "true"})
+        assert [s.state for s in drop_states(instance, "r001", failed)] == ["scored", "pending"]
+        assert publishable_release(instance, failed) is None
+        assert "d2" not in drops_due_for_labels(instance, failed)
+        retry = create_run_for_test(instance, status=dg.DagsterRunStatus.STARTED, asset_selection=scoring,
+                                    tags={"dagster/partition": "d2", "dagster/parent_run_id": killed.run_id})
+        assert [s.state for s in drop_states(instance, "r001", failed)] == ["scored", "pending"]
+        instance.delete_run(retry.run_id)  # the retry failed too and will not be retried: the failure is final
+        create_run_for_test(instance, status=dg.DagsterRunStatus.FAILURE, asset_selection=scoring,
+                            tags={"dagster/partition": "d2", "dagster/parent_run_id": killed.run_id,
+                                  "dagster/will_retry": "false"})
+        assert [s.state for s in drop_states(instance, "r001", failed)] == ["scored", "failed"]
+        assert publishable_release(instance, failed) == "r001" and "d2" in drops_due_for_labels(instance, failed)
