@@ -69,9 +69,9 @@ def main() -> int:
 
     from pinlanding_assets.catalog.drops import ready_drops, write_fashion_drop
     from pinlanding_assets.instance import ensure_dagster_home
-    from pinlanding_assets.refresh_audit import DaemonProcess, latest, materialized_since
-    from pinlanding_assets.releases import current_release
+    from pinlanding_assets.refresh.releases import current_release
     from pinlanding_assets.settings import get_paths
+    from pinlanding_assets_tests.daemon import DaemonProcess, latest, materialized_since
 
     ensure_dagster_home()
     paths = get_paths()

@@ -14,8 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
+
+from pinlanding_assets.refresh import keys
+from pinlanding_assets.refresh.stages import STAGE_NAMES, stage, stage_of
 from pinlanding_assets.settings import get_paths, load_settings
-from pinlanding_assets.stages import STAGE_NAMES, stage, stage_of
 
 
 def _demo_inputs(drops: int, source: Path | None = None, landing: Path | None = None) -> None:
@@ -45,8 +48,6 @@ class Runner:
     partitions the daemon uses; prints one line per run."""
 
     def __init__(self) -> None:
-        import dagster as dg
-
         from pinlanding_assets.definitions import defs
 
         self.defs = defs
@@ -72,35 +73,31 @@ class Runner:
     def demand(self) -> bool:
         """Report changed week files (as the search-log sensor would), refresh those weeks, then the
         latest demand window."""
-        import dagster as dg
-
         from pinlanding_assets.partitions import search_weeks
-        from pinlanding_assets.sensors import changed_weeks
+        from pinlanding_assets.refresh.sensors import changed_weeks
 
         events, outside = changed_weeks(get_paths().search_log_dir, self.instance)
         if outside:
             print(f"week files past the known weeks, ignored: {', '.join(outside)}", file=sys.stderr)
-        done = self.instance.get_materialized_partitions(dg.AssetKey("query_intents"))
+        done = self.instance.get_materialized_partitions(keys.QUERY_INTENTS)
         weeks = sorted({e.partition for e in events} | (set(search_weeks.get_partition_keys()) - done))
         for event in events:
             self.instance.report_runless_asset_event(event)
-        ok = all([self.run_selection(["query_intents", "search_log_quarantine"], week) for week in weeks])
+        ok = all([self.run_selection([keys.QUERY_INTENTS, keys.SEARCH_LOG_QUARANTINE], week) for week in weeks])
         latest = search_weeks.get_last_partition_key()
-        return ok and latest is not None and self.run_selection(["demand_window"], latest)
+        return ok and latest is not None and self.run_selection([keys.DEMAND_WINDOW], latest)
 
-    def run_selection(self, assets: list[str], partition_key: str, last: str | None = None) -> bool:
+    def run_selection(self, assets: list[dg.AssetKey], partition_key: str, last: str | None = None) -> bool:
         """One run of ``assets`` for ``partition_key``, or for the partitions from it to ``last``."""
-        import dagster as dg
-
         job = self.defs.resolve_job_def(stage_of(assets[0]).job_name)
         started = time.perf_counter()
         span = {"partition_key": partition_key} if last is None else {"tags": {
             "dagster/asset_partition_range_start": partition_key, "dagster/asset_partition_range_end": last}}
         result = job.execute_in_process(instance=self.instance, raise_on_error=False,
-                                        asset_selection=[dg.AssetKey(a) for a in assets], **span)
+                                        asset_selection=assets, **span)
         cause = "" if result.success else f" ({failure_cause(result)}; run {result.run_id})"
         partition_key = partition_key if last is None else f"{partition_key}...{last}"
-        print(f"{', '.join(assets)} {partition_key}: {'ok' if result.success else 'FAILED'} in "
+        print(f"{', '.join(a.to_user_string() for a in assets)} {partition_key}: {'ok' if result.success else 'FAILED'} in "
               f"{time.perf_counter() - started:.1f}s{cause}", flush=True)
         return result.success
 
@@ -153,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _release_if_due(runner: Runner, only_some_drops: bool) -> None:
-    from pinlanding_assets.releases import current_release, cut_release, release_due
+    from pinlanding_assets.refresh.releases import current_release, cut_release, release_due
 
     if only_some_drops and current_release(runner.instance) is not None:
         print("release: not considered with --only (a release re-scores every drop: `pinlanding release`)")
@@ -167,7 +164,7 @@ def _release_if_due(runner: Runner, only_some_drops: bool) -> None:
 
 def _publish(runner: Runner) -> bool:
     """Publish the release every drop is settled for; say what waits when there is none."""
-    from pinlanding_assets.releases import current_release, drop_states, publishable_release
+    from pinlanding_assets.refresh.releases import current_release, drop_states, publishable_release
 
     release = publishable_release(runner.instance)
     if release is None:
@@ -185,10 +182,14 @@ def _release(args: argparse.Namespace) -> int:
     from pinlanding_assets.instance import ensure_dagster_home
 
     ensure_dagster_home()
-    import dagster as dg
-
     from pinlanding_assets.partitions import landed_drops
-    from pinlanding_assets.releases import ReleaseError, cut_release, publishable_release, require_labels, withdraw_release
+    from pinlanding_assets.refresh.releases import (
+        ReleaseError,
+        cut_release,
+        publishable_release,
+        require_labels,
+        withdraw_release,
+    )
 
     try:
         require_labels(dg.DagsterInstance.get())

@@ -3,15 +3,15 @@
 import dagster as dg
 
 from pinlanding_assets.attributes import assets as attribute_assets
-from pinlanding_assets.automation import learning_automation, serving_automation
 from pinlanding_assets.catalog import assets as catalog_assets
 from pinlanding_assets.catalog import checks as catalog_checks
 from pinlanding_assets.collections import assets as collection_assets
 from pinlanding_assets.demand import assets as demand_assets
 from pinlanding_assets.deployment import resources_for
 from pinlanding_assets.encoder import assets as encoder_assets
-from pinlanding_assets.jobs import jobs_for
-from pinlanding_assets.sensors import catalog_drop_sensor, overrides_sensor, release_sensor, search_log_sensor
+from pinlanding_assets.refresh.conditions import learning_automation, serving_automation
+from pinlanding_assets.refresh.jobs import jobs_for
+from pinlanding_assets.refresh.sensors import catalog_drop_sensor, overrides_sensor, release_sensor, search_log_sensor
 from pinlanding_assets.settings import export_library_environment
 from pinlanding_assets.site import assets as site_assets
 

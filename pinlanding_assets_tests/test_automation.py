@@ -31,13 +31,13 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from pinlanding_assets.automation import LANE_TAG
 from pinlanding_assets.catalog.drops import write_fashion_drop
 from pinlanding_assets.collections.feeds import read_feeds
 from pinlanding_assets.demand.intents import split_search_log
 from pinlanding_assets.instance import ensure_dagster_home
-from pinlanding_assets.refresh_audit import DaemonProcess, latest, materialized_since
+from pinlanding_assets.refresh.conditions import LANE_TAG
 from pinlanding_assets.settings import get_paths
+from pinlanding_assets_tests.daemon import DaemonProcess, latest, materialized_since
 from pinlanding_assets_tests.postgres import postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import dagster as dg
 
 from pinlanding_assets.catalog.drops import READY_MARKER, split_fashion_catalog
 from pinlanding_assets.partitions import catalog_drops
-from pinlanding_assets.sensors import catalog_drop_sensor
+from pinlanding_assets.refresh.sensors import catalog_drop_sensor
 
 
 def _apply(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:

@@ -20,11 +20,12 @@ from pinlanding_assets.attributes.raw_attributes import (
 )
 from pinlanding_assets.attributes.vocabulary import CurationConfig, curate
 from pinlanding_assets.attributes.vocabulary_map import vocabulary_map
-from pinlanding_assets.automation import LABELLING, RELEASE_CUT
 from pinlanding_assets.facets import kept_vocabulary
 from pinlanding_assets.metadata import figure_markdown, table_preview
 from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_partitions, landed_drops, model_releases
 from pinlanding_assets.progress import Progress
+from pinlanding_assets.refresh.conditions import LABELLING, RELEASE_CUT
+from pinlanding_assets.refresh.keys import VLM_ATTRIBUTES
 from pinlanding_assets.settings import load_settings
 from resources.model_backends import ModelBackends
 from resources.models import minilm_encoder
@@ -67,7 +68,7 @@ def sample_size_for(config: AttributeSampleConfig, available: int) -> int | None
 
 
 def _labelling_records(instance: dg.DagsterInstance, drop: str | None = None, limit: int = 50):
-    key = dg.AssetKey("raw_vlm_attributes")
+    key = VLM_ATTRIBUTES
     return instance.fetch_materializations(dg.AssetRecordsFilter(
         asset_key=key, asset_partitions=[drop] if drop else None), limit=limit).records
 

@@ -8,7 +8,6 @@ import dagster as dg
 import polars as pl
 from dagster_pyspark import PySparkResource
 
-from pinlanding_assets.automation import DROP_EAGER, NEW_DROP
 from pinlanding_assets.catalog.drops import drop_dir
 from pinlanding_assets.catalog.image_features import image_features_with_ray
 from pinlanding_assets.catalog.products import validate_catalog
@@ -16,6 +15,7 @@ from pinlanding_assets.catalog.profile import profile_inputs, profile_with_spark
 from pinlanding_assets.metadata import table_preview
 from pinlanding_assets.partitions import catalog_drops
 from pinlanding_assets.progress import Progress
+from pinlanding_assets.refresh.conditions import DROP_EAGER, NEW_DROP
 from pinlanding_assets.settings import load_settings
 from resources.ray_pool import RayPool
 

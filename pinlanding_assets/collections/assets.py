@@ -12,7 +12,6 @@ from dagster_pyspark import PySparkResource
 from pydantic import Field
 
 from pinlanding_assets.attributes.vocabulary import release_drops
-from pinlanding_assets.automation import PUBLISH
 from pinlanding_assets.catalog.products import UNAVAILABLE, with_shop_columns
 from pinlanding_assets.collections.audit import page_audit
 from pinlanding_assets.collections.baseline import BaselineConfig, baseline_queries, nearest_products
@@ -38,7 +37,8 @@ from pinlanding_assets.encoder.evaluation import ground_truth_attributes
 from pinlanding_assets.facets import kept_vocabulary
 from pinlanding_assets.metadata import histogram_markdown, table_preview
 from pinlanding_assets.partitions import all_drops_in, concat_partitions, landed_drops, model_releases, superseded_rows
-from pinlanding_assets.releases import drop_states
+from pinlanding_assets.refresh.conditions import PUBLISH
+from pinlanding_assets.refresh.releases import drop_states
 from pinlanding_assets.settings import QualityGates, load_settings
 from resources.model_backends import ModelBackends
 from resources.models import minilm_encoder

@@ -11,7 +11,6 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from pinlanding_assets.automation import PUBLISH, SEARCH_WEEK, WINDOW
 from pinlanding_assets.demand.intents import (
     DemandConfig,
     QueryParser,
@@ -23,6 +22,7 @@ from pinlanding_assets.demand.intents import (
 )
 from pinlanding_assets.metadata import figure_markdown, table_preview
 from pinlanding_assets.partitions import log_weeks, model_releases, search_weeks
+from pinlanding_assets.refresh.conditions import PUBLISH, SEARCH_WEEK, WINDOW
 from pinlanding_assets.settings import load_settings
 from resources.models import minilm_encoder
 

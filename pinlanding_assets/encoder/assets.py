@@ -11,7 +11,6 @@ import polars as pl
 from pydantic import Field
 
 from pinlanding_assets.attributes.vocabulary import release_drops
-from pinlanding_assets.automation import ASSIGNING, IN_RELEASE, SCORING
 from pinlanding_assets.encoder.assignments import AttributeTable, assign_with_ray, unscorable_with_ray
 from pinlanding_assets.encoder.embeddings import (
     embed_phrases_with_ray,
@@ -33,6 +32,7 @@ from pinlanding_assets.partitions import (
     release_order,
     run_drops_in,
 )
+from pinlanding_assets.refresh.conditions import ASSIGNING, IN_RELEASE, SCORING
 from pinlanding_assets.settings import QualityGates, load_settings
 from resources.ray_pool import RayPool
 from resources.storage import StagedParquet

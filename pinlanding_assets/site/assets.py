@@ -9,12 +9,12 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from pinlanding_assets.automation import PUBLISH
 from pinlanding_assets.catalog.products import SHOP_FIELDS, with_shop_columns
 from pinlanding_assets.collections.feeds import read_feeds
 from pinlanding_assets.metadata import table_preview
 from pinlanding_assets.partitions import all_drops_in, concat_partitions, landed_drops, model_releases
-from pinlanding_assets.releases import scored_versions
+from pinlanding_assets.refresh.conditions import PUBLISH
+from pinlanding_assets.refresh.releases import scored_versions
 from pinlanding_assets.settings import load_settings
 from pinlanding_assets.site.pages import THUMBNAIL_WIDTHS, SiteConfig, build_site
 from pinlanding_assets.site.thumbnails import collage, make_thumbnails_with_ray, thumbnail_name

@@ -159,7 +159,7 @@ def test_image_paths_stay_inside_the_drop(tmp_path: Path) -> None:
 
 
 def test_ready_drops_with_refused_names_are_reported(tmp_path: Path) -> None:
-    from pinlanding_assets.sensors import catalog_drop_sensor
+    from pinlanding_assets.refresh.sensors import catalog_drop_sensor
 
     for name in ("drop 5", "drop-ünï", ".hidden-drop", "drop-ok"):
         (tmp_path / name).mkdir()

@@ -104,7 +104,7 @@ def test_no_file_means_no_overrides(tmp_path: Path) -> None:
 def test_an_edit_is_reported_once(tmp_path: Path) -> None:
     import dagster as dg
 
-    from pinlanding_assets.sensors import overrides_event
+    from pinlanding_assets.refresh.sensors import overrides_event
 
     path = tmp_path / "merchandising.toml"
     with dg.DagsterInstance.ephemeral() as instance:

@@ -20,8 +20,8 @@ from pinlanding_assets.partitions import (
     superseded_rows,
     week_key,
 )
-from pinlanding_assets.releases import (
-    ASSIGNMENTS,
+from pinlanding_assets.refresh.keys import ATTRIBUTE_ASSIGNMENTS, COLLECTION_FEEDS, COLLECTIONS, LANDING_PAGES, PRODUCT_EMBEDDINGS
+from pinlanding_assets.refresh.releases import (
     Snapshot,
     drop_states,
     drops_due_for_labels,
@@ -30,7 +30,7 @@ from pinlanding_assets.releases import (
     release_due,
     scored_versions,
 )
-from pinlanding_assets.sensors import changed_weeks
+from pinlanding_assets.refresh.sensors import changed_weeks
 
 
 def _materialize(instance: dg.DagsterInstance, asset: str, partition: str, **metadata) -> None:
@@ -84,7 +84,7 @@ def test_publishing_waits_until_every_drop_is_settled_for_the_release() -> None:
             require_settled("r002", drop_states(instance, "r002"))
         _materialize(instance, "attribute_assignments", "d2", release="r002")
         assert publishable_release(instance) == "r002"
-        busy = Snapshot(before=10**9, drops=("d1", "d2"), in_progress={ASSIGNMENTS: frozenset({"d2"})})
+        busy = Snapshot(before=10**9, drops=("d1", "d2"), in_progress={ATTRIBUTE_ASSIGNMENTS: frozenset({"d2"})})
         assert publishable_release(instance, busy) is None, "a tick that saw d2 being re-scored waits"
 
 
@@ -125,7 +125,7 @@ def test_search_weeks_are_bounded_by_the_log_and_changes_are_reported(tmp_path: 
     assert weeks.get_partition_keys() == ["2006-02-27", "2006-03-06", "2006-03-13"], "the empty week in between is kept"
     assert week_key(__import__("datetime").date(2006, 2, 27)) == "2006-02-27"
     with dg.instance_for_test() as instance:
-        import pinlanding_assets.sensors as sensors
+        import pinlanding_assets.refresh.sensors as sensors
 
         original = sensors.search_weeks
         sensors.search_weeks = weeks
@@ -174,7 +174,7 @@ def test_a_materialization_during_a_tick_never_splits_a_publish() -> None:
     evaluated. Reading the live instance, the publish condition of the pages saw the drop scored while
     the feeds (evaluated on the tick's snapshot) did not, and the pages were published without it.
     Every publish asset must see the tick's snapshot: nothing this tick, feeds and pages together next."""
-    from pinlanding_assets.automation import PUBLISH
+    from pinlanding_assets.refresh.conditions import PUBLISH
 
     class RunFinishesMidTick(dg.AutomationCondition):
         """Reports d2's assignments the first time it is evaluated (the root asset, before the others)."""
@@ -214,15 +214,15 @@ def test_a_materialization_during_a_tick_never_splits_a_publish() -> None:
         assert during.total_requested == 0, "d2 was not scored when the tick began: nothing is published"
         after = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=during.cursor)
         assert after.total_requested == 2, "feeds and pages are published together"
-        assert after.get_requested_partitions(dg.AssetKey("collection_feeds")) == {"r001"}
-        assert after.get_requested_partitions(dg.AssetKey("landing_pages")) == {"r001"}
+        assert after.get_requested_partitions(COLLECTION_FEEDS) == {"r001"}
+        assert after.get_requested_partitions(LANDING_PAGES) == {"r001"}
 
 
 def test_a_labelling_run_never_holds_back_a_publish() -> None:
     """New VLM labels feed the next release, so a drop's labelling run (in progress for minutes) must not
     block the release in service from publishing: the conditions are evaluated inside a real run that
     is labelling d1, after a new week's demand intents came in."""
-    from pinlanding_assets.automation import PUBLISH
+    from pinlanding_assets.refresh.conditions import PUBLISH
 
     every_drop = dg.AllPartitionMapping()
     specs = [dg.AssetSpec(key, partitions_def=catalog_drops) for key in (*INTAKE_AND_EMBEDDING, "attribute_assignments")]
@@ -244,14 +244,14 @@ def test_a_labelling_run_never_holds_back_a_publish() -> None:
         cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
         _materialize(instance, "demand_window", "2006-03-20")  # a new week's demand
         dg.materialize([raw_vlm_attributes], instance=instance, partition_key="d1", selection=[raw_vlm_attributes])
-        assert during and during[0].get_requested_partitions(dg.AssetKey("collections")) == {"r001"}
+        assert during and during[0].get_requested_partitions(COLLECTIONS) == {"r001"}
 
 
 def test_drops_landing_together_are_published_whole_in_one_run() -> None:
     """Three drops register in one tick: nothing is published while any of them is unscored, then every
     publish asset (whatever its own inputs) is requested in the same tick, for the same release: one run
     (the daemon test counts the runs)."""
-    from pinlanding_assets.automation import PUBLISH
+    from pinlanding_assets.refresh.conditions import PUBLISH
 
     every_drop = dg.AllPartitionMapping()
     specs = [dg.AssetSpec(key, partitions_def=catalog_drops) for key in
@@ -287,8 +287,8 @@ def test_drops_landing_together_are_published_whole_in_one_run() -> None:
 def test_an_edit_of_the_overrides_file_publishes_again(tmp_path: Path) -> None:
     """The sensor's report of an edited overrides file makes the release in service due: its feeds and
     pages are requested together, once."""
-    from pinlanding_assets.automation import PUBLISH
-    from pinlanding_assets.sensors import overrides_event
+    from pinlanding_assets.refresh.conditions import PUBLISH
+    from pinlanding_assets.refresh.sensors import overrides_event
 
     every_drop = dg.AllPartitionMapping()
     specs = [dg.AssetSpec(key, partitions_def=catalog_drops) for key in (*INTAKE_AND_EMBEDDING, "attribute_assignments")]
@@ -308,8 +308,8 @@ def test_an_edit_of_the_overrides_file_publishes_again(tmp_path: Path) -> None:
         instance.report_runless_asset_event(overrides_event(path, instance))
         assert publish_due(instance) == "r001"
         edited = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=quiet.cursor)
-        assert edited.get_requested_partitions(dg.AssetKey("collection_feeds")) == {"r001"}
-        assert edited.get_requested_partitions(dg.AssetKey("landing_pages")) == {"r001"}
+        assert edited.get_requested_partitions(COLLECTION_FEEDS) == {"r001"}
+        assert edited.get_requested_partitions(LANDING_PAGES) == {"r001"}
 
 
 def test_scores_older_than_their_embeddings_hold_the_publish() -> None:
@@ -332,8 +332,8 @@ def test_a_failed_drop_awaiting_its_automatic_retry_is_not_settled() -> None:
     with dg.instance_for_test() as instance:
         _d1_scored_with_r001(instance)
         instance.add_dynamic_partitions(catalog_drops.name, ["d2"])
-        failed = Snapshot(before=10**9, drops=("d1", "d2"), failed={ASSIGNMENTS: frozenset({"d2"})})
-        scoring = {dg.AssetKey("product_embeddings"), ASSIGNMENTS}
+        failed = Snapshot(before=10**9, drops=("d1", "d2"), failed={ATTRIBUTE_ASSIGNMENTS: frozenset({"d2"})})
+        scoring = {PRODUCT_EMBEDDINGS, ATTRIBUTE_ASSIGNMENTS}
         killed = create_run_for_test(instance, status=dg.DagsterRunStatus.FAILURE, asset_selection=scoring,
                                      tags={"dagster/partition": "d2", "dagster/will_retry": "true"})
         assert [s.state for s in drop_states(instance, "r001", failed)] == ["scored", "pending"]

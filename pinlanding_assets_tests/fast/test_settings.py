@@ -11,10 +11,10 @@ import dagster as dg
 import pytest
 import yaml
 
-from pinlanding_assets.automation import LANE_TAG
 from pinlanding_assets.cli import main
 from pinlanding_assets.deployment import resources_for
 from pinlanding_assets.instance import PROJECT_DAGSTER_YAML, ensure_dagster_home, merged_instance_config
+from pinlanding_assets.refresh.conditions import LANE_TAG
 from pinlanding_assets.settings import DEFAULTS, PROJECT_ROOT, QualityGates, SettingError, load_settings
 
 PACKAGES = ("pinlanding_assets", "resources")

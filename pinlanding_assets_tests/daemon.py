@@ -13,9 +13,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from pinlanding_assets.stages import STAGES
+from pinlanding_assets.refresh.stages import STAGES
 
-ASSETS = sorted({asset for stage in STAGES for asset in stage.assets})
+ASSETS = sorted({name for stage in STAGES for name in stage.names})
 
 
 def materialized_since(instance: dg.DagsterInstance, since: float, until: float | None = None) -> set[tuple[str, str]]:

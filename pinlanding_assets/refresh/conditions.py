@@ -25,18 +25,27 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pinlanding_assets.releases import (
-    ASSIGNMENTS,
+from pinlanding_assets.refresh.keys import (
+    ATTRIBUTE_ASSIGNMENTS,
+    ATTRIBUTE_EMBEDDINGS,
+    CURATED_VOCABULARY,
+    DUAL_ENCODER,
+    MODEL_RELEASE,
+    PRODUCT_EMBEDDINGS,
+    VLM_ATTRIBUTES,
+    VLM_QUARANTINE,
+)
+from pinlanding_assets.refresh.releases import (
     PER_DROP_PIPELINE,
     Snapshot,
     current_release,
     drops_due_for_labels,
     publish_due,
 )
-from pinlanding_assets.stages import stage
+from pinlanding_assets.refresh.stages import stage
 
 AC = dg.AutomationCondition
-RELEASE_INPUTS = dg.AssetSelection.assets("model_release", "attribute_embeddings", "dual_encoder")
+RELEASE_INPUTS = dg.AssetSelection.assets(MODEL_RELEASE, ATTRIBUTE_EMBEDDINGS, DUAL_ENCODER)
 
 
 class _TickAnswers:
@@ -70,7 +79,7 @@ async def _snapshot(view) -> Snapshot:
                                 .expensively_compute_partition_keys())
         busy[key] = frozenset((await view.compute_run_in_progress_subset(key=key, from_subset=full))
                               .expensively_compute_partition_keys())
-    drops = tuple(sorted(view.get_full_subset(key=ASSIGNMENTS).expensively_compute_partition_keys()))
+    drops = tuple(sorted(view.get_full_subset(key=ATTRIBUTE_ASSIGNMENTS).expensively_compute_partition_keys()))
     return Snapshot(before=(view.last_event_id or 0) + 1, drops=drops, failed=failed, in_progress=busy)
 
 
@@ -141,15 +150,15 @@ LABELLING = (_changed() & ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & 
              & DropPublished()).with_label("label after publishing")
 RELEASE_CUT = (AC.missing() & ~AC.in_progress() & ~AC.execution_failed() & ~AC.newly_requested()).with_label(
     "release cut")
-IN_RELEASE = AC.eager().allow(dg.AssetSelection.assets("curated_vocabulary", "dual_encoder", "attribute_embeddings"))
+IN_RELEASE = AC.eager().allow(dg.AssetSelection.assets(CURATED_VOCABULARY, DUAL_ENCODER, ATTRIBUTE_EMBEDDINGS))
 # A release triggers re-scoring only once it is materialized (not when it is merely requested in the
 # same tick): the drops' runs must not start before the release run they would otherwise overtake.
-RELEASE_DONE = AC.any_deps_match(AC.newly_updated()).allow(dg.AssetSelection.assets("model_release"))
+RELEASE_DONE = AC.any_deps_match(AC.newly_updated()).allow(dg.AssetSelection.assets(MODEL_RELEASE))
 SCORING = ((AC.newly_missing() | AC.any_deps_updated().ignore(RELEASE_INPUTS) | RELEASE_DONE).since_last_handled()
            .with_label("new, catalog changed or a release came into service")
            & ~AC.any_deps_missing().ignore(RELEASE_INPUTS) & ~AC.any_deps_in_progress() & ~AC.in_progress()
            & ReleaseInService()).with_label("score with the release in service")
-ASSIGNING = AC.eager().allow(dg.AssetSelection.assets("product_embeddings"))
+ASSIGNING = AC.eager().allow(dg.AssetSelection.assets(PRODUCT_EMBEDDINGS))
 # A new week also counts while merely missing: when a reload adds week partitions, Dagster restarts the
 # condition's history for the asset, and a "newly" event in that first evaluation is not seen.
 NEW_OR_MISSING = (AC.missing() & ~AC.execution_failed() & ~AC.newly_requested()).with_label("missing, never tried")
@@ -163,7 +172,7 @@ PUBLISH = (PublishDue() & ~AC.in_progress()).with_label("publish the release in 
 # Two lanes (README: Operations): the instance runs one serving and one learning run at a time
 # (dagster.yaml), so a new drop is never queued behind labelling or a release build.
 LANE_TAG = "pinlanding/lane"
-LEARNING = dg.AssetSelection.assets(*stage("release").assets, "raw_vlm_attributes", "raw_vlm_quarantine")
+LEARNING = dg.AssetSelection.assets(*stage("release").assets, VLM_ATTRIBUTES, VLM_QUARANTINE)
 SERVING = dg.AssetSelection.all() - LEARNING
 
 

@@ -23,16 +23,24 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from pinlanding_assets.partitions import catalog_drops, model_releases, next_release_key, release_order
+from pinlanding_assets.refresh.keys import (
+    ATTRIBUTE_ASSIGNMENTS,
+    CATALOG_IMAGE_FEATURES,
+    CATALOG_LABELS,
+    CATALOG_PRODUCTS,
+    CURATED_VOCABULARY,
+    DEMAND_WINDOW,
+    DUAL_ENCODER,
+    LANDING_PAGES,
+    MERCHANDISING_OVERRIDES,
+    MODEL_RELEASE,
+    PRODUCT_EMBEDDINGS,
+    VLM_ATTRIBUTES,
+)
 
-MODEL_RELEASE = dg.AssetKey("model_release")
-ASSIGNMENTS = dg.AssetKey("attribute_assignments")
-EMBEDDINGS = dg.AssetKey("product_embeddings")
-LABELS = dg.AssetKey("raw_vlm_attributes")
-LANDING_PAGES = dg.AssetKey("landing_pages")
 # set by Dagster on a failed run: whether the run retry daemon will launch a retry of it
 WILL_RETRY_TAG = "dagster/will_retry"
-PER_DROP_PIPELINE = [dg.AssetKey(k) for k in ("catalog_products", "catalog_image_features", "product_embeddings",
-                                              "attribute_assignments")]
+PER_DROP_PIPELINE = [CATALOG_PRODUCTS, CATALOG_IMAGE_FEATURES, PRODUCT_EMBEDDINGS, ATTRIBUTE_ASSIGNMENTS]
 
 
 @dataclass(frozen=True)
@@ -132,14 +140,14 @@ def drop_states(instance: dg.DagsterInstance, release: str, snapshot: Snapshot |
     busy_drops = set().union(*(_drops_in(instance, k, drops, "IN_PROGRESS", snapshot) for k in PER_DROP_PIPELINE))
     states = []
     for drop in drops:
-        record = latest_record(instance, ASSIGNMENTS, drop, snapshot)
+        record = latest_record(instance, ATTRIBUTE_ASSIGNMENTS, drop, snapshot)
         scored_with = None
         if record is not None:
             value = record.asset_materialization.metadata.get("release")
             scored_with = value.value if value is not None else None
         failed, in_progress = drop in failed_drops, drop in busy_drops
         # embeddings newer than the scores: the re-scoring that follows them has not been requested yet
-        embedded = latest_record(instance, EMBEDDINGS, drop, snapshot) if record is not None else None
+        embedded = latest_record(instance, PRODUCT_EMBEDDINGS, drop, snapshot) if record is not None else None
         outdated = embedded is not None and embedded.storage_id > record.storage_id
         if scored_with == release and not in_progress and not outdated:
             state = "scored"
@@ -185,18 +193,18 @@ def drops_due_for_labels(instance: dg.DagsterInstance, snapshot: Snapshot | None
     if current_release(instance, snapshot) is None:
         return set(drops)
     shown = drops_on_pages(instance, snapshot)
-    failed = _finally_failed(instance, _drops_in(instance, ASSIGNMENTS, drops, "FAILED", snapshot))
+    failed = _finally_failed(instance, _drops_in(instance, ATTRIBUTE_ASSIGNMENTS, drops, "FAILED", snapshot))
     due = set()
     for drop in drops:
-        scored = latest_record(instance, ASSIGNMENTS, drop, snapshot)
+        scored = latest_record(instance, ATTRIBUTE_ASSIGNMENTS, drop, snapshot)
         if drop in failed or (scored is not None and shown.get(drop, -1) >= scored.storage_id):
             due.add(drop)
     return due
 
 
 # What a publish reads besides the release's own tables (VLM labels feed the next release, not this one).
-PUBLISH_INPUTS = [dg.AssetKey(k) for k in ("catalog_products", "catalog_labels", "product_embeddings",
-                                           "attribute_assignments", "demand_window", "merchandising_overrides")]
+PUBLISH_INPUTS = [CATALOG_PRODUCTS, CATALOG_LABELS, PRODUCT_EMBEDDINGS, ATTRIBUTE_ASSIGNMENTS, DEMAND_WINDOW,
+                  MERCHANDISING_OVERRIDES]
 
 
 def last_publish_attempt(instance: dg.DagsterInstance, release: str, snapshot: Snapshot | None = None) -> float:
@@ -235,8 +243,8 @@ class ReleaseDecision:
 def labelled_products(instance: dg.DagsterInstance) -> dict[str, int]:
     """Drop -> products the VLM stage labelled (from the latest raw_vlm_attributes materialization)."""
     out = {}
-    for drop in instance.get_materialized_partitions(LABELS):
-        record = latest_record(instance, LABELS, drop)
+    for drop in instance.get_materialized_partitions(VLM_ATTRIBUTES):
+        record = latest_record(instance, VLM_ATTRIBUTES, drop)
         value = record.asset_materialization.metadata.get("labelled_products") if record else None
         out[drop] = int(value.value) if value is not None else 0
     return out
@@ -282,14 +290,14 @@ def _awaiting_labels(instance: dg.DagsterInstance, labelled: dict[str, int]) -> 
     drops = [d for d in instance.get_dynamic_partitions(catalog_drops.name) if d not in labelled]
     if not drops:
         return []
-    keys = [dg.AssetKey("catalog_products"), dg.AssetKey("catalog_image_features"), LABELS]
+    keys = [CATALOG_PRODUCTS, CATALOG_IMAGE_FEATURES, VLM_ATTRIBUTES]
     statuses = [instance.get_status_by_partition(key, drops, catalog_drops) or {} for key in keys]
     return [d for d in drops if not any(_has_status(s, d, "FAILED") for s in statuses)]
 
 
 def _release_failed(instance: dg.DagsterInstance, release: str) -> bool:
-    status = instance.get_status_by_partition(dg.AssetKey("dual_encoder"), [release], model_releases) or {}
-    vocabulary = instance.get_status_by_partition(dg.AssetKey("curated_vocabulary"), [release], model_releases) or {}
+    status = instance.get_status_by_partition(DUAL_ENCODER, [release], model_releases) or {}
+    vocabulary = instance.get_status_by_partition(CURATED_VOCABULARY, [release], model_releases) or {}
     return any(_has_status(s, release, "FAILED") for s in (status, vocabulary))
 
 

@@ -12,11 +12,9 @@ import dagster as dg
 
 from pinlanding_assets.catalog.drops import ready_drops, refused_drops
 from pinlanding_assets.partitions import catalog_drops, log_weeks, model_releases, next_release_key, search_weeks, week_key
-from pinlanding_assets.releases import latest_record, release_due
+from pinlanding_assets.refresh.keys import MERCHANDISING_OVERRIDES, SEARCH_LOG
+from pinlanding_assets.refresh.releases import latest_record, release_due
 from pinlanding_assets.settings import get_paths, load_settings
-
-SEARCH_LOG = dg.AssetKey("search_log")
-OVERRIDES = dg.AssetKey("merchandising_overrides")
 
 
 def new_drops(ready: list[str], registered: set[str], requested: set[str]) -> list[str]:
@@ -132,9 +130,10 @@ def overrides_event(path: Path, instance: dg.DagsterInstance) -> dg.AssetMateria
     from pinlanding_assets.collections.overrides import fingerprint
 
     now = fingerprint(path)
-    if (last_fingerprint(instance, OVERRIDES) or "absent") == now:
+    if (last_fingerprint(instance, MERCHANDISING_OVERRIDES) or "absent") == now:
         return None
-    return dg.AssetMaterialization(OVERRIDES, metadata={"fingerprint": now, "path": dg.MetadataValue.path(str(path))})
+    return dg.AssetMaterialization(MERCHANDISING_OVERRIDES,
+                                   metadata={"fingerprint": now, "path": dg.MetadataValue.path(str(path))})
 
 
 @dg.sensor(
