@@ -27,7 +27,8 @@ started = time.perf_counter()
 from pathlib import Path
 import polars as pl
 from pinlanding_assets.encoder.evaluation import encode_products
-from pinlanding_assets.encoder.model import DualEncoder, EncoderSpec
+from pinlanding_assets.encoder.model import DualEncoder
+from pinlanding_assets.encoder.records import EncoderSpec
 encoder = DualEncoder(EncoderSpec(checkpoint=sys.argv[2]), Path(sys.argv[3]))
 encode_products(encoder, pl.read_parquet(sys.argv[1]), batch_size=int(sys.argv[4]))
 print(time.perf_counter() - started)
@@ -54,7 +55,8 @@ def main() -> None:
     from pinlanding_assets.encoder.assignments import assign
     from pinlanding_assets.encoder.embeddings import embed_products_with_ray
     from pinlanding_assets.encoder.evaluation import encode_products
-    from pinlanding_assets.encoder.model import DualEncoder, EncoderSpec, save_checkpoint
+    from pinlanding_assets.encoder.model import DualEncoder, save_checkpoint
+    from pinlanding_assets.encoder.records import EncoderSpec
 
     work = Path(tempfile.mkdtemp(prefix="pinlanding-bench-"))
     split_fashion_catalog(__import__("pinlanding_assets.settings", fromlist=["get_paths"]).get_paths().fashion_catalog_dir,

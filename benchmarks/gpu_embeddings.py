@@ -24,7 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pinlanding_assets.encoder.model import DualEncoder, EncoderSpec  # noqa: E402
+from pinlanding_assets.encoder.model import DualEncoder  # noqa: E402
+from pinlanding_assets.encoder.records import EncoderSpec  # noqa: E402
 
 
 class Products(torch.utils.data.Dataset):

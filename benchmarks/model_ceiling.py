@@ -42,8 +42,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pinlanding_assets.encoder.evaluation import evaluate_scores, ground_truth_attributes  # noqa: E402
-from pinlanding_assets.encoder.model import DualEncoder, EncoderSpec  # noqa: E402
+from pinlanding_assets.encoder.model import DualEncoder  # noqa: E402
 from pinlanding_assets.encoder.pairs import split_of, title_matches, vlm_pairs  # noqa: E402
+from pinlanding_assets.encoder.records import EncoderSpec  # noqa: E402
 from pinlanding_assets.encoder.training import (  # noqa: E402
     FeatureCache,
     TrainingConfig,

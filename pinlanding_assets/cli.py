@@ -238,10 +238,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(f"{path} not found: run `pinlanding run` (or materialize dual_encoder) first", file=sys.stderr)
             return 2
     from pinlanding_assets.encoder.evaluation import evaluate_encoders
-    from pinlanding_assets.encoder.model import DualEncoder, spec_from_record
+    from pinlanding_assets.encoder.model import DualEncoder
+    from pinlanding_assets.encoder.records import EncoderRecord
 
-    row = pl.read_parquet(encoder_table).row(0, named=True)
-    spec = spec_from_record(row)
+    record = EncoderRecord.from_table(pl.read_parquet(encoder_table))
     catalog = validate_catalog("evaluate", Path(args.catalog))
     if catalog.labels.width <= 1:
         print(f"{args.catalog} has no label columns to evaluate against", file=sys.stderr)
@@ -249,10 +249,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     products = catalog.products.sort("product_id")
     if args.limit:
         products = products.head(args.limit)
-    encoder = DualEncoder(spec, paths.open_clip_cache)
+    encoder = DualEncoder(record.spec, paths.open_clip_cache)
     metrics = evaluate_encoders(encoder, products, catalog.labels, pl.read_parquet(vocabulary_table),
-                                json.loads(row["thresholds"]))
-    metrics["model_version"] = row["version"]
+                                record.thresholds)
+    metrics["model_version"] = record.version
     metrics["release"] = release
     metrics["quarantined"] = catalog.quarantine.height
     if not args.json:

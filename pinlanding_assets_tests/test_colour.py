@@ -85,7 +85,8 @@ def test_unusable_images_have_no_colour() -> None:
 
 def test_the_encoder_reads_colour_from_its_own_normalised_pixels(tmp_path: Path) -> None:
     """The descriptor the model sees (from preprocessed, normalised pixels) is that of the picture."""
-    from pinlanding_assets.encoder.model import DualEncoder, EncoderSpec
+    from pinlanding_assets.encoder.model import DualEncoder
+    from pinlanding_assets.encoder.records import EncoderSpec
 
     encoder = DualEncoder(EncoderSpec(), tmp_path)
     picture = shot((28, 36, 78), side=300)

@@ -16,8 +16,9 @@ from pinlanding_assets.catalog.products import validate_catalog
 from pinlanding_assets.encoder.assignments import assign, calibrate_thresholds
 from pinlanding_assets.encoder.embeddings import embed_products_with_ray, phrase_rejection
 from pinlanding_assets.encoder.evaluation import encode_products, evaluate_encoders
-from pinlanding_assets.encoder.model import DualEncoder, EncoderSpec, load_checkpoint, save_checkpoint
+from pinlanding_assets.encoder.model import DualEncoder, load_checkpoint, save_checkpoint
 from pinlanding_assets.encoder.pairs import split_of, title_matches
+from pinlanding_assets.encoder.records import EncoderSpec
 from pinlanding_assets.encoder.training import TrainingConfig, build_feature_cache, train_heads
 from resources.models import load_efficientnet_lite, load_minilm
 

@@ -34,6 +34,7 @@ from pinlanding_assets.collections.reliability import (
 from pinlanding_assets.collections.title_cache import CachedChat
 from pinlanding_assets.collections.topics import TopicConfig, plan_collections
 from pinlanding_assets.encoder.evaluation import ground_truth_attributes
+from pinlanding_assets.encoder.records import EncoderRecord
 from pinlanding_assets.facets import kept_vocabulary
 from pinlanding_assets.metadata import histogram_markdown, table_preview
 from pinlanding_assets.partitions import all_drops_in, concat_partitions, landed_drops, model_releases, superseded_rows
@@ -297,15 +298,15 @@ def search_baseline(context: dg.AssetExecutionContext, quality_gates: QualityGat
     """The search-log way: every query group with enough demand (PINLANDING_BASELINE_MIN_DEMAND distinct
     users) is a collection, its feed the products nearest to the query's embedding (same release's
     encoder and products)."""
-    from pinlanding_assets.encoder.model import DualEncoder, spec_from_record  # torch: only when this asset runs
+    from pinlanding_assets.encoder.model import DualEncoder  # torch: only when this asset runs
 
-    record = dual_encoder.row(0, named=True)
-    encoder = DualEncoder(spec_from_record(record), load_settings().paths.open_clip_cache)
+    record = EncoderRecord.from_table(dual_encoder)
+    encoder = DualEncoder(record.spec, load_settings().paths.open_clip_cache)
     queries = baseline_queries(demand_intents, load_settings().collections.baseline_min_demand)
     settings = BaselineConfig(max_feed_size=quality_gates.max_feed_size)
     products, _ = of_release(product_embeddings, context.partition_key, landed_drops(context.instance))
     products = products.select("product_id", "embedding").sort("product_id").collect()
-    floor = float(np.mean(list(json.loads(record["thresholds"]).values())))
+    floor = float(np.mean(list(record.thresholds.values())))
     feeds = nearest_products(encoder.encode_phrases(queries["query"].to_list()),
                              np.asarray(products["embedding"].to_list(), np.float32), products["product_id"].to_list(),
                              queries, floor, settings)

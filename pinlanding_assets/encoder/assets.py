@@ -2,8 +2,8 @@
 record that puts it in service. Per drop: product embeddings (Ray Data) and assignments, made with the
 release in service and recording it."""
 
-import json
 import time
+from dataclasses import replace
 
 import dagster as dg
 import numpy as np
@@ -18,7 +18,8 @@ from pinlanding_assets.encoder.embeddings import (
     phrase_rejection,
 )
 from pinlanding_assets.encoder.evaluation import evaluate_encoders
-from pinlanding_assets.encoder.model import EncoderSpec, spec_from_record, write_checkpoint
+from pinlanding_assets.encoder.model import write_checkpoint
+from pinlanding_assets.encoder.records import EncoderRecord, EncoderSpec
 from pinlanding_assets.encoder.training import TrainingConfig, holdout_products, train_dual_encoder
 from pinlanding_assets.facets import kept_vocabulary
 from pinlanding_assets.metadata import figure_markdown, histogram_markdown, table_preview
@@ -29,10 +30,11 @@ from pinlanding_assets.partitions import (
     concat_partitions,
     landed_drops,
     model_releases,
-    release_order,
     run_drops_in,
 )
 from pinlanding_assets.refresh.conditions import ASSIGNING, IN_RELEASE, SCORING
+from pinlanding_assets.refresh.keys import MODEL_RELEASE
+from pinlanding_assets.refresh.releases import ReleaseRecord, current_release
 from pinlanding_assets.settings import QualityGates, load_settings
 from resources.ray_pool import RayPool
 from resources.storage import StagedParquet
@@ -134,12 +136,10 @@ def dual_encoder(
     holdout = holdout_products(products, training)
     context.log.info(f"trained {report.epochs_run} epochs; evaluating on {holdout.height} holdout products")
     metrics = evaluate_encoders(encoder, holdout, of_release(catalog_labels), curated_vocabulary, thresholds)
-    summary = pl.DataFrame([{
-        "release": context.partition_key, "version": version, "checkpoint": str(checkpoint), "spec": spec.to_json(),
-        "preprocess_cfg": json.dumps(preprocess_cfg, sort_keys=True), "thresholds": json.dumps(thresholds, sort_keys=True),
-        "metrics": json.dumps(metrics, sort_keys=True), "training": json.dumps(report.__dict__, sort_keys=True),
-    }])
-    return dg.Output(summary, metadata={
+    record = EncoderRecord(release=context.partition_key, version=version, checkpoint=str(checkpoint),
+                           spec=replace(spec, checkpoint=str(checkpoint)), preprocess_cfg=preprocess_cfg,
+                           thresholds=thresholds, metrics=metrics, training=report.__dict__)
+    return dg.Output(record.to_table(), metadata={
         "release": context.partition_key,
         "version": version,
         "drops": dg.MetadataValue.json(drops),
@@ -164,19 +164,14 @@ def dual_encoder(
 @dg.asset_check(asset="dual_encoder", partitions_def=model_releases,
                 description="Holdout Recall@10 meets the targets and fused beats text-only.")
 def dual_encoder_recall_targets(quality_gates: QualityGates, dual_encoder: pl.DataFrame) -> dg.AssetCheckResult:
-    metrics = json.loads(dual_encoder["metrics"][0])
-    fused, image, text = (metrics[k]["recall_at_10"] for k in ("fused", "image_only", "text_only"))
+    record = EncoderRecord.from_table(dual_encoder)
+    fused, image, text = (record.recall_at_10(side) for side in ("fused", "image_only", "text_only"))
     return dg.AssetCheckResult(
         passed=fused >= quality_gates.min_fused_recall and image >= quality_gates.min_image_recall and fused > text,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"fused": fused, "image_only": image, "text_only": text,
                   "fused_target": quality_gates.min_fused_recall, "image_target": quality_gates.min_image_recall},
     )
-
-
-def _spec(dual_encoder: pl.DataFrame) -> tuple[EncoderSpec, str, dict]:
-    row = dual_encoder.row(0, named=True)
-    return spec_from_record(row), row["version"], json.loads(row["preprocess_cfg"])
 
 
 @dg.multi_asset(
@@ -191,7 +186,8 @@ def _spec(dual_encoder: pl.DataFrame) -> tuple[EncoderSpec, str, dict]:
 )
 def attribute_embeddings(ray_pool: RayPool, curated_vocabulary: pl.DataFrame, dual_encoder: pl.DataFrame):
     """Every kept attribute phrase through the trained text tower (Ray Data actor stage)."""
-    spec, version, _ = _spec(dual_encoder)
+    encoder = EncoderRecord.from_table(dual_encoder)
+    spec, version = encoder.spec, encoder.version
     import open_clip
 
     tokenizer = open_clip.get_tokenizer(spec.model_name)
@@ -220,26 +216,13 @@ def model_release(context: dg.AssetExecutionContext, curated_vocabulary: pl.Data
                   attribute_embeddings: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """A release in service: vocabulary, dual encoder and attribute embeddings built together. Drops are
     scored with the newest release in service; a release whose training failed never gets here."""
-    row = dual_encoder.row(0, named=True)
-    if set(attribute_embeddings["model_version"]) != {row["version"]}:
+    encoder = EncoderRecord.from_table(dual_encoder)
+    if set(attribute_embeddings["model_version"]) != {encoder.version}:
         raise RuntimeError(f"attribute embeddings of release {context.partition_key} were not made by its encoder")
-    drops = release_drops(curated_vocabulary)
-    metrics = json.loads(row["metrics"])
-    table = pl.DataFrame([{"release": context.partition_key, "version": row["version"], "checkpoint": row["checkpoint"],
-                           "drops": json.dumps(drops), "attributes": attribute_embeddings.height}])
-    return dg.Output(table, metadata={
-        "release": context.partition_key, "version": row["version"],
-        "drops": json.dumps(drops),
-        "attributes": attribute_embeddings.height,
-        "fused_recall_at_10": metrics["fused"]["recall_at_10"],
-    })
-
-
-def release_in_service(model_release: dict[str, pl.DataFrame]) -> str:
-    """The newest materialized release (partitions load only where materialized)."""
-    if not model_release:
-        raise RuntimeError("no model release is in service yet: cut one (`pinlanding release`) first")
-    return max(model_release, key=release_order)
+    record = ReleaseRecord(key=context.partition_key, version=encoder.version, checkpoint=encoder.checkpoint,
+                           drops=tuple(release_drops(curated_vocabulary)), attributes=attribute_embeddings.height,
+                           thresholds=encoder.thresholds, fused_recall_at_10=encoder.recall_at_10("fused"))
+    return dg.Output(record.to_table(), metadata=record.metadata())
 
 
 def encoder_stage(ray_pool: RayPool) -> tuple[dict, int]:
@@ -268,22 +251,24 @@ def _per_partition(drops: list[str], figures: dict[str, dict], extra: dict) -> d
 
 
 @dg.asset(
-    ins={"catalog_products": run_drops_in(), "catalog_image_features": run_drops_in(), "model_release": all_releases_in(),
-         "dual_encoder": all_releases_in()},
+    ins={"catalog_products": run_drops_in(), "catalog_image_features": run_drops_in(), "dual_encoder": all_releases_in()},
+    deps=[dg.AssetDep(MODEL_RELEASE, partition_mapping=dg.AllPartitionMapping())],
     partitions_def=catalog_drops, group_name="encoder", kinds={"ray", "parquet"}, owners=OWNERS,
     automation_condition=SCORING, backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def product_embeddings(
     context: dg.AssetExecutionContext, ray_pool: RayPool, catalog_products: dict[str, pl.DataFrame],
-    catalog_image_features: dict[str, pl.DataFrame], model_release: dict[str, pl.DataFrame],
-    dual_encoder: dict[str, pl.DataFrame],
+    catalog_image_features: dict[str, pl.DataFrame], dual_encoder: dict[str, pl.DataFrame],
 ) -> dg.Output[dict[str, StagedParquet]]:
     """Every product of the drop embedded once with the release in service (Ray Data: CPU decode tasks
     -> encoder actor pool). Ray writes the vectors to the partition's Parquet directory itself; they
     never pass through this process. A release re-scores every drop in one run (a single-run backfill):
     one process and one Ray for all drops instead of one per drop."""
-    release = release_in_service(model_release)
-    spec, version, preprocess_cfg = _spec(dual_encoder[release])
+    release = current_release(context.instance)
+    if release is None:
+        raise RuntimeError("no model release is in service yet: cut one (`pinlanding release`) first")
+    encoder = EncoderRecord.from_table(dual_encoder[release])
+    spec, version, preprocess_cfg = encoder.spec, encoder.version, encoder.preprocess_cfg
     options, threads = encoder_stage(ray_pool)
     paths = load_settings().paths
     staged, figures = {}, {}
@@ -340,8 +325,8 @@ def attribute_assignments(
     if release not in dual_encoder or release not in attribute_embeddings:
         raise RuntimeError(f"product embeddings of {', '.join(drops)} were made by release(s) {releases}, which is "
                            "not one materialized release: re-materialize product_embeddings")
-    encoder, phrases = dual_encoder[release], attribute_embeddings[release]
-    version = encoder["version"][0]
+    encoder, phrases = EncoderRecord.from_table(dual_encoder[release]), attribute_embeddings[release]
+    version = encoder.version
     stale = (set(made["model_version"]) | set(phrases["model_version"])) - {version}
     if stale:
         raise RuntimeError(f"embeddings of {', '.join(drops)} were made by model {sorted(stale)}, not release "
@@ -350,7 +335,7 @@ def attribute_assignments(
         raise RuntimeError(f"release {release} has no {ANCHOR_FACET} attribute: products cannot be assigned a type")
     table = AttributeTable.build(phrases["attribute_id"].to_list(), phrases["facet"].to_list(),
                                  np.asarray(phrases["embedding"].to_list(), np.float32),
-                                 json.loads(encoder["thresholds"][0]))
+                                 encoder.thresholds)
     paths = load_settings().paths
     options = ray_pool.model_stage_options(actors=1)
     staged, quarantines, figures = {}, {}, {}

@@ -16,8 +16,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pinlanding_assets.encoder.model import EMBED_DIM, DualEncoder, EncoderSpec
+from pinlanding_assets.encoder.model import EMBED_DIM, DualEncoder
 from pinlanding_assets.encoder.pixels import preprocess_for_encoder
+from pinlanding_assets.encoder.records import EncoderSpec
 from resources.storage import StagedParquet
 
 VECTOR = pa.list_(pa.float32(), EMBED_DIM)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -24,32 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from pinlanding_assets.encoder.colour import COLOUR_BINS, colour_descriptor
+from pinlanding_assets.encoder.records import DEFAULT_ARCH, EncoderSpec
 
-DEFAULT_ARCH = "pinlanding-effnetlite0-minilm"
 # The project's architectures: EfficientNet-Lite variant and its ImageNet input side, MiniLM text.
 ARCHITECTURES = {DEFAULT_ARCH: (0, 224), "pinlanding-effnetlite2-minilm": (2, 260)}
 EMBED_DIM = 256
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """What to build: an open_clip model name, optional checkpoint, and the product fusion weight."""
-
-    model_name: str = DEFAULT_ARCH
-    checkpoint: str | None = None
-    image_weight: float = 0.5
-    context_length: int = 32
-    seed: int = 0
-    colour_descriptor: bool = True
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-
-def spec_from_record(record: dict) -> EncoderSpec:
-    """The spec of a trained encoder from a ``dual_encoder`` row: its saved spec plus its checkpoint
-    (a spec saved before the colour descriptor existed describes a model without it)."""
-    return EncoderSpec(**{"colour_descriptor": False, **json.loads(record["spec"]), "checkpoint": record["checkpoint"]})
 
 
 def register_architecture(cache_dir: Path, text_tower_dir: Path | None = None, name: str = DEFAULT_ARCH) -> str:

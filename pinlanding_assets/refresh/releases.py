@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import dagster as dg
+import polars as pl
 
 from pinlanding_assets.partitions import catalog_drops, model_releases, next_release_key, release_order
 from pinlanding_assets.refresh.keys import (
@@ -113,11 +114,53 @@ def current_release(instance: dg.DagsterInstance, snapshot: Snapshot | None = No
     return done[-1] if done else None
 
 
-def release_metadata(instance: dg.DagsterInstance, release: str) -> dict:
-    record = latest_record(instance, MODEL_RELEASE, release)
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """A built release as ``model_release`` records it: its encoder (version, checkpoint, calibrated
+    thresholds, holdout Recall@10), the drops its vocabulary and encoder learned from, and the size of
+    its vocabulary. ``state`` is set by ``release_record``: in_service (the newest built) or superseded."""
+
+    key: str
+    version: str
+    checkpoint: str
+    drops: tuple[str, ...]
+    attributes: int
+    thresholds: Mapping[str, float]
+    fused_recall_at_10: float
+    state: str = "built"
+
+    def to_table(self) -> pl.DataFrame:
+        return pl.DataFrame([{"release": self.key, "version": self.version, "checkpoint": self.checkpoint,
+                              "drops": json.dumps(list(self.drops)), "attributes": self.attributes}])
+
+    def metadata(self) -> dict[str, dg.RawMetadataValue]:
+        return {"release": self.key, "version": self.version, "checkpoint": dg.MetadataValue.path(self.checkpoint),
+                "drops": dg.MetadataValue.json(list(self.drops)), "attributes": self.attributes,
+                "thresholds": dg.MetadataValue.json(dict(self.thresholds)),
+                "fused_recall_at_10": self.fused_recall_at_10}
+
+    @classmethod
+    def from_metadata(cls, key: str, metadata: Mapping[str, dg.MetadataValue], state: str) -> ReleaseRecord:
+        value = {name: entry.value for name, entry in metadata.items()}
+        drops = value.get("drops", [])
+        # releases recorded before this record stored their drops as a JSON string and no thresholds
+        drops = json.loads(drops) if isinstance(drops, str) else drops
+        return cls(key=key, version=str(value.get("version", "")), checkpoint=str(value.get("checkpoint", "")),
+                   drops=tuple(drops), attributes=int(value.get("attributes", 0)),
+                   thresholds=value.get("thresholds", {}), fused_recall_at_10=float(value.get("fused_recall_at_10", 0.0)),
+                   state=state)
+
+
+def release_record(instance: dg.DagsterInstance, release: str | None = None,
+                   snapshot: Snapshot | None = None) -> ReleaseRecord | None:
+    """The record of ``release`` (default: the release in service), or None if it is not built."""
+    current = current_release(instance, snapshot)
+    release = release or current
+    record = latest_record(instance, MODEL_RELEASE, release, snapshot) if release else None
     if record is None:
-        return {}
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+        return None
+    state = "in_service" if release == current else "superseded"
+    return ReleaseRecord.from_metadata(release, record.asset_materialization.metadata, state)
 
 
 @dataclass(frozen=True)
@@ -261,8 +304,9 @@ def release_due(instance: dg.DagsterInstance, new_label_share: float, max_age_da
     building = [k for k in keys if k not in in_service and not _release_failed(instance, k)]
     if building:
         return ReleaseDecision(False, f"release {building[-1]} is still being built", 0, 0)
-    release = current_release(instance)
-    seen = set(json.loads(release_metadata(instance, release).get("drops", "[]"))) if release else set()
+    record = release_record(instance)
+    release = record.key if record else None
+    seen = set(record.drops) if record else set()
     new = sum(n for drop, n in labelled.items() if drop not in seen)
     old = sum(n for drop, n in labelled.items() if drop in seen)
     if new == 0:

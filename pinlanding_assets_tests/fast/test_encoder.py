@@ -14,6 +14,7 @@ from pinlanding_assets.encoder.assignments import AttributeTable, calibrate_thre
 from pinlanding_assets.encoder.evaluation import evaluate_scores, ground_truth_attributes
 from pinlanding_assets.encoder.pairs import split_of, title_matches, vlm_pairs
 from pinlanding_assets.encoder.pixels import decode_images, preprocess_image
+from pinlanding_assets.encoder.records import EncoderRecord, EncoderSpec
 from pinlanding_assets_tests.fast.synthetic import draw_product, vocabulary
 
 CFG = {"size": 224, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "interpolation": "bicubic",
@@ -102,3 +103,21 @@ def test_labels_map_exactly_before_by_similarity() -> None:
                                     ("1", "gender", "gender:men"), ("2", "category", "category:jeans"),
                                     ("2", "colour", "colour:navy-blue"), ("2", "gender", "gender:women"),
                                     ("3", "gender", "gender:men")]
+
+
+def test_the_encoder_record_round_trips_its_table() -> None:
+    """The dual_encoder row is written and read by the record alone: reading a table back and writing it
+    again gives the same bytes, the spec gains its checkpoint, the JSON columns come back typed."""
+    record = EncoderRecord(release="r001", version="abc", checkpoint="/m/abc.pt",
+                           spec=EncoderSpec(image_weight=0.4, checkpoint="/m/abc.pt"),
+                           preprocess_cfg={"size": 224}, thresholds={"colour:red": 0.31, "category:dress": 0.2},
+                           metrics={"fused": {"recall_at_10": 0.9}}, training={"epochs_run": 3})
+    table = record.to_table()
+    assert table.columns == ["release", "version", "checkpoint", "spec", "preprocess_cfg", "thresholds", "metrics",
+                             "training"]
+    assert '"checkpoint": null' in table["spec"][0], "the spec column holds the spec as trained"
+    back = EncoderRecord.from_table(table)
+    assert back == record and back.spec.checkpoint == "/m/abc.pt" and back.recall_at_10("fused") == 0.9
+    assert back.to_table().equals(table)
+    old = table.with_columns(pl.lit('{"model_name": "pinlanding-effnetlite0-minilm"}').alias("spec"))
+    assert EncoderRecord.from_table(old).spec.colour_descriptor is False, "a spec from before the colour descriptor"

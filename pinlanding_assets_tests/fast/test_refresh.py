@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -22,12 +23,14 @@ from pinlanding_assets.partitions import (
 )
 from pinlanding_assets.refresh.keys import ATTRIBUTE_ASSIGNMENTS, COLLECTION_FEEDS, COLLECTIONS, LANDING_PAGES, PRODUCT_EMBEDDINGS
 from pinlanding_assets.refresh.releases import (
+    ReleaseRecord,
     Snapshot,
     drop_states,
     drops_due_for_labels,
     publish_due,
     publishable_release,
     release_due,
+    release_record,
     scored_versions,
 )
 from pinlanding_assets.refresh.sensors import changed_weeks
@@ -48,7 +51,7 @@ def test_release_is_due_on_new_labels_never_while_one_is_built() -> None:
         assert first.due and first.new_labelled == 80 and "first release" in first.reason
         instance.add_dynamic_partitions(model_releases.name, ["r001"])
         assert "still being built" in release_due(instance, 0.5, 7).reason
-        _materialize(instance, "model_release", "r001", drops=json.dumps(["d1", "d2"]))
+        _materialize(instance, "model_release", "r001", drops=["d1", "d2"])
         assert not release_due(instance, 0.5, 7).due, "no labels new to r001"
         instance.add_dynamic_partitions(catalog_drops.name, ["d3"])
         _materialize(instance, "raw_vlm_attributes", "d3", labelled_products=20)
@@ -348,3 +351,18 @@ def test_a_failed_drop_awaiting_its_automatic_retry_is_not_settled() -> None:
                                   "dagster/will_retry": "false"})
         assert [s.state for s in drop_states(instance, "r001", failed)] == ["scored", "failed"]
         assert publishable_release(instance, failed) == "r001" and "d2" in drops_due_for_labels(instance, failed)
+
+
+def test_a_release_is_read_back_as_the_record_model_release_wrote() -> None:
+    record = ReleaseRecord(key="r001", version="abc", checkpoint="/m/abc.pt", drops=("d1", "d2"), attributes=40,
+                           thresholds={"colour:red": 0.3}, fused_recall_at_10=0.9)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(model_releases.name, ["r001", "r002"])
+        assert release_record(instance) is None, "nothing built yet"
+        instance.report_runless_asset_event(dg.AssetMaterialization("model_release", partition="r001",
+                                                                    metadata=record.metadata()))
+        assert release_record(instance) == replace(record, state="in_service")
+        _materialize(instance, "model_release", "r002", drops=json.dumps(["d1"]), version="def")
+        assert release_record(instance, "r001").state == "superseded"
+        assert release_record(instance).drops == ("d1",), "a release recorded before the record kept its drops as JSON"
+    assert record.to_table().row(0, named=True)["drops"] == '["d1", "d2"]'
