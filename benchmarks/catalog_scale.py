@@ -266,7 +266,7 @@ def main() -> int:
     feeds_path = work / "feeds"
     status = stage("feeds", lambda: build_feeds(
         spark.read.parquet(str(assignments_path)).select("product_id", "attribute_id", "score"), plan.collections,
-        FeedConfig(min_feed_size=10, max_feed_size=100), feeds_path, 16))
+        FeedConfig(min_feed_size=10, max_feed_size=100, attribute_partitions=16), feeds_path))
     feeds = read_feeds(feeds_path)
     stages["feeds"].update(published=int((status["status"] == "published").sum()), feed_rows=feeds.height)
     spark.stop()

@@ -48,9 +48,9 @@ class Runner:
     partitions the daemon uses; prints one line per run."""
 
     def __init__(self) -> None:
-        from pinlanding_assets.definitions import defs
+        from pinlanding_assets.definitions import defs, settings, weeks
 
-        self.defs = defs
+        self.defs, self.settings, self.weeks = defs, settings, weeks
         self.instance = dg.DagsterInstance.get()
 
     def run(self, stage_name: str, partition_key: str) -> bool:
@@ -73,18 +73,17 @@ class Runner:
     def demand(self) -> bool:
         """Report changed week files (as the search-log sensor would), refresh those weeks, then the
         latest demand window."""
-        from pinlanding_assets.partitions import search_weeks
         from pinlanding_assets.refresh.sensors import changed_weeks
 
-        events, outside = changed_weeks(get_paths().search_log_dir, self.instance)
+        events, outside = changed_weeks(self.settings.paths.search_log_dir, self.weeks, self.instance)
         if outside:
             print(f"week files past the known weeks, ignored: {', '.join(outside)}", file=sys.stderr)
         done = self.instance.get_materialized_partitions(keys.QUERY_INTENTS)
-        weeks = sorted({e.partition for e in events} | (set(search_weeks.get_partition_keys()) - done))
+        weeks = sorted({e.partition for e in events} | (set(self.weeks.get_partition_keys()) - done))
         for event in events:
             self.instance.report_runless_asset_event(event)
         ok = all([self.run_selection([keys.QUERY_INTENTS, keys.SEARCH_LOG_QUARANTINE], week) for week in weeks])
-        latest = search_weeks.get_last_partition_key()
+        latest = self.weeks.get_last_partition_key()
         return ok and latest is not None and self.run_selection([keys.DEMAND_WINDOW], latest)
 
     def run_selection(self, assets: list[dg.AssetKey], partition_key: str, last: str | None = None) -> bool:

@@ -15,8 +15,9 @@ def model_backends(settings: Settings) -> ModelBackends:
 
 
 def resources_for(settings: Settings | None = None) -> dict[str, Any]:
-    """Ray pool, Spark session, warehouse IO manager, model backends and the checks' quality gates."""
+    """Ray pool, Spark session, warehouse IO manager, model backends, the checks' quality gates, and the
+    settings themselves (``project``: paths and the defaults of run config)."""
     settings = settings or load_settings()
     deployment = Deployment(settings.deployment, settings.paths.warehouse_dir, settings.ray_cpus,
                             settings.ray_address, settings.spark_master)
-    return {**build_resources(deployment, model_backends(settings)), "quality_gates": settings.gates}
+    return {**build_resources(deployment, model_backends(settings)), "quality_gates": settings.gates, "project": settings}

@@ -4,8 +4,9 @@
 - ``model_releases``: one dynamic partition per model release (``r001``, ``r002``, ...): the curated
   vocabulary, the dual encoder and the attribute embeddings trained together, and everything published
   from them (collections, feeds, pages), so a previous release can be compared or published again.
-- ``search_weeks``: weekly time windows (Monday to Sunday) over the search log folder, bounded by the
-  weeks its files name, so a 2006 log does not show a thousand empty weeks up to today.
+- ``search_weeks_for(log_dir)``: weekly time windows (Monday to Sunday) over the search log folder,
+  bounded by the weeks its files name, so a 2006 log does not show a thousand empty weeks up to today
+  (the code location builds them when it loads).
 """
 
 from __future__ import annotations
@@ -131,14 +132,3 @@ def superseded_rows(frames, landing_order: list[str]) -> pl.DataFrame:
 
 
 _LANDED = "_landing_rank"
-
-
-def _search_weeks() -> dg.WeeklyPartitionsDefinition:
-    from pinlanding_assets.settings import get_paths
-
-    return search_weeks_for(get_paths().search_log_dir)
-
-
-# Read when the code location loads: a week file past the last known week needs a reload of the
-# code location (a live log, open-ended, does not).
-search_weeks = _search_weeks()

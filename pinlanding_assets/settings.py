@@ -2,10 +2,12 @@
 Configuration table lists them).
 
 ``load_settings()`` resolves them into one typed, frozen ``Settings`` when asked (not at import, so
-tests can point them elsewhere); the code location hands its parts to the resources
-(``deployment.resources_for``), to run-config defaults, and to the asset checks and the assets they
-check (the ``QualityGates`` resource). ``export_library_environment()`` is the one place the process
-environment is written: what libraries read themselves (the HF hub, llama.cpp's log level, Dagster).
+tests can point them elsewhere). Each entry point (the code location, the CLI) reads them once and
+hands them on: to the resources (``deployment.resources_for``), among them the ``project`` resource
+through which assets and sensors reach paths and settings, and the ``QualityGates`` the asset checks
+share with the assets they check. A run-config field left unset takes its project setting
+(``fill_unset``). ``export_library_environment()`` is the one place the process environment is
+written: what libraries read themselves (the HF hub, llama.cpp's log level, Dagster).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 from pydantic import Field
@@ -348,6 +351,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingError(f"PINLANDING_MIN_FEED_SIZE={settings.gates.min_feed_size} is above "
                            f"PINLANDING_MAX_FEED_SIZE={settings.gates.max_feed_size}: a feed could never be published")
     return settings
+
+
+ConfigT = TypeVar("ConfigT", bound=dg.Config)
+
+# How assets and sensors ask for the project's settings: ``project: ProjectSettings`` (a resource).
+ProjectSettings = dg.ResourceParam[Settings]
+
+
+def fill_unset(config: ConfigT, **settings: object) -> ConfigT:
+    """``config`` with every field left unset (None) taken from the project's ``settings``: a run's
+    config overrides a setting for that run, and the settings (read once) hold the defaults."""
+    return config.model_copy(update={name: value for name, value in settings.items() if getattr(config, name) is None})
 
 
 def get_paths() -> Paths:

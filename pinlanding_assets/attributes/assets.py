@@ -26,7 +26,7 @@ from pinlanding_assets.partitions import all_drops_in, catalog_drops, concat_par
 from pinlanding_assets.progress import Progress
 from pinlanding_assets.refresh.conditions import LABELLING, RELEASE_CUT
 from pinlanding_assets.refresh.keys import VLM_ATTRIBUTES
-from pinlanding_assets.settings import load_settings
+from pinlanding_assets.settings import ProjectSettings, Settings, fill_unset
 from resources.model_backends import ModelBackends
 from resources.models import minilm_encoder
 from resources.ray_pool import RayPool
@@ -35,35 +35,38 @@ OWNERS = ["team:attributes"]
 
 
 class AttributeSampleConfig(dg.Config):
-    sample: str = Field(
-        default_factory=lambda: load_settings().attributes.sample,
-        description="Products per drop sent to the VLM stage: 'budget' (what the time budget allows), a number, or 'all'.",
-    )
-    budget_seconds: float = Field(
-        default_factory=lambda: load_settings().attributes.budget_s,
-        description="Seconds the VLM stage may spend on one drop when sample='budget', on this machine: the sample "
-                    "is sized from the rate measured on this instance (a probe the first time), and a drop "
-                    "re-materialized keeps the size it was given.",
-    )
-    actors: int = Field(default_factory=lambda: load_settings().attributes.actors)
+    """Unset fields take the project's settings (PINLANDING_ATTRIBUTE_SAMPLE, _BUDGET_S, _ACTORS)."""
+
+    sample: str | None = Field(
+        None, description="Products per drop sent to the VLM stage: 'budget' (what the time budget allows), a number, "
+                          "or 'all'.")
+    budget_seconds: float | None = Field(
+        None, description="Seconds the VLM stage may spend on one drop when sample='budget', on this machine: the "
+                          "sample is sized from the rate measured on this instance (a probe the first time), and a "
+                          "drop re-materialized keeps the size it was given.")
+    actors: int | None = None
     batch_size: int = 4
     seed: int = 0
+
+    def resolved(self, project: Settings) -> "AttributeSampleConfig":
+        given = project.attributes
+        return fill_unset(self, sample=given.sample, budget_seconds=given.budget_s, actors=given.actors)
 
 
 BUDGET = "budget"
 PROBE_PRODUCTS = 4  # labelled first when this instance has never measured the model's rate
 
 
-def sample_size_for(config: AttributeSampleConfig, available: int) -> int | None:
+def sample_size_for(sample: str, available: int) -> int | None:
     """Products to label in a drop of ``available`` under a fixed rule: None means all. The budget rule
     is sized by ``budget_sample`` from the rate measured on the instance."""
-    rule = config.sample.strip().lower()
+    rule = sample.strip().lower()
     if rule == "all":
         return None
     if rule == BUDGET:
         raise ValueError("the budget rule is sized from a measured rate: use budget_sample")
     if not rule.isdigit() or int(rule) < 1:
-        raise ValueError(f"attribute sample must be 'budget', 'all' or a positive number, got {config.sample!r}")
+        raise ValueError(f"attribute sample must be 'budget', 'all' or a positive number, got {sample!r}")
     return int(rule)
 
 
@@ -97,10 +100,18 @@ def budget_sample(instance: dg.DagsterInstance, drop: str, rate_key: str, budget
 
 
 class CurationRunConfig(dg.Config):
-    min_support: int = Field(default_factory=lambda: load_settings().attributes.min_support)
+    """Unset fields take the project's settings (PINLANDING_MIN_SUPPORT, _JUDGE_THRESHOLD,
+    _MIN_TITLE_TYPE_PRODUCTS)."""
+
+    min_support: int | None = None
     merge_distance: float = 0.13
-    judge_threshold: float = Field(default_factory=lambda: load_settings().attributes.judge_threshold)
-    min_title_type_products: int = Field(default_factory=lambda: load_settings().attributes.min_title_type_products)
+    judge_threshold: float | None = None
+    min_title_type_products: int | None = None
+
+    def resolved(self, project: Settings) -> "CurationRunConfig":
+        given = project.attributes
+        return fill_unset(self, min_support=given.min_support, judge_threshold=given.judge_threshold,
+                          min_title_type_products=given.min_title_type_products)
 
 
 @dg.multi_asset(
@@ -121,6 +132,7 @@ class CurationRunConfig(dg.Config):
 def raw_vlm_attributes(
     context: dg.AssetExecutionContext,
     config: AttributeSampleConfig,
+    project: ProjectSettings,
     ray_pool: RayPool,
     models: ModelBackends,
     catalog_products: pl.DataFrame,
@@ -128,13 +140,14 @@ def raw_vlm_attributes(
     catalog_labels: pl.DataFrame,
 ):
     """VLM stage on a stable sample of the drop (Ray Data: CPU preprocessing -> model actor pool)."""
+    config = config.resolved(project)
     drop, available = context.partition_key, catalog_products.height
     threads = max(1, int(ray_pool.cpus_available() or os.cpu_count() or 2) // max(config.actors, 1))
     spec = models.attribute_spec(threads=threads)
     rate_key = json.dumps({k: v for k, v in sorted(spec.items()) if k != "api_key"}, sort_keys=True)
     budgeted = config.sample.strip().lower() == BUDGET
     size, source = budget_sample(context.instance, drop, rate_key, config.budget_seconds, available) if budgeted else (
-        sample_size_for(config, available), config.sample)
+        sample_size_for(config.sample, available), config.sample)
     colours = catalog_image_features.select("product_id", pl.col("dominant_colours").alias("image_colours"))
 
     def label(products: pl.DataFrame, what: str) -> pl.DataFrame:
@@ -200,6 +213,7 @@ def raw_vlm_attributes(
 def curated_vocabulary(
     context: dg.AssetExecutionContext,
     config: CurationRunConfig,
+    project: ProjectSettings,
     models: ModelBackends,
     raw_vlm_attributes: dict[str, pl.DataFrame],
     catalog_labels: dict[str, pl.DataFrame],
@@ -207,6 +221,7 @@ def curated_vocabulary(
 ) -> dg.Output[pl.DataFrame]:
     """A release's vocabulary: the raw phrases of every labelled drop -> normalised -> frequency-filtered
     -> brand names removed -> clustered -> judged by the LLM. The drops it saw are the release's drops."""
+    config = config.resolved(project)
     if not raw_vlm_attributes:
         raise RuntimeError("no drop has VLM attributes yet: materialize raw_vlm_attributes for a drop first")
     drops = sorted(raw_vlm_attributes)

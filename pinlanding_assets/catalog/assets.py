@@ -16,7 +16,7 @@ from pinlanding_assets.metadata import table_preview
 from pinlanding_assets.partitions import catalog_drops
 from pinlanding_assets.progress import Progress
 from pinlanding_assets.refresh.conditions import DROP_EAGER, NEW_DROP
-from pinlanding_assets.settings import load_settings
+from pinlanding_assets.settings import ProjectSettings
 from resources.ray_pool import RayPool
 
 OWNERS = ["team:catalog"]
@@ -40,11 +40,11 @@ OWNERS = ["team:catalog"]
     partitions_def=catalog_drops,
     group_name="catalog",
 )
-def catalog_products(context: dg.AssetExecutionContext):
+def catalog_products(context: dg.AssetExecutionContext, project: ProjectSettings):
     """Read the drop's product table (Fashion or generic layout) and validate every row and image."""
     drop = context.partition_key
     started = time.perf_counter()
-    tables = validate_catalog(drop, drop_dir(load_settings().paths.landing_dir, drop))
+    tables = validate_catalog(drop, drop_dir(project.paths.landing_dir, drop))
     total = tables.products.height + tables.quarantine.height
     context.log.info(f"{drop}: {total} rows validated in {time.perf_counter() - started:.1f}s, "
                      f"{tables.quarantine.height} quarantined")

@@ -1,7 +1,6 @@
 """Collection assets, one partition per model release: topics with titles, their Spark feeds, the
 search-log baseline and the comparison. Each reads only the drops scored with its own release."""
 
-import json
 import time
 from collections import Counter
 
@@ -9,7 +8,6 @@ import dagster as dg
 import numpy as np
 import polars as pl
 from dagster_pyspark import PySparkResource
-from pydantic import Field
 
 from pinlanding_assets.attributes.vocabulary import release_drops
 from pinlanding_assets.catalog.products import UNAVAILABLE, with_shop_columns
@@ -40,7 +38,7 @@ from pinlanding_assets.metadata import histogram_markdown, table_preview
 from pinlanding_assets.partitions import all_drops_in, concat_partitions, landed_drops, model_releases, superseded_rows
 from pinlanding_assets.refresh.conditions import PUBLISH
 from pinlanding_assets.refresh.releases import drop_states
-from pinlanding_assets.settings import QualityGates, load_settings
+from pinlanding_assets.settings import ProjectSettings, QualityGates, Settings, fill_unset
 from resources.model_backends import ModelBackends
 from resources.models import minilm_encoder
 
@@ -48,13 +46,14 @@ OWNERS = ["team:merchandising"]
 
 
 class CollectionsConfig(dg.Config):
-    max_collections: int = Field(default_factory=lambda: load_settings().max_collections)
+    """Unset fields take the project's settings (PINLANDING_MAX_COLLECTIONS)."""
+
+    max_collections: int | None = None
     max_attributes: int = 3
     max_over_assignment: float = 10.0
 
-
-class FeedsConfig(dg.Config):
-    attribute_partitions: int = 8
+    def resolved(self, project: Settings) -> "CollectionsConfig":
+        return fill_unset(self, max_collections=project.max_collections)
 
 
 merchandising_overrides = dg.AssetSpec(
@@ -86,16 +85,16 @@ merchandising_overrides = dg.AssetSpec(
          "raw_vlm_attributes": all_drops_in(), "catalog_products": all_drops_in(), "dual_encoder": dg.AssetIn()},
     partitions_def=model_releases, group_name="collections",
 )
-def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, models: ModelBackends,
-                quality_gates: QualityGates,
+def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, project: ProjectSettings,
+                models: ModelBackends, quality_gates: QualityGates,
                 attribute_assignments: dict[str, pl.LazyFrame], curated_vocabulary: pl.DataFrame,
                 demand_intents: pl.DataFrame, raw_vlm_attributes: dict[str, pl.DataFrame],
                 catalog_products: dict[str, pl.DataFrame], dual_encoder: pl.DataFrame):
     """Content-first topics: what the catalog can fill, with attributes it can trust, ordered by what
     people search for. Titles of unchanged collections come from the title cache."""
     release = context.partition_key
-    settings = load_settings()
-    gates = settings.collections
+    config = config.resolved(project)
+    gates = project.collections
     require_settled(release, drop_states(context.instance, release))
     landed = landed_drops(context.instance)
     assignments, excluded_drops = of_release(attribute_assignments, release, landed)
@@ -107,7 +106,7 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
     labelled = release_drops(curated_vocabulary)
     sampled = concat_partitions({d: f for d, f in raw_vlm_attributes.items() if d in labelled}, landed)["product_id"].n_unique()
     kept = kept_vocabulary(curated_vocabulary)
-    seed = json.loads(dual_encoder["spec"][0])["seed"]
+    seed = EncoderRecord.from_table(dual_encoder).spec.seed
     evidence, answered = release_evidence(
         concat_partitions({d: f for d, f in catalog_products.items() if d in published_drops}, landed).select(
             "product_id", "title"),
@@ -117,7 +116,7 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
         assignments, judged, kept, ReliabilityConfig(target_precision=gates.target_precision))
     context.log.info(f"reliability: {int(reliability['reliable'].sum())} of {reliability.height} attributes reach the "
                      f"target precision {gates.target_precision} on {judged['product_id'].n_unique()} judged products")
-    chat = CachedChat(settings.paths.title_cache, models.judge_llm, models.judge, max_calls=gates.title_llm_calls)
+    chat = CachedChat(project.paths.title_cache, models.judge_llm, models.judge, max_calls=gates.title_llm_calls)
     started = time.perf_counter()
     plan = plan_collections(assignments, curated_vocabulary, demand_intents, sampled, chat, TopicConfig(
         min_products=quality_gates.min_feed_size, max_attributes=config.max_attributes,
@@ -184,7 +183,7 @@ def collections(context: dg.AssetExecutionContext, config: CollectionsConfig, mo
     partitions_def=model_releases, group_name="collections", kinds={"spark", "parquet"}, owners=OWNERS,
     automation_condition=PUBLISH,
 )
-def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pyspark: PySparkResource,
+def collection_feeds(context: dg.AssetExecutionContext, project: ProjectSettings, pyspark: PySparkResource,
                      quality_gates: QualityGates, collections: pl.DataFrame,
                      attribute_assignments: dict[str, pl.LazyFrame],
                      attribute_reliability: pl.DataFrame,
@@ -196,7 +195,6 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
     merged (its feed nearly repeats a better page's) or blocked, and its title after renames."""
     spark = pyspark.spark_session
     release = context.partition_key
-    project = load_settings()
     gates = project.collections
     landed = landed_drops(context.instance)
     products = with_shop_columns(concat_partitions(catalog_products, landed))
@@ -207,8 +205,8 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
     problems = override_problems(overrides, collections, merchandising.known_products)
     for problem in problems:
         context.log.warning(f"merchandising overrides: {problem}")
-    settings = FeedConfig(min_feed_size=quality_gates.min_feed_size, max_feed_size=quality_gates.max_feed_size,
-                          min_joint_confidence=gates.min_joint_confidence, duplicate_jaccard=gates.duplicate_jaccard)
+    feed_config = FeedConfig(min_feed_size=quality_gates.min_feed_size, max_feed_size=quality_gates.max_feed_size,
+                             min_joint_confidence=gates.min_joint_confidence, duplicate_jaccard=gates.duplicate_jaccard)
     _, excluded = of_release(attribute_assignments, release, landed)
     drops = sorted(set(attribute_assignments) - set(excluded["drop"]))
     paths = project.paths
@@ -219,7 +217,7 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
                      f"{superseded.height} product(s) of older drops are replaced by a newer drop's row")
     started = time.perf_counter()
     status = build_feeds(newest_assignments(spark, sources, superseded), collections,
-                         settings, feed_rows, config.attribute_partitions,
+                         feed_config, feed_rows,
                          calibration=attribute_reliability.filter(pl.col("reliable")), merchandising=merchandising)
     seconds = time.perf_counter() - started
     published = status.filter(pl.col("status") == "published")
@@ -229,13 +227,13 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
         "dagster/row_count": status.height,
         "published": published.height, "dropped": int((status["status"] == "dropped").sum()),
         "merged_near_duplicate_feeds": int((status["status"] == "merged").sum()),
-        "min_joint_confidence": settings.min_joint_confidence, "duplicate_jaccard": settings.duplicate_jaccard,
+        "min_joint_confidence": feed_config.min_joint_confidence, "duplicate_jaccard": feed_config.duplicate_jaccard,
         "feed_rows": rows.height, "superseded_products": superseded.height,
         "anchors": rows["anchor"].n_unique(),
         "feeds_path": dg.MetadataValue.path(str(feed_rows)),
         "spark_master": spark.sparkContext.master,
         "seconds": round(seconds, 1),
-        "min_feed_size": settings.min_feed_size, "max_feed_size": settings.max_feed_size,
+        "min_feed_size": feed_config.min_feed_size, "max_feed_size": feed_config.max_feed_size,
         "feed_size_histogram": histogram_markdown(published["products"], "feed sizes", "products per feed"),
         "relevance_histogram": histogram_markdown(rows["relevance"], "relevance of feed rows", "joint confidence"),
         "dropped_collections": table_preview(status.filter(pl.col("status") == "dropped"), rows=20),
@@ -252,11 +250,11 @@ def collection_feeds(context: dg.AssetExecutionContext, config: FeedsConfig, pys
 @dg.asset_check(asset="collection_feeds", partitions_def=model_releases,
                 description="Every published feed is within the size bounds.")
 def feed_sizes_within_bounds(context: dg.AssetCheckExecutionContext, quality_gates: QualityGates,
-                             collection_feeds: pl.DataFrame) -> dg.AssetCheckResult:
+                             project: ProjectSettings, collection_feeds: pl.DataFrame) -> dg.AssetCheckResult:
     """The bounds are the quality gates the feeds were built to (the same resource)."""
     release = context.partition_key
     low, high = quality_gates.min_feed_size, quality_gates.max_feed_size
-    sizes = read_feeds(load_settings().paths.feed_rows_dir(release)).group_by("collection_id").len()
+    sizes = read_feeds(project.paths.feed_rows_dir(release)).group_by("collection_id").len()
     published = collection_feeds.filter(pl.col("status") == "published")
     outside = sizes.filter((pl.col("len") < low) | (pl.col("len") > high))
     return dg.AssetCheckResult(
@@ -270,12 +268,11 @@ def feed_sizes_within_bounds(context: dg.AssetCheckExecutionContext, quality_gat
                 additional_ins={"collections": dg.AssetIn()},
                 description="The published pages are distinct: no shared title or attribute set, no feed that "
                             "repeats a better page's, no refinement that keeps nearly all of its parent.")
-def distinct_pages(context: dg.AssetCheckExecutionContext, collections: pl.DataFrame,
+def distinct_pages(context: dg.AssetCheckExecutionContext, project: ProjectSettings, collections: pl.DataFrame,
                    collection_feeds: pl.DataFrame) -> dg.AssetCheckResult:
     """Blocking: duplicate pages compete for the same searches, so they never reach the site."""
-    settings = load_settings()
-    gates = settings.collections
-    feeds = read_feeds(settings.paths.feed_rows_dir(context.partition_key))
+    gates = project.collections
+    feeds = read_feeds(project.paths.feed_rows_dir(context.partition_key))
     problems = page_audit(collections, collection_feeds, feeds, gates.duplicate_jaccard, gates.max_refinement_share)
     return dg.AssetCheckResult(
         passed=not any(problems.values()),
@@ -292,7 +289,8 @@ def distinct_pages(context: dg.AssetCheckExecutionContext, collections: pl.DataF
     partitions_def=model_releases, group_name="collections", kinds={"pytorch", "parquet"}, owners=OWNERS,
     automation_condition=PUBLISH,
 )
-def search_baseline(context: dg.AssetExecutionContext, quality_gates: QualityGates, demand_intents: pl.DataFrame,
+def search_baseline(context: dg.AssetExecutionContext, quality_gates: QualityGates, project: ProjectSettings,
+                    demand_intents: pl.DataFrame,
                     product_embeddings: dict[str, pl.LazyFrame], dual_encoder: pl.DataFrame,
                     collection_feeds: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """The search-log way: every query group with enough demand (PINLANDING_BASELINE_MIN_DEMAND distinct
@@ -301,15 +299,15 @@ def search_baseline(context: dg.AssetExecutionContext, quality_gates: QualityGat
     from pinlanding_assets.encoder.model import DualEncoder  # torch: only when this asset runs
 
     record = EncoderRecord.from_table(dual_encoder)
-    encoder = DualEncoder(record.spec, load_settings().paths.open_clip_cache)
-    queries = baseline_queries(demand_intents, load_settings().collections.baseline_min_demand)
-    settings = BaselineConfig(max_feed_size=quality_gates.max_feed_size)
+    encoder = DualEncoder(record.spec, project.paths.open_clip_cache)
+    queries = baseline_queries(demand_intents, project.collections.baseline_min_demand)
+    baseline_config = BaselineConfig(max_feed_size=quality_gates.max_feed_size)
     products, _ = of_release(product_embeddings, context.partition_key, landed_drops(context.instance))
     products = products.select("product_id", "embedding").sort("product_id").collect()
     floor = float(np.mean(list(record.thresholds.values())))
     feeds = nearest_products(encoder.encode_phrases(queries["query"].to_list()),
                              np.asarray(products["embedding"].to_list(), np.float32), products["product_id"].to_list(),
-                             queries, floor, settings)
+                             queries, floor, baseline_config)
     sizes = feeds.group_by("collection_id").len()
     return dg.Output(feeds, metadata={
         "dagster/row_count": feeds.height, "queries": queries.height, "similarity_floor": round(floor, 4),
@@ -325,18 +323,19 @@ def search_baseline(context: dg.AssetExecutionContext, quality_gates: QualityGat
     partitions_def=model_releases, group_name="collections", kinds={"polars", "parquet"}, owners=OWNERS,
     automation_condition=PUBLISH,
 )
-def collection_comparison(context: dg.AssetExecutionContext, quality_gates: QualityGates, collections: pl.DataFrame,
+def collection_comparison(context: dg.AssetExecutionContext, quality_gates: QualityGates, project: ProjectSettings,
+                          collections: pl.DataFrame,
                           collection_feeds: pl.DataFrame, search_baseline: pl.DataFrame,
                           demand_intents: pl.DataFrame, catalog_labels: dict[str, pl.DataFrame],
                           curated_vocabulary: pl.DataFrame, attribute_reliability: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """PinLanding's claim, measured: content-first collections vs the search-log baseline on the same data."""
     truth = ground_truth_attributes(concat_partitions(catalog_labels, landed_drops(context.instance)), curated_vocabulary,
                                     minilm_encoder())
-    feeds = read_feeds(load_settings().paths.feed_rows_dir(context.partition_key))
+    feeds = read_feeds(project.paths.feed_rows_dir(context.partition_key))
     members = collection_members(collections)
     kept = kept_vocabulary(curated_vocabulary)
     table = compare_systems(collections, collection_feeds, feeds, search_baseline,
-                            baseline_queries(demand_intents, load_settings().collections.baseline_min_demand), members,
+                            baseline_queries(demand_intents, project.collections.baseline_min_demand), members,
                             demand_intents, truth, quality_gates.min_feed_size,
                             dict(zip(kept["attribute_id"], kept["facet"])))
     content, baseline = table.drop("system").rows(named=True)

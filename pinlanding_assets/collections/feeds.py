@@ -50,6 +50,7 @@ class FeedConfig:
     max_feed_size: int = 100
     min_joint_confidence: float = 0.0  # products under it never show (with a calibration)
     duplicate_jaccard: float = 0.8  # published feeds at least this alike are one page
+    attribute_partitions: int = 8  # Spark partitions of the assignments, by attribute, for the candidate join
 
 
 def collection_members(collections: pl.DataFrame) -> pl.DataFrame:
@@ -83,13 +84,13 @@ def calibrated(assignments, calibration):
     return joined.select("product_id", "attribute_id", "score", (1 / (1 + F.exp(-logit))).alias("confidence"))
 
 
-def partitioned_feeds(assignments, members, config: FeedConfig, attribute_partitions: int = 8, calibration=None):
+def partitioned_feeds(assignments, members, config: FeedConfig, calibration=None):
     """Spark DataFrame of ranked feed rows (see module docstring); assignments: product_id, attribute_id, score."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     assignments = calibrated(assignments, calibration)
-    by_attribute = assignments.repartition(attribute_partitions, "attribute_id")
+    by_attribute = assignments.repartition(config.attribute_partitions, "attribute_id")
     counts = assignments.groupBy("attribute_id").agg(F.count("*").alias("carriers"))
     keyed = members.join(counts, "attribute_id", "left").fillna(0, subset=["carriers"])
     size = members.groupBy("collection_id").agg(F.count("*").alias("needed"))
@@ -151,7 +152,7 @@ def write_feeds(rows: pl.DataFrame, target: Path) -> None:
 
 
 def build_feeds(assignments, collections: pl.DataFrame, config: FeedConfig, target: Path,
-                attribute_partitions: int = 8, calibration: pl.DataFrame | None = None,
+                calibration: pl.DataFrame | None = None,
                 merchandising: Merchandising | None = None) -> pl.DataFrame:
     """Build, size-check, de-duplicate and publish the feeds; returns per collection: its title,
     products, status (published, dropped, merged, blocked), reason and the collection it was merged into.
@@ -173,7 +174,7 @@ def build_feeds(assignments, collections: pl.DataFrame, config: FeedConfig, targ
         members = spark.createDataFrame(spark_table(collection_members(collections)))
         table = None if calibration is None else spark.createDataFrame(spark_table(
             calibration.select(CALIBRATION_COLUMNS).cast({c: pl.Float64 for c in CALIBRATION_COLUMNS[1:]})))
-        ranked = partitioned_feeds(assignments, members, candidates, attribute_partitions, table).toPandas()
+        ranked = partitioned_feeds(assignments, members, candidates, table).toPandas()
     except Exception as error:
         raise FeedBuildError(f"Spark could not build the collection feeds after retrying failed tasks: "
                              f"{type(error).__name__}: {str(error)[:2000]}") from error

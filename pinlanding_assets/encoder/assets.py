@@ -35,7 +35,7 @@ from pinlanding_assets.partitions import (
 from pinlanding_assets.refresh.conditions import ASSIGNING, IN_RELEASE, SCORING
 from pinlanding_assets.refresh.keys import MODEL_RELEASE
 from pinlanding_assets.refresh.releases import ReleaseRecord, current_release
-from pinlanding_assets.settings import QualityGates, load_settings
+from pinlanding_assets.settings import ProjectSettings, QualityGates, Settings, fill_unset
 from resources.ray_pool import RayPool
 from resources.storage import StagedParquet
 
@@ -45,16 +45,23 @@ ANCHOR_FACET = "category"  # exclusive: every scored product has exactly one, wh
 
 
 class DualEncoderConfig(dg.Config):
-    model_name: str = Field(default_factory=lambda: load_settings().encoder.model_name)
-    max_products: int = Field(default_factory=lambda: load_settings().encoder.max_products)
+    """Unset fields take the project's settings (PINLANDING_ENCODER, _ENCODER_PRODUCTS,
+    _UNFREEZE_IMAGE_BLOCKS)."""
+
+    model_name: str | None = None
+    max_products: int | None = None
     epochs: int = 80
     seed: int = 0
     image_weight: float = 0.5
-    unfreeze_image_blocks: int = Field(
-        default_factory=lambda: load_settings().encoder.unfreeze_image_blocks,
-        description="also train the last N stages of the image trunk (0: heads only, on cached features)")
+    unfreeze_image_blocks: int | None = Field(
+        None, description="also train the last N stages of the image trunk (0: heads only, on cached features)")
     colour_descriptor: bool = Field(
         default=True, description="give the image side the product's foreground colour histogram")
+
+    def resolved(self, project: Settings) -> "DualEncoderConfig":
+        given = project.encoder
+        return fill_unset(self, model_name=given.model_name, max_products=given.max_products,
+                          unfreeze_image_blocks=given.unfreeze_image_blocks)
 
 
 def per_facet_table(metrics: dict) -> dg.MarkdownMetadataValue:
@@ -99,6 +106,7 @@ def _loss_plot(report) -> dg.MarkdownMetadataValue:
 def dual_encoder(
     context: dg.AssetExecutionContext,
     config: DualEncoderConfig,
+    project: ProjectSettings,
     catalog_products: dict[str, pl.DataFrame],
     catalog_image_features: dict[str, pl.DataFrame],
     catalog_labels: dict[str, pl.DataFrame],
@@ -109,6 +117,7 @@ def dual_encoder(
     contrastively on VLM attributes and title phrases; versioned checkpoint; evaluated on a holdout.
     Trained on the drops its release's vocabulary saw, so re-materializing a release gives the same model."""
     started = time.perf_counter()
+    config = config.resolved(project)
     drops = release_drops(curated_vocabulary)
     missing = [d for d in drops if d not in catalog_products or d not in raw_vlm_attributes]
     if missing:
@@ -126,7 +135,7 @@ def dual_encoder(
                        colour_descriptor=config.colour_descriptor)
     training = TrainingConfig(seed=config.seed, max_products=config.max_products, epochs=config.epochs,
                               unfreeze_image_blocks=config.unfreeze_image_blocks)
-    paths = load_settings().paths
+    paths = project.paths
     trained = train_dual_encoder(products, of_release(raw_vlm_attributes), curated_vocabulary, spec, training,
                                  paths.open_clip_cache, progress=context.log.info)
     encoder, report, thresholds, preprocess_cfg = (trained.encoder, trained.report, trained.thresholds,
@@ -184,7 +193,8 @@ def dual_encoder_recall_targets(quality_gates: QualityGates, dual_encoder: pl.Da
     ins={"curated_vocabulary": dg.AssetIn(), "dual_encoder": dg.AssetIn()},
     partitions_def=model_releases, group_name="encoder",
 )
-def attribute_embeddings(ray_pool: RayPool, curated_vocabulary: pl.DataFrame, dual_encoder: pl.DataFrame):
+def attribute_embeddings(ray_pool: RayPool, project: ProjectSettings, curated_vocabulary: pl.DataFrame,
+                         dual_encoder: pl.DataFrame):
     """Every kept attribute phrase through the trained text tower (Ray Data actor stage)."""
     encoder = EncoderRecord.from_table(dual_encoder)
     spec, version = encoder.spec, encoder.version
@@ -197,7 +207,7 @@ def attribute_embeddings(ray_pool: RayPool, curated_vocabulary: pl.DataFrame, du
         "attribute_id", "facet", "phrase", "reason")
     usable = kept.filter(~pl.col("attribute_id").is_in(rejected["attribute_id"].to_list()))
     vectors = pl.from_arrow(embed_phrases_with_ray(usable.select("attribute_id", "phrase").to_arrow(), spec,
-                                                   load_settings().paths.open_clip_cache, version,
+                                                   project.paths.open_clip_cache, version,
                                                    ray_pool.model_stage_options(actors=1)))
     table = usable.select("attribute_id", "facet", "phrase").join(vectors, on="attribute_id").sort("attribute_id")
     yield dg.Output(table, output_name="attribute_embeddings", metadata={
@@ -257,7 +267,8 @@ def _per_partition(drops: list[str], figures: dict[str, dict], extra: dict) -> d
     automation_condition=SCORING, backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def product_embeddings(
-    context: dg.AssetExecutionContext, ray_pool: RayPool, catalog_products: dict[str, pl.DataFrame],
+    context: dg.AssetExecutionContext, ray_pool: RayPool, project: ProjectSettings,
+    catalog_products: dict[str, pl.DataFrame],
     catalog_image_features: dict[str, pl.DataFrame], dual_encoder: dict[str, pl.DataFrame],
 ) -> dg.Output[dict[str, StagedParquet]]:
     """Every product of the drop embedded once with the release in service (Ray Data: CPU decode tasks
@@ -270,7 +281,7 @@ def product_embeddings(
     encoder = EncoderRecord.from_table(dual_encoder[release])
     spec, version, preprocess_cfg = encoder.spec, encoder.version, encoder.preprocess_cfg
     options, threads = encoder_stage(ray_pool)
-    paths = load_settings().paths
+    paths = project.paths
     staged, figures = {}, {}
     for drop in context.partition_keys:
         products = catalog_products[drop]
@@ -312,7 +323,8 @@ def product_embeddings(
     partitions_def=catalog_drops, group_name="encoder", backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def attribute_assignments(
-    context: dg.AssetExecutionContext, ray_pool: RayPool, product_embeddings: dict[str, pl.LazyFrame],
+    context: dg.AssetExecutionContext, ray_pool: RayPool, project: ProjectSettings,
+    product_embeddings: dict[str, pl.LazyFrame],
     attribute_embeddings: dict[str, pl.DataFrame], dual_encoder: dict[str, pl.DataFrame],
 ):
     """Blocked scoring: each block of products is one GEMM against the release's attributes, assigned
@@ -336,7 +348,7 @@ def attribute_assignments(
     table = AttributeTable.build(phrases["attribute_id"].to_list(), phrases["facet"].to_list(),
                                  np.asarray(phrases["embedding"].to_list(), np.float32),
                                  encoder.thresholds)
-    paths = load_settings().paths
+    paths = project.paths
     options = ray_pool.model_stage_options(actors=1)
     staged, quarantines, figures = {}, {}, {}
     for drop in drops:

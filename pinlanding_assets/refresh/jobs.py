@@ -6,14 +6,13 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from pinlanding_assets.partitions import catalog_drops, model_releases, search_weeks
 from pinlanding_assets.refresh.stages import STAGES
-
-PARTITIONS = {"drops": catalog_drops, "release": model_releases, "weeks": search_weeks}
 
 
 def jobs_for(assets: Sequence[dg.AssetsDefinition]) -> list:
-    known = {key for a in assets for key in a.keys}
+    """One job per stage, partitioned as the stage's assets are."""
+    by_key = {key: a for a in assets for key in a.keys}
+    known = set(by_key)
     jobs = []
     for s in STAGES:
         missing = set(s.assets) - known
@@ -21,5 +20,5 @@ def jobs_for(assets: Sequence[dg.AssetsDefinition]) -> list:
             raise ValueError(f"stage {s.name} names assets that do not exist: "
                              f"{sorted(key.to_user_string() for key in missing)}")
         jobs.append(dg.define_asset_job(s.job_name, selection=dg.AssetSelection.assets(*s.assets),
-                                        partitions_def=PARTITIONS[s.partitions], description=s.description))
+                                        partitions_def=by_key[s.assets[0]].partitions_def, description=s.description))
     return jobs

@@ -11,10 +11,10 @@ from pathlib import Path
 import dagster as dg
 
 from pinlanding_assets.catalog.drops import ready_drops, refused_drops
-from pinlanding_assets.partitions import catalog_drops, log_weeks, model_releases, next_release_key, search_weeks, week_key
+from pinlanding_assets.partitions import catalog_drops, log_weeks, model_releases, next_release_key, week_key
 from pinlanding_assets.refresh.keys import MERCHANDISING_OVERRIDES, SEARCH_LOG
 from pinlanding_assets.refresh.releases import latest_record, release_due
-from pinlanding_assets.settings import get_paths, load_settings
+from pinlanding_assets.settings import ProjectSettings
 
 
 def new_drops(ready: list[str], registered: set[str], requested: set[str]) -> list[str]:
@@ -28,8 +28,8 @@ def new_drops(ready: list[str], registered: set[str], requested: set[str]) -> li
     description="Registers each ready drop (its _READY marker exists) as a catalog_drops partition; "
                 "automation then materializes it.",
 )
-def catalog_drop_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    landing = get_paths().landing_dir
+def catalog_drop_sensor(context: dg.SensorEvaluationContext, project: ProjectSettings) -> dg.SensorResult:
+    landing = project.paths.landing_dir
     cursor = json.loads(context.cursor) if context.cursor else {}
     if isinstance(cursor, list):  # the cursor of earlier versions: the requested drops only
         cursor = {"requested": cursor}
@@ -73,9 +73,10 @@ def reported_fingerprints(instance: dg.DagsterInstance) -> dict[str, str]:
             for week in instance.get_materialized_partitions(SEARCH_LOG)}
 
 
-def changed_weeks(log_dir: Path, instance: dg.DagsterInstance) -> tuple[list[dg.AssetMaterialization], list[str]]:
-    """(events for weeks whose files changed, weeks past the known partition range)."""
-    known = set(search_weeks.get_partition_keys())
+def changed_weeks(log_dir: Path, weeks: dg.PartitionsDefinition,
+                  instance: dg.DagsterInstance) -> tuple[list[dg.AssetMaterialization], list[str]]:
+    """(events for weeks whose files changed, weeks past ``weeks``: the code location's week partitions)."""
+    known = set(weeks.get_partition_keys())
     reported = reported_fingerprints(instance)
     events, outside = [], []
     for monday, files in sorted(log_weeks(log_dir).items()):
@@ -91,21 +92,26 @@ def changed_weeks(log_dir: Path, instance: dg.DagsterInstance) -> tuple[list[dg.
     return events, outside
 
 
-@dg.sensor(
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Reports each week of the search-log folder whose files changed (search_log), so automation "
-                "refreshes that week's intents.",
-)
-def search_log_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    log_dir = get_paths().search_log_dir
-    events, outside = changed_weeks(log_dir, context.instance)
-    if outside:
-        context.log.warning(f"week files past the weeks this code location knows ({', '.join(outside)}): "
-                            "reload the code location to add them")
-    if not events:
-        return dg.SkipReason(f"no changed weeks in {log_dir}")
-    return dg.SensorResult(asset_events=events)
+def search_log_sensor(weeks: dg.PartitionsDefinition) -> dg.SensorDefinition:
+    """The sensor over the code location's ``weeks`` (built with the demand assets)."""
+
+    @dg.sensor(
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Reports each week of the search-log folder whose files changed (search_log), so automation "
+                    "refreshes that week's intents.",
+    )
+    def search_log_sensor(context: dg.SensorEvaluationContext, project: ProjectSettings) -> dg.SensorResult | dg.SkipReason:
+        log_dir = project.paths.search_log_dir
+        events, outside = changed_weeks(log_dir, weeks, context.instance)
+        if outside:
+            context.log.warning(f"week files past the weeks this code location knows ({', '.join(outside)}): "
+                                "reload the code location to add them")
+        if not events:
+            return dg.SkipReason(f"no changed weeks in {log_dir}")
+        return dg.SensorResult(asset_events=events)
+
+    return search_log_sensor
 
 
 @dg.sensor(
@@ -115,9 +121,9 @@ def search_log_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | 
                 "the release in service (PINLANDING_RELEASE_NEW_LABEL_SHARE) or it is older than "
                 "PINLANDING_RELEASE_MAX_AGE_DAYS; automation then builds it.",
 )
-def release_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    settings = load_settings().refresh
-    decision = release_due(context.instance, settings.release_new_label_share, settings.release_max_age_days)
+def release_sensor(context: dg.SensorEvaluationContext, project: ProjectSettings) -> dg.SensorResult | dg.SkipReason:
+    refresh = project.refresh
+    decision = release_due(context.instance, refresh.release_new_label_share, refresh.release_max_age_days)
     if not decision.due:
         return dg.SkipReason(decision.reason)
     key = next_release_key(context.instance.get_dynamic_partitions(model_releases.name))
@@ -142,8 +148,8 @@ def overrides_event(path: Path, instance: dg.DagsterInstance) -> dg.AssetMateria
     description="Reports the merchandising overrides file (merchandising_overrides) when it changes, so "
                 "automation publishes the release in service again with it.",
 )
-def overrides_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    path = get_paths().overrides_file
+def overrides_sensor(context: dg.SensorEvaluationContext, project: ProjectSettings) -> dg.SensorResult | dg.SkipReason:
+    path = project.paths.overrides_file
     event = overrides_event(path, context.instance)
     if event is None:
         return dg.SkipReason(f"{path} unchanged")

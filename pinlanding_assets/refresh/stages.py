@@ -16,7 +16,6 @@ from pinlanding_assets.refresh import keys as k
 class Stage:
     name: str
     job_name: str
-    partitions: str  # drops | release | weeks
     assets: tuple[dg.AssetKey, ...]
     description: str
 
@@ -26,20 +25,20 @@ class Stage:
 
 
 STAGES = (
-    Stage("intake", "drop_intake_job", "drops",
+    Stage("intake", "drop_intake_job",
           (k.CATALOG_PRODUCTS, k.CATALOG_QUARANTINE, k.CATALOG_LABELS, k.CATALOG_IMAGE_FEATURES, k.CATALOG_PROFILE,
            k.VLM_ATTRIBUTES, k.VLM_QUARANTINE),
           "Per drop: catalog, image evidence, profile, VLM stage."),
-    Stage("release", "release_job", "release",
+    Stage("release", "release_job",
           (k.CURATED_VOCABULARY, k.DUAL_ENCODER, k.ATTRIBUTE_EMBEDDINGS, k.ATTRIBUTE_EMBEDDING_REJECTIONS,
            k.MODEL_RELEASE),
           "Per release: vocabulary, dual encoder, attribute embeddings, release record."),
-    Stage("scoring", "drop_scoring_job", "drops",
+    Stage("scoring", "drop_scoring_job",
           (k.PRODUCT_EMBEDDINGS, k.ATTRIBUTE_ASSIGNMENTS, k.ASSIGNMENT_QUARANTINE),
           "Per drop, with the release in service: product embeddings and assignments."),
-    Stage("demand", "search_demand_job", "weeks", (k.QUERY_INTENTS, k.SEARCH_LOG_QUARANTINE, k.DEMAND_WINDOW),
+    Stage("demand", "search_demand_job", (k.QUERY_INTENTS, k.SEARCH_LOG_QUARANTINE, k.DEMAND_WINDOW),
           "Per week of the search log: intents and the rolling demand window."),
-    Stage("publish", "publish_job", "release",
+    Stage("publish", "publish_job",
           (k.DEMAND_INTENTS, k.COLLECTIONS, k.ATTRIBUTE_RELIABILITY, k.DEMAND_GAPS, k.PUBLISH_EXCLUSIONS,
            k.COLLECTION_FEEDS, k.SEARCH_BASELINE, k.COLLECTION_COMPARISON, k.LANDING_PAGES),
           "Per release, once every drop is scored with it: collections, Spark feeds, baseline, comparison, pages."),

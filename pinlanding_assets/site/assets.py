@@ -15,7 +15,7 @@ from pinlanding_assets.metadata import table_preview
 from pinlanding_assets.partitions import all_drops_in, concat_partitions, landed_drops, model_releases
 from pinlanding_assets.refresh.conditions import PUBLISH
 from pinlanding_assets.refresh.releases import scored_versions
-from pinlanding_assets.settings import load_settings
+from pinlanding_assets.settings import ProjectSettings, Settings, fill_unset
 from pinlanding_assets.site.pages import THUMBNAIL_WIDTHS, SiteConfig, build_site
 from pinlanding_assets.site.thumbnails import collage, make_thumbnails_with_ray, thumbnail_name
 from resources.ray_pool import RayPool
@@ -24,8 +24,13 @@ OWNERS = ["team:merchandising"]
 
 
 class SiteRunConfig(dg.Config):
-    base_url: str = Field(default_factory=lambda: load_settings().site.url,
-                          description="where the site will be served; used in sitemap.xml and canonical links")
+    """Unset fields take the project's settings (PINLANDING_SITE_URL)."""
+
+    base_url: str | None = Field(None, description="where the site will be served; used in sitemap.xml, canonical "
+                                                   "links and structured data")
+
+    def resolved(self, project: Settings) -> "SiteRunConfig":
+        return fill_unset(self, base_url=project.site.url)
 
 
 def collection_precision(collections: pl.DataFrame, reliability: pl.DataFrame) -> dict[str, float]:
@@ -51,7 +56,8 @@ def _collage_markdown(site, feeds: pl.DataFrame, products: pl.DataFrame, collect
     partitions_def=model_releases, group_name="site", kinds={"html"}, owners=OWNERS,
     automation_condition=PUBLISH,
 )
-def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, ray_pool: RayPool, collections: pl.DataFrame,
+def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, project: ProjectSettings, ray_pool: RayPool,
+                  collections: pl.DataFrame,
                   collection_feeds: pl.DataFrame, publish_exclusions: pl.DataFrame,
                   attribute_reliability: pl.DataFrame, catalog_products: dict[str, pl.DataFrame]) -> dg.Output[pl.DataFrame]:
     """A static site people can open: a page per published collection (ranked grid, breadcrumbs,
@@ -59,8 +65,8 @@ def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, ray_
     The live site is one release's, swapped in whole; materializing an older release's partition
     publishes that release again."""
     release = context.partition_key
-    settings = load_settings()
-    paths = settings.paths
+    config = config.resolved(project)
+    paths = project.paths
     feeds = read_feeds(paths.feed_rows_dir(release))
     products = with_shop_columns(concat_partitions(catalog_products, landed_drops(context.instance))).select(
         "product_id", "title", "image_path", *SHOP_FIELDS)
@@ -68,8 +74,8 @@ def landing_pages(context: dg.AssetExecutionContext, config: SiteRunConfig, ray_
     collections = collections.with_columns(pl.col("collection_id").replace_strict(titles, default=pl.col("title"))
                                            .alias("title"))
     started = time.perf_counter()
-    site = SiteConfig(base_url=config.base_url, release=release, min_indexed_products=settings.site.min_indexed_products,
-                      min_indexed_precision=settings.site.min_indexed_precision)
+    site = SiteConfig(base_url=config.base_url, release=release, min_indexed_products=project.site.min_indexed_products,
+                      min_indexed_precision=project.site.min_indexed_precision)
     summary = build_site(collections, feeds, products, paths.site_dir, site, make_thumbnails_with_ray,
                          workers=max(1, int(ray_pool.cpus_available() or 1)),
                          precision=collection_precision(collections, attribute_reliability))

@@ -14,7 +14,7 @@ from pinlanding_assets.catalog.drops import DropError, drop_dir, mark_ready, rea
 from pinlanding_assets.catalog.products import FASHION_COLUMNS, CatalogTableError, validate_catalog
 from pinlanding_assets.deployment import resources_for
 from pinlanding_assets.partitions import catalog_drops
-from pinlanding_assets.settings import QualityGates
+from pinlanding_assets.settings import QualityGates, load_settings
 from pinlanding_assets_tests.fast.synthetic import draw_product, fashion_rows, write_fashion_drop
 from resources.storage import parquet_io_manager
 
@@ -76,17 +76,16 @@ def _intake(landing: Path, warehouse: Path, gates: QualityGates) -> dg.ExecuteIn
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-a"])
         return dg.materialize([catalog_assets.catalog_products, catalog_checks.quarantine_rate_within_bounds],
                               partition_key="drop-a", instance=instance, raise_on_error=False,
-                              resources={"io_manager": parquet_io_manager(warehouse), "quality_gates": gates})
+                              resources={"io_manager": parquet_io_manager(warehouse), "quality_gates": gates,
+                                         "project": load_settings({"PINLANDING_LANDING_DIR": str(landing)})})
 
 
-def test_intake_quarantines_with_reasons_and_the_gate_reads_its_resource(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_intake_quarantines_with_reasons_and_the_gate_reads_its_resource(tmp_path: Path) -> None:
     rows = fashion_rows(12)
     rows[3]["productDisplayName"] = "  "
     rows[5]["id"] = rows[4]["id"]
     drop = write_fashion_drop(tmp_path / "landing" / "drop-a", rows)
     (drop / "images" / f"{rows[7]['id']}.jpg").write_bytes(b"not a jpeg")
-    monkeypatch.setenv("PINLANDING_LANDING_DIR", str(tmp_path / "landing"))
     gates = dict(min_fused_recall=0.9, min_image_recall=0.8, min_feed_size=10, max_feed_size=100,
                  min_precision_at_10=0.5)
     strict = _intake(drop.parent, tmp_path / "strict", QualityGates(max_quarantine_rate=0.1, **gates))
@@ -168,10 +167,11 @@ def test_ready_drops_with_refused_names_are_reported(tmp_path: Path) -> None:
     refused = refused_drops(tmp_path)
     assert sorted(refused) == [".hidden-drop", "drop 5", "drop-ünï"] and ready_drops(tmp_path) == ["drop-ok"]
     assert all("refused" in reason and "rename the directory" in reason for reason in refused.values())
-    with dg.instance_for_test() as instance, pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PINLANDING_LANDING_DIR", str(tmp_path))
+    with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-ok"])
-        skipped = catalog_drop_sensor(dg.build_sensor_context(instance=instance, cursor='["drop-ok"]'))
+        project = load_settings({"PINLANDING_LANDING_DIR": str(tmp_path)})
+        skipped = catalog_drop_sensor(dg.build_sensor_context(instance=instance, cursor='["drop-ok"]',
+                                                              resources={"project": project}))
         reason = skipped.skip_reason.skip_message
         assert "'drop 5' refused" in reason and "'.hidden-drop' refused" in reason
         assert json.loads(skipped.cursor)["refused"] == sorted(refused), "each refused name is logged once"

@@ -128,23 +128,16 @@ def test_search_weeks_are_bounded_by_the_log_and_changes_are_reported(tmp_path: 
     assert weeks.get_partition_keys() == ["2006-02-27", "2006-03-06", "2006-03-13"], "the empty week in between is kept"
     assert week_key(__import__("datetime").date(2006, 2, 27)) == "2006-02-27"
     with dg.instance_for_test() as instance:
-        import pinlanding_assets.refresh.sensors as sensors
-
-        original = sensors.search_weeks
-        sensors.search_weeks = weeks
-        try:
-            events, outside = changed_weeks(log, instance)
-            assert [e.partition for e in events] == ["2006-02-27", "2006-03-13"] and outside == []
-            for event in events:
-                instance.report_runless_asset_event(event)
-            assert changed_weeks(log, instance) == ([], [])
-            (log / "searches-2006-W11.tsv").write_text("user_id\tquery\tsearched_at\n2\tboots\t2006-03-14 10:00:00\n")
-            os.utime(log / "searches-2006-W11.tsv", ns=(1, 1))
-            (log / "searches-2006-W12.tsv").write_text("user_id\tquery\tsearched_at\n")
-            events, outside = changed_weeks(log, instance)
-            assert [e.partition for e in events] == ["2006-03-13"] and outside == ["2006-03-20"]
-        finally:
-            sensors.search_weeks = original
+        events, outside = changed_weeks(log, weeks, instance)
+        assert [e.partition for e in events] == ["2006-02-27", "2006-03-13"] and outside == []
+        for event in events:
+            instance.report_runless_asset_event(event)
+        assert changed_weeks(log, weeks, instance) == ([], [])
+        (log / "searches-2006-W11.tsv").write_text("user_id\tquery\tsearched_at\n2\tboots\t2006-03-14 10:00:00\n")
+        os.utime(log / "searches-2006-W11.tsv", ns=(1, 1))
+        (log / "searches-2006-W12.tsv").write_text("user_id\tquery\tsearched_at\n")
+        events, outside = changed_weeks(log, weeks, instance)
+        assert [e.partition for e in events] == ["2006-03-13"] and outside == ["2006-03-20"]
 
 
 INTAKE_AND_EMBEDDING = ("catalog_products", "catalog_image_features", "product_embeddings")

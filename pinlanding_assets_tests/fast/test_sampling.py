@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from pinlanding_assets.attributes.assets import AttributeSampleConfig, budget_sample, sample_size_for
+from pinlanding_assets.attributes.assets import budget_sample, sample_size_for
 from pinlanding_assets.attributes.raw_attributes import coverage_order, hash_order, sample_products, sample_size, title_type
 from pinlanding_assets.partitions import catalog_drops
 
@@ -52,11 +52,11 @@ def test_sample_size_follows_the_budget() -> None:
     with pytest.raises(ValueError, match="positive"):
         sample_size(0, 0.8, 10)
     with pytest.raises(ValueError, match="measured rate"):
-        sample_size_for(AttributeSampleConfig(sample="budget"), 943)
-    assert sample_size_for(AttributeSampleConfig(sample="all"), 943) is None
-    assert sample_size_for(AttributeSampleConfig(sample="12"), 943) == 12
+        sample_size_for("budget", 943)
+    assert sample_size_for("all", 943) is None
+    assert sample_size_for("12", 943) == 12
     with pytest.raises(ValueError, match="'budget', 'all' or a positive number"):
-        sample_size_for(AttributeSampleConfig(sample="lots"), 943)
+        sample_size_for("lots", 943)
 
 
 def test_the_budget_is_sized_from_the_rate_measured_on_this_instance() -> None:

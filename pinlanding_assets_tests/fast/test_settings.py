@@ -67,6 +67,18 @@ def test_only_the_settings_module_touches_the_environment() -> None:
     assert readers == [Path("pinlanding_assets/settings.py")]
 
 
+def test_settings_are_read_by_the_entry_points_alone() -> None:
+    """Assets, checks and sensors get paths and settings from the ``project`` resource; only the entry
+    points (the code location, the CLI, the instance setup) read them."""
+    entry_points = {"settings.py", "definitions.py", "deployment.py", "cli.py", "instance.py"}
+    for path in _sources("pinlanding_assets"):
+        calls = {node.func.id for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+        if path.parent.name == "pinlanding_assets" and path.name in entry_points:
+            continue
+        assert not calls & {"load_settings", "get_paths"}, f"{path} reads the settings itself"
+
+
 def test_layers_point_one_way() -> None:
     for path in _sources("resources"):
         assert not any(name.split(".")[0] == "pinlanding_assets" for name in _imported(path)), path
@@ -83,11 +95,11 @@ def test_domains_use_each_other_through_public_names() -> None:
                 assert not private, f"{path} imports {private} from {node.module}"
 
 
-def test_resources_are_built_from_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PINLANDING_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("PINLANDING_MAX_QUARANTINE_RATE", "0.05")
-    resources = resources_for()
-    assert set(resources) == {"ray_pool", "pyspark", "io_manager", "models", "quality_gates"}
+def test_resources_are_built_from_the_settings(tmp_path: Path) -> None:
+    settings = load_settings({"PINLANDING_DATA_DIR": str(tmp_path), "PINLANDING_MAX_QUARANTINE_RATE": "0.05"})
+    resources = resources_for(settings)
+    assert set(resources) == {"ray_pool", "pyspark", "io_manager", "models", "quality_gates", "project"}
+    assert resources["project"] is settings, "assets reach paths and settings through the project resource"
     assert resources["quality_gates"].max_quarantine_rate == 0.05
     assert resources["models"].model_cache_dir == str(tmp_path / "models")
     assert resources["io_manager"].base_dir == str(tmp_path / "warehouse")
