@@ -35,7 +35,7 @@ def main() -> None:
     landing = Path(tempfile.mkdtemp(prefix="pinlanding-sample-"))
     drops = split_fashion_catalog(get_paths().fashion_catalog_dir, landing, n_drops=args.drops)
     tables = [validate_catalog(d.name, landing / d.name) for d in drops]
-    labels = pl.concat([t.labels.select("product_id", "articleType") for t in tables])
+    labels = pl.concat([t.ground_truth.select("product_id", "articleType") for t in tables])
     frequent = labels.group_by("articleType").len().filter(pl.col("len") >= 10)
     out: dict[str, dict[str, int]] = {}
     for size in (int(s) for s in args.sizes.split(",")):

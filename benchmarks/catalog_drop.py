@@ -55,7 +55,7 @@ def main() -> None:
     assert parallel.equals(sequential), "Ray and sequential evidence differ"
 
     session = spark_session()
-    rows = profile_inputs(products, sequential, tables.labels)
+    rows = profile_inputs(products, sequential, tables.ground_truth)
     profile_with_spark(session, rows)  # JVM warm-up
     started = time.perf_counter()
     profile = profile_with_spark(session, rows)

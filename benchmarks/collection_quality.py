@@ -63,7 +63,7 @@ def main() -> None:
     status = pl.read_parquet(warehouse / "collection_feeds" / f"{release}.parquet")
     comparison = pl.read_parquet(warehouse / "collection_comparison" / f"{release}.parquet")
     feeds = read_feeds(paths.feed_rows_dir(release))
-    labels = pl.concat([pl.read_parquet(p) for p in sorted((warehouse / "catalog_labels").glob("*.parquet"))],
+    labels = pl.concat([pl.read_parquet(p) for p in sorted((warehouse / "catalog_ground_truth").glob("*.parquet"))],
                        how="diagonal_relaxed")
     audit = page_audit(collections, status, feeds, 0.8, 0.8)
     types = product_type_pages(feeds, labels)

@@ -332,7 +332,7 @@ def main() -> None:
     products = read_drops(warehouse / "catalog_products").join(
         read_drops(warehouse / "catalog_image_features").select("product_id", "is_blank"), on="product_id",
         how="left").sort("product_id")
-    ground_truth = read_drops(warehouse / "catalog_labels")  # the diagnostic's reason to exist: evaluation only
+    ground_truth = read_drops(warehouse / "catalog_ground_truth")  # the diagnostic's reason to exist: evaluation only
     raw = read_drops(warehouse / "raw_vlm_attributes")
     truth = ground_truth_attributes(ground_truth, vocabulary, minilm_encoder()).select(
         "product_id", "facet", "attribute_id")

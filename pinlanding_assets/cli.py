@@ -3,7 +3,7 @@
     pinlanding make-drops   split the shared Fashion catalog into demo drops, the demo search log into weeks
     pinlanding run          the main job: every ready drop through the whole asset graph
     pinlanding release      cut a model release by hand (build it, re-score every drop, publish it)
-    pinlanding evaluate     the dual encoder against the labels of a catalog directory (--json)
+    pinlanding evaluate     the dual encoder against the ground truth of a catalog directory (--json)
     pinlanding serve        serve the landing-page site on localhost
 """
 
@@ -186,12 +186,12 @@ def _release(args: argparse.Namespace) -> int:
         ReleaseError,
         cut_release,
         publishable_release,
-        require_labels,
+        require_vlm_attributes,
         withdraw_release,
     )
 
     try:
-        require_labels(dg.DagsterInstance.get())
+        require_vlm_attributes(dg.DagsterInstance.get())
     except ReleaseError as exc:
         print(f"pinlanding release: {exc}", file=sys.stderr)
         return 2
@@ -242,14 +242,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     record = EncoderRecord.from_table(pl.read_parquet(encoder_table))
     catalog = validate_catalog("evaluate", Path(args.catalog))
-    if catalog.labels.width <= 1:
+    if catalog.ground_truth.width <= 1:
         print(f"{args.catalog} has no label columns to evaluate against", file=sys.stderr)
         return 2
     products = catalog.products.sort("product_id")
     if args.limit:
         products = products.head(args.limit)
     encoder = DualEncoder(record.spec, paths.open_clip_cache)
-    metrics = evaluate_encoders(encoder, products, catalog.labels, pl.read_parquet(vocabulary_table),
+    metrics = evaluate_encoders(encoder, products, catalog.ground_truth, pl.read_parquet(vocabulary_table),
                                 record.thresholds)
     metrics["model_version"] = record.version
     metrics["release"] = release

@@ -28,7 +28,7 @@ FACET_ALIASES = {"color": "colour", "colours": "colour", "colors": "colour", "ty
 NAME_ORDER = ("gender", "colour", "material", "pattern", "style", "occasion", "category")
 # Order of a page's facet sections, with their headings.
 DISPLAY_ORDER = ("category", "gender", "colour", "pattern", "material", "style", "occasion")
-LABELS = {"category": "Category", "colour": "Colour", "gender": "Gender", "material": "Material",
+FACET_HEADINGS = {"category": "Category", "colour": "Colour", "gender": "Gender", "material": "Material",
           "pattern": "Pattern", "style": "Style", "occasion": "Occasion"}
 # What the LLM judge is asked a facet's phrase is.
 JUDGE_WORDING = {"category": "product type", "colour": "colour", "gender": "gender or age group"}

@@ -31,7 +31,7 @@ def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Pat
         instance.add_dynamic_partitions(model_releases.name, ["r001"])
         intake = defs.resolve_job_def("drop_intake_job").execute_in_process(
             partition_key="drop-broken", instance=instance,
-            asset_selection=[dg.AssetKey(k) for k in ("catalog_products", "catalog_quarantine", "catalog_labels",
+            asset_selection=[dg.AssetKey(k) for k in ("catalog_products", "catalog_quarantine", "catalog_ground_truth",
                                                       "catalog_image_features", "raw_vlm_attributes",
                                                       "raw_vlm_quarantine")])
         assert intake.success
@@ -87,7 +87,7 @@ def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Pat
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-copy"])
         assert defs.resolve_job_def("drop_intake_job").execute_in_process(
             partition_key="drop-copy", instance=instance, asset_selection=[dg.AssetKey(k) for k in (
-                "catalog_products", "catalog_quarantine", "catalog_labels", "catalog_image_features")]).success
+                "catalog_products", "catalog_quarantine", "catalog_ground_truth", "catalog_image_features")]).success
         runs = len(instance.get_run_records())
         both = defs.resolve_job_def("drop_scoring_job").execute_in_process(instance=instance, tags={
             "dagster/asset_partition_range_start": "drop-broken", "dagster/asset_partition_range_end": "drop-copy"})

@@ -42,7 +42,7 @@ from pinlanding_assets_tests.postgres import postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-PER_DROP = {"catalog_products", "catalog_quarantine", "catalog_labels", "catalog_image_features", "catalog_profile",
+PER_DROP = {"catalog_products", "catalog_quarantine", "catalog_ground_truth", "catalog_image_features", "catalog_profile",
             "raw_vlm_attributes", "raw_vlm_quarantine", "product_embeddings", "attribute_assignments",
             "assignment_quarantine"}
 RELEASE = {"curated_vocabulary", "dual_encoder", "attribute_embeddings", "attribute_embedding_rejections",

@@ -380,13 +380,13 @@ def test_collections_of_the_whole_catalog_are_distinct_and_cover_every_type(spar
     # evaluation only: the catalog's labels judge whether every big product type the model can be trusted
     # on got a page of its own (MiniLM on titles confuses shirts and sweatshirts: those are left out, with
     # their estimate as the reason)
-    types = catalog.labels.group_by("articleType").len().filter(pl.col("len") >= 50)
+    types = catalog.ground_truth.group_by("articleType").len().filter(pl.col("len") >= 50)
     trusted = set(reliability.filter(pl.col("reliable"))["attribute_id"])
     assert reliability.filter(~pl.col("reliable"))["reason"].str.len_chars().min() > 20
     phrase_of = {p: a for p, a in zip(vocabulary["phrase"], vocabulary["attribute_id"]) if a in trusted}
     top10 = feeds.filter(pl.col("rank") <= 10).join(collections.select("collection_id", "attribute_ids"),
                                                     on="collection_id").join(
-        catalog.labels.select("product_id", "articleType"), on="product_id")
+        catalog.ground_truth.select("product_id", "articleType"), on="product_id")
     missing, agreement = [], []
     for article_type in types["articleType"].to_list():
         attribute = phrase_of.get(normalise_value("category", article_type.lower()))

@@ -77,7 +77,7 @@ def test_training_learns_and_generalises(trained, catalog) -> None:
     holdout = catalog.products.filter(pl.col("product_id").map_elements(
         lambda pid: split_of(pid, config.seed, config.holdout_share, config.validation_share) == "holdout",
         return_dtype=pl.Boolean)).sort("product_id").head(200)
-    metrics = evaluate_encoders(encoder, holdout, catalog.labels, vocabulary)
+    metrics = evaluate_encoders(encoder, holdout, catalog.ground_truth, vocabulary)
     assert metrics["fused"]["products"] > 150
     assert metrics["fused"]["recall_at_10"] > metrics["text_only"]["recall_at_10"]
     assert metrics["fused"]["recall_at_10"] >= 0.9 and metrics["image_only"]["recall_at_10"] >= 0.75
@@ -234,14 +234,14 @@ def test_training_never_reads_the_ground_truth(fashion_dir: Path, fashion_rows, 
     import csv
     import random
 
-    from pinlanding_assets.catalog.products import FASHION_LABELS
+    from pinlanding_assets.catalog.products import FASHION_GROUND_TRUTH
     from pinlanding_assets.encoder.model import state_digest
     from pinlanding_assets.encoder.training import train_dual_encoder
 
     rows = fashion_rows[:160]
     shuffled = [dict(row) for row in rows]
     generator = random.Random(7)
-    for column in FASHION_LABELS:
+    for column in FASHION_GROUND_TRUTH:
         values = [row[column] for row in rows]
         generator.shuffle(values)
         for row, value in zip(shuffled, values):
@@ -263,6 +263,6 @@ def test_training_never_reads_the_ground_truth(fashion_dir: Path, fashion_rows, 
                                    TrainingConfig(max_products=160, epochs=3, patience=3), tmp_path / "open_clip")
         trained[name] = (tables, state_digest(model.encoder.model), model.thresholds)
     (plain, plain_digest, plain_thresholds), (mixed, mixed_digest, mixed_thresholds) = trained.values()
-    assert not plain.labels.equals(mixed.labels), "the shuffle changed the ground truth"
+    assert not plain.ground_truth.equals(mixed.ground_truth), "the shuffle changed the ground truth"
     assert plain.products.drop("image_path").equals(mixed.products.drop("image_path"))
     assert plain_digest == mixed_digest and plain_thresholds == mixed_thresholds

@@ -62,7 +62,7 @@ def test_dagster_cli_validates_and_materializes_a_real_drop(project_dirs: Path, 
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-008"])
     subprocess.run(
         [VENV_BIN / "dagster", "asset", "materialize", "-m", "pinlanding_assets.definitions",
-         "--select", "catalog_products,catalog_quarantine,catalog_labels,catalog_image_features,catalog_profile",
+         "--select", "catalog_products,catalog_quarantine,catalog_ground_truth,catalog_image_features,catalog_profile",
          "--partition", "drop-008"],
         cwd=root, env=env, check=True,
     )

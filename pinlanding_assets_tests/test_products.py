@@ -30,8 +30,8 @@ def test_unquoted_commas_stay_in_the_title(broken_drop: Path) -> None:
 def test_labels_are_kept_apart_from_model_inputs(broken_drop: Path) -> None:
     tables = validate_catalog("drop-broken", broken_drop)
     assert not {"articleType", "baseColour", "gender", "usage"} & set(tables.products.columns)
-    assert {"articleType", "baseColour", "gender", "usage"} <= set(tables.labels.columns)
-    assert tables.labels["product_id"].to_list() == tables.products["product_id"].to_list()
+    assert {"articleType", "baseColour", "gender", "usage"} <= set(tables.ground_truth.columns)
+    assert tables.ground_truth["product_id"].to_list() == tables.products["product_id"].to_list()
 
 
 def test_real_catalog_validates_cleanly(fashion_dir: Path) -> None:
@@ -56,7 +56,7 @@ def test_generic_layout_parquet_and_csv(tmp_path: Path, fashion_dir: Path) -> No
     assert tables.layout == "generic"
     assert tables.products["product_id"].to_list() == ["p1"]
     assert tables.products["description"].item() == "Mid-century"
-    assert tables.labels.columns == ["product_id", "category"]
+    assert tables.ground_truth.columns == ["product_id", "category"]
     assert sorted(tables.quarantine["reason"].to_list()) == ["empty title", "image missing: missing.jpg"]
 
     (tmp_path / "products.parquet").unlink()

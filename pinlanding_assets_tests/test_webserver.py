@@ -40,7 +40,7 @@ def test_webserver_shows_the_graph_and_metadata(broken_drop: Path, project_dirs:
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-broken"])
         assert dg.materialize(dg.load_assets_from_modules([catalog_assets]), partition_key="drop-broken",
                               instance=instance, resources=resources_for(),
-                              selection=["catalog_products", "catalog_quarantine", "catalog_labels"]).success
+                              selection=["catalog_products", "catalog_quarantine", "catalog_ground_truth"]).success
     port = free_port()
     server = subprocess.Popen(
         [Path(sys.executable).parent / "dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],

@@ -125,7 +125,7 @@ class CurationRunConfig(dg.Config):
             kinds={"parquet"}, owners=OWNERS, automation_condition=LABELLING,
         ),
     },
-    ins={"catalog_products": dg.AssetIn(), "catalog_image_features": dg.AssetIn(), "catalog_labels": dg.AssetIn()},
+    ins={"catalog_products": dg.AssetIn(), "catalog_image_features": dg.AssetIn(), "catalog_ground_truth": dg.AssetIn()},
     partitions_def=catalog_drops,
     group_name="attributes",
 )
@@ -137,7 +137,7 @@ def raw_vlm_attributes(
     models: ModelBackends,
     catalog_products: pl.DataFrame,
     catalog_image_features: pl.DataFrame,
-    catalog_labels: pl.DataFrame,
+    catalog_ground_truth: pl.DataFrame,
 ):
     """VLM stage on a stable sample of the drop (Ray Data: CPU preprocessing -> model actor pool)."""
     config = config.resolved(project)
@@ -175,7 +175,7 @@ def raw_vlm_attributes(
     seconds = time.perf_counter() - started
     attributes, quarantine = split_results(context.partition_key, results)
     types = dict(zip(catalog_products["product_id"], map(title_type, catalog_products["title"])))
-    quality = raw_accuracy(attributes, catalog_labels, minilm_encoder()) if attributes.height else {}
+    quality = raw_accuracy(attributes, catalog_ground_truth, minilm_encoder()) if attributes.height else {}
     facet_counts = attributes.group_by("facet").agg(
         pl.col("product_id").n_unique().alias("products"), pl.col("value").n_unique().alias("phrases")
     ).sort("products", descending=True)
@@ -206,7 +206,7 @@ def raw_vlm_attributes(
 
 
 @dg.asset(
-    ins={"raw_vlm_attributes": all_drops_in(), "catalog_labels": all_drops_in(), "catalog_products": all_drops_in()},
+    ins={"raw_vlm_attributes": all_drops_in(), "catalog_ground_truth": all_drops_in(), "catalog_products": all_drops_in()},
     partitions_def=model_releases, group_name="attributes", kinds={"polars", "parquet"}, owners=OWNERS,
     automation_condition=RELEASE_CUT,
 )
@@ -216,7 +216,7 @@ def curated_vocabulary(
     project: ProjectSettings,
     models: ModelBackends,
     raw_vlm_attributes: dict[str, pl.DataFrame],
-    catalog_labels: dict[str, pl.DataFrame],
+    catalog_ground_truth: dict[str, pl.DataFrame],
     catalog_products: dict[str, pl.DataFrame],
 ) -> dg.Output[pl.DataFrame]:
     """A release's vocabulary: the raw phrases of every labelled drop -> normalised -> frequency-filtered
@@ -232,7 +232,7 @@ def curated_vocabulary(
     def of_labelled_drops(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
         return concat_partitions({d: f for d, f in frames.items() if d in raw_vlm_attributes}, landed)
 
-    labels = of_labelled_drops(catalog_labels)
+    labels = of_labelled_drops(catalog_ground_truth)
     titles = of_labelled_drops(catalog_products).select("product_id", "title")
     brands = find_brands(titles["title"])
     types = title_product_types(titles, modifier_words(raw, brands), config.min_title_type_products)

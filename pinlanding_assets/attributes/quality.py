@@ -1,4 +1,4 @@
-"""How good are the raw attributes and the vocabulary, measured against ground-truth labels.
+"""How good are the raw attributes and the vocabulary, measured against the ground truth.
 
 Labels are read here and only here (and by later evaluation), never fed to a model.
 - Category accuracy: the product's top category phrase, mapped to the nearest ground-truth
@@ -22,24 +22,24 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-def raw_accuracy(attributes: pl.DataFrame, labels: pl.DataFrame, encode: Callable[[list[str]], np.ndarray]) -> dict:
-    """Category and colour accuracy of the raw attributes on the products that have labels."""
+def raw_accuracy(attributes: pl.DataFrame, ground_truth: pl.DataFrame, encode: Callable[[list[str]], np.ndarray]) -> dict:
+    """Category and colour accuracy of the raw attributes on the products that have ground truth."""
     out: dict[str, float | int] = {}
-    if "articleType" in labels.columns:
-        names = sorted({v for v in labels["articleType"].to_list() if v})
+    if "articleType" in ground_truth.columns:
+        names = sorted({v for v in ground_truth["articleType"].to_list() if v})
         name_vectors = _unit(encode([normalise_value("category", n.lower()) for n in names]))
         top = attributes.filter((pl.col("facet") == "category") & (pl.col("rank") == 0)).join(
-            labels.select("product_id", "articleType"), on="product_id")
+            ground_truth.select("product_id", "articleType"), on="product_id")
         if top.height:
             vectors = _unit(encode([normalise_value("category", v) for v in top["value"].to_list()]))
             nearest = [names[i] for i in (vectors @ name_vectors.T).argmax(axis=1)]
             out["category_accuracy"] = round(float(np.mean([a == b for a, b in zip(nearest, top["articleType"])])), 4)
             out["category_evaluated"] = top.height
-    if "baseColour" in labels.columns:
+    if "baseColour" in ground_truth.columns:
         colours = attributes.filter(pl.col("facet") == "colour").with_columns(
             pl.col("value").map_elements(lambda v: normalise_value("colour", v), return_dtype=pl.Utf8))
         predicted = colours.group_by("product_id").agg(pl.col("value"))
-        truth = labels.select("product_id", pl.col("baseColour").str.to_lowercase().alias("truth"))
+        truth = ground_truth.select("product_id", pl.col("baseColour").str.to_lowercase().alias("truth"))
         joined = truth.join(predicted, on="product_id", how="inner").filter(pl.col("truth") != "")
         if joined.height:
             hits = [t in values for t, values in zip(joined["truth"], joined["value"])]
@@ -49,15 +49,15 @@ def raw_accuracy(attributes: pl.DataFrame, labels: pl.DataFrame, encode: Callabl
 
 
 def vocabulary_coverage(
-    vocabulary: pl.DataFrame, labels: pl.DataFrame, encode: Callable[[list[str]], np.ndarray], min_products: int = 10
+    vocabulary: pl.DataFrame, ground_truth: pl.DataFrame, encode: Callable[[list[str]], np.ndarray], min_products: int = 10
 ) -> dict:
     """Share of frequent ground-truth values the kept vocabulary represents, overall and per facet."""
     kept = kept_vocabulary(vocabulary)
     per_facet, missing, covered_total, total = {}, [], 0, 0
     for facet, column in GROUND_TRUTH.items():
-        if column not in labels.columns:
+        if column not in ground_truth.columns:
             continue
-        counts = labels.group_by(column).len().filter((pl.col("len") >= min_products) & (pl.col(column) != ""))
+        counts = ground_truth.group_by(column).len().filter((pl.col("len") >= min_products) & (pl.col(column) != ""))
         values = sorted(counts[column].to_list())
         if not values:
             continue

@@ -1,4 +1,4 @@
-"""Catalog assets, one partition per drop: validated products (+ labels, + quarantine), image
+"""Catalog assets, one partition per drop: validated products (+ ground truth, + quarantine), image
 evidence on Ray Data, and a per-category profile on Spark."""
 
 
@@ -32,7 +32,7 @@ OWNERS = ["team:catalog"]
             description="Rows of a drop that failed validation, verbatim, each with its reason.",
             kinds={"polars", "parquet"}, owners=OWNERS, automation_condition=NEW_DROP,
         ),
-        "catalog_labels": dg.AssetOut(
+        "catalog_ground_truth": dg.AssetOut(
             description="Ground-truth label columns of the drop, kept apart: read by evaluation only.",
             kinds={"polars", "parquet"}, owners=OWNERS, automation_condition=NEW_DROP,
         ),
@@ -67,9 +67,9 @@ def catalog_products(context: dg.AssetExecutionContext, project: ProjectSettings
         "reasons": table_preview(reasons, rows=20),
         "preview": table_preview(tables.quarantine, columns=["source_row", "product_id", "reason"]),
     })
-    yield dg.Output(tables.labels, output_name="catalog_labels", metadata={
-        "dagster/row_count": tables.labels.height,
-        "label_columns": dg.MetadataValue.json(tables.labels.columns[1:]),
+    yield dg.Output(tables.ground_truth, output_name="catalog_ground_truth", metadata={
+        "dagster/row_count": tables.ground_truth.height,
+        "ground_truth_columns": dg.MetadataValue.json(tables.ground_truth.columns[1:]),
     })
 
 
@@ -113,11 +113,11 @@ def catalog_profile(
     pyspark: PySparkResource,
     catalog_products: pl.DataFrame,
     catalog_image_features: pl.DataFrame,
-    catalog_labels: pl.DataFrame,
+    catalog_ground_truth: pl.DataFrame,
 ) -> dg.Output[pl.DataFrame]:
     """Per-category counts, title length, image quality and top colour of a drop, grouped on Spark."""
     spark = pyspark.spark_session
-    profile = profile_with_spark(spark, profile_inputs(catalog_products, catalog_image_features, catalog_labels))
+    profile = profile_with_spark(spark, profile_inputs(catalog_products, catalog_image_features, catalog_ground_truth))
     return dg.Output(profile, metadata={
         "dagster/row_count": profile.height,
         "spark_master": spark.sparkContext.master,

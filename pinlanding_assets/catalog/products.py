@@ -32,7 +32,7 @@ FASHION_COLUMNS = (
     "id", "gender", "masterCategory", "subCategory", "articleType",
     "baseColour", "season", "year", "usage", "productDisplayName",
 )
-FASHION_LABELS = FASHION_COLUMNS[1:-1]
+FASHION_GROUND_TRUTH = FASHION_COLUMNS[1:-1]
 GENERIC_REQUIRED = ("product_id", "title", "image_path")
 SHOP_FIELDS = ("product_url", "price", "currency", "availability")
 GENERIC_INPUTS = ("product_id", "title", "description", "image_path", *SHOP_FIELDS)
@@ -75,7 +75,7 @@ class RawRow:
 @dataclass(frozen=True)
 class CatalogTables:
     products: pl.DataFrame
-    labels: pl.DataFrame
+    ground_truth: pl.DataFrame
     quarantine: pl.DataFrame
     layout: str
     table_path: Path
@@ -324,12 +324,12 @@ def validate_catalog(drop: str, drop_path: Path, workers: int = 4) -> CatalogTab
     if not rows:
         raise CatalogTableError(f"product table {table_path} has no product rows (a header and nothing else)")
     id_field, title_field = ("id", "productDisplayName") if layout == "fashion" else ("product_id", "title")
-    label_columns = (
-        list(FASHION_LABELS) if layout == "fashion"
+    ground_truth_columns = (
+        list(FASHION_GROUND_TRUTH) if layout == "fashion"
         else sorted({name for row in rows for name in row.fields} - set(GENERIC_INPUTS))
     )
 
-    products, labels, quarantine, pending = [], [], [], []
+    products, ground_truth, quarantine, pending = [], [], [], []
     first_seen: dict[str, int] = {}
 
     def reject(row: RawRow, product_id: str | None, reason: str) -> None:
@@ -378,11 +378,12 @@ def validate_catalog(drop: str, drop_path: Path, workers: int = 4) -> CatalogTab
             "image_width": check.width, "image_height": check.height, "image_bytes": check.size,
             "source_row": row.source_row, **shop.get(product_id, {}),
         })
-        labels.append({"product_id": product_id, **{name: _clean(row.fields.get(name)) for name in label_columns}})
+        ground_truth.append({"product_id": product_id, **{name: _clean(row.fields.get(name)) for name in ground_truth_columns}})
 
     return CatalogTables(
         products=pl.DataFrame(products, schema=PRODUCT_SCHEMA),
-        labels=pl.DataFrame(labels, schema={"product_id": pl.Utf8, **{name: pl.Utf8 for name in label_columns}}),
+        ground_truth=pl.DataFrame(ground_truth, schema={"product_id": pl.Utf8,
+                                                        **{name: pl.Utf8 for name in ground_truth_columns}}),
         quarantine=pl.DataFrame(quarantine, schema=QUARANTINE_SCHEMA).sort("source_row"),
         layout=layout,
         table_path=table_path,

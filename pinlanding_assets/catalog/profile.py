@@ -16,15 +16,15 @@ PROFILE_SCHEMA = {
 CATEGORY_COLUMNS = ("articleType", "category", "subCategory")
 
 
-def category_column(labels: pl.DataFrame) -> str | None:
+def category_column(ground_truth: pl.DataFrame) -> str | None:
     """The label column that best names a product's category, if the catalog has one."""
-    return next((name for name in CATEGORY_COLUMNS if name in labels.columns), None)
+    return next((name for name in CATEGORY_COLUMNS if name in ground_truth.columns), None)
 
 
-def profile_inputs(products: pl.DataFrame, features: pl.DataFrame, labels: pl.DataFrame) -> pa.Table:
+def profile_inputs(products: pl.DataFrame, features: pl.DataFrame, ground_truth: pl.DataFrame) -> pa.Table:
     """One flat row per product: the shape Spark gets, so Spark does the grouping work."""
-    column = category_column(labels)
-    category = labels.select("product_id", pl.col(column).alias("category")) if column else None
+    column = category_column(ground_truth)
+    category = ground_truth.select("product_id", pl.col(column).alias("category")) if column else None
     frame = products.select(
         "product_id",
         pl.col("title").str.split(" ").list.len().cast(pl.Int32).alias("title_words"),

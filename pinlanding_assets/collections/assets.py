@@ -318,7 +318,7 @@ def search_baseline(context: dg.AssetExecutionContext, quality_gates: QualityGat
 
 @dg.asset(
     ins={"collections": dg.AssetIn(), "collection_feeds": dg.AssetIn(), "search_baseline": dg.AssetIn(),
-         "demand_intents": dg.AssetIn(), "catalog_labels": all_drops_in(), "curated_vocabulary": dg.AssetIn(),
+         "demand_intents": dg.AssetIn(), "catalog_ground_truth": all_drops_in(), "curated_vocabulary": dg.AssetIn(),
          "attribute_reliability": dg.AssetIn()},
     partitions_def=model_releases, group_name="collections", kinds={"polars", "parquet"}, owners=OWNERS,
     automation_condition=PUBLISH,
@@ -326,10 +326,10 @@ def search_baseline(context: dg.AssetExecutionContext, quality_gates: QualityGat
 def collection_comparison(context: dg.AssetExecutionContext, quality_gates: QualityGates, project: ProjectSettings,
                           collections: pl.DataFrame,
                           collection_feeds: pl.DataFrame, search_baseline: pl.DataFrame,
-                          demand_intents: pl.DataFrame, catalog_labels: dict[str, pl.DataFrame],
+                          demand_intents: pl.DataFrame, catalog_ground_truth: dict[str, pl.DataFrame],
                           curated_vocabulary: pl.DataFrame, attribute_reliability: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     """PinLanding's claim, measured: content-first collections vs the search-log baseline on the same data."""
-    truth = ground_truth_attributes(concat_partitions(catalog_labels, landed_drops(context.instance)), curated_vocabulary,
+    truth = ground_truth_attributes(concat_partitions(catalog_ground_truth, landed_drops(context.instance)), curated_vocabulary,
                                     minilm_encoder())
     feeds = read_feeds(project.paths.feed_rows_dir(context.partition_key))
     members = collection_members(collections)

@@ -99,7 +99,7 @@ def _loss_plot(report) -> dg.MarkdownMetadataValue:
 
 @dg.asset(
     ins={"catalog_products": all_drops_in(), "catalog_image_features": all_drops_in(),
-         "catalog_labels": all_drops_in(), "raw_vlm_attributes": all_drops_in(), "curated_vocabulary": dg.AssetIn()},
+         "catalog_ground_truth": all_drops_in(), "raw_vlm_attributes": all_drops_in(), "curated_vocabulary": dg.AssetIn()},
     partitions_def=model_releases, group_name="encoder", kinds={"pytorch", "parquet"}, owners=OWNERS,
     automation_condition=IN_RELEASE,
 )
@@ -109,7 +109,7 @@ def dual_encoder(
     project: ProjectSettings,
     catalog_products: dict[str, pl.DataFrame],
     catalog_image_features: dict[str, pl.DataFrame],
-    catalog_labels: dict[str, pl.DataFrame],
+    catalog_ground_truth: dict[str, pl.DataFrame],
     raw_vlm_attributes: dict[str, pl.DataFrame],
     curated_vocabulary: pl.DataFrame,
 ) -> dg.Output[pl.DataFrame]:
@@ -144,7 +144,7 @@ def dual_encoder(
                                            {"thresholds": thresholds, "preprocess_cfg": preprocess_cfg})
     holdout = holdout_products(products, training)
     context.log.info(f"trained {report.epochs_run} epochs; evaluating on {holdout.height} holdout products")
-    metrics = evaluate_encoders(encoder, holdout, of_release(catalog_labels), curated_vocabulary, thresholds)
+    metrics = evaluate_encoders(encoder, holdout, of_release(catalog_ground_truth), curated_vocabulary, thresholds)
     record = EncoderRecord(release=context.partition_key, version=version, checkpoint=str(checkpoint),
                            spec=replace(spec, checkpoint=str(checkpoint)), preprocess_cfg=preprocess_cfg,
                            thresholds=thresholds, metrics=metrics, training=report.__dict__)

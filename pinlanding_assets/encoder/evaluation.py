@@ -1,6 +1,6 @@
 """The dual encoder against ground truth, on products it never trained on.
 
-Ground-truth labels (articleType, baseColour, usage, gender) are mapped onto the vocabulary (exact
+The ground-truth columns (articleType, baseColour, usage, gender) are mapped onto the vocabulary (exact
 normalised phrase or alias, else the nearest phrase of the facet by MiniLM similarity >= 0.8).
 For each encoder (fused image+title, image only, and a text-only baseline: MiniLM on the title
 against MiniLM on the phrase, untrained) it reports Recall@10 of the ground-truth attributes among
@@ -25,17 +25,17 @@ from pinlanding_assets.facets import (
 
 
 def ground_truth_attributes(
-    labels: pl.DataFrame, vocabulary: pl.DataFrame, encode: Callable[[list[str]], np.ndarray]
+    ground_truth: pl.DataFrame, vocabulary: pl.DataFrame, encode: Callable[[list[str]], np.ndarray]
 ) -> pl.DataFrame:
     """(product_id, facet, attribute_id) for every label value the vocabulary represents."""
     lookup = vocabulary_lookup(vocabulary)
     kept = kept_vocabulary(vocabulary)
     mapping: dict[tuple[str, str], str] = {}
     for facet, column in GROUND_TRUTH.items():
-        if column not in labels.columns:
+        if column not in ground_truth.columns:
             continue
         entries = kept.filter(pl.col("facet") == facet)
-        values = sorted({v for v in labels[column].to_list() if v})
+        values = sorted({v for v in ground_truth[column].to_list() if v})
         if entries.is_empty() or not values:
             continue
         phrase_vectors = encode(entries["phrase"].to_list())
@@ -48,7 +48,7 @@ def ground_truth_attributes(
             elif similarity[i].max() >= COVERAGE_SIMILARITY:
                 mapping[(facet, value)] = entries["attribute_id"][int(similarity[i].argmax())]
     rows = []
-    for record in labels.iter_rows(named=True):
+    for record in ground_truth.iter_rows(named=True):
         for facet, column in GROUND_TRUTH.items():
             attribute = mapping.get((facet, record.get(column) or ""))
             if attribute:
@@ -118,7 +118,7 @@ def encode_products(encoder, products: pl.DataFrame, batch_size: int = 32) -> di
 
 
 def evaluate_encoders(
-    encoder, products: pl.DataFrame, labels: pl.DataFrame, vocabulary: pl.DataFrame,
+    encoder, products: pl.DataFrame, ground_truth: pl.DataFrame, vocabulary: pl.DataFrame,
     thresholds: dict[str, float] | None = None,
 ) -> dict:
     """The three encoders side by side on ``products`` (which the encoder must not have trained on)."""
@@ -127,7 +127,7 @@ def evaluate_encoders(
     encode = minilm_encoder()
     kept = kept_vocabulary(vocabulary).sort("attribute_id")
     attribute_ids, facets, phrases = kept["attribute_id"].to_list(), kept["facet"].to_list(), kept["phrase"].to_list()
-    truth = ground_truth_attributes(labels, vocabulary, encode)
+    truth = ground_truth_attributes(ground_truth, vocabulary, encode)
     vectors = encode_products(encoder, products)
     phrase_vectors = encoder.encode_phrases(phrases)
     product_ids = products["product_id"].to_list()

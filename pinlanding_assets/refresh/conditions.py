@@ -39,7 +39,7 @@ from pinlanding_assets.refresh.releases import (
     PER_DROP_PIPELINE,
     Snapshot,
     current_release,
-    drops_due_for_labels,
+    drops_due_for_vlm_stage,
     publish_due,
 )
 from pinlanding_assets.refresh.stages import stage
@@ -120,7 +120,7 @@ class DropPublished(_PartitionsWhere):
         return "labelling_turn"
 
     def keys(self, instance: dg.DagsterInstance, snapshot: Snapshot) -> set[str]:
-        return drops_due_for_labels(instance, snapshot)
+        return drops_due_for_vlm_stage(instance, snapshot)
 
 
 class ReleaseInService(dg.AutomationCondition):

@@ -8,7 +8,7 @@ import dagster as dg
 # per drop: intake
 CATALOG_PRODUCTS = dg.AssetKey("catalog_products")
 CATALOG_QUARANTINE = dg.AssetKey("catalog_quarantine")
-CATALOG_LABELS = dg.AssetKey("catalog_labels")
+CATALOG_GROUND_TRUTH = dg.AssetKey("catalog_ground_truth")
 CATALOG_IMAGE_FEATURES = dg.AssetKey("catalog_image_features")
 CATALOG_PROFILE = dg.AssetKey("catalog_profile")
 VLM_ATTRIBUTES = dg.AssetKey("raw_vlm_attributes")

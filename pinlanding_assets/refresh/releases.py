@@ -26,8 +26,8 @@ import polars as pl
 from pinlanding_assets.partitions import catalog_drops, model_releases, next_release_key, release_order
 from pinlanding_assets.refresh.keys import (
     ATTRIBUTE_ASSIGNMENTS,
+    CATALOG_GROUND_TRUTH,
     CATALOG_IMAGE_FEATURES,
-    CATALOG_LABELS,
     CATALOG_PRODUCTS,
     CURATED_VOCABULARY,
     DEMAND_WINDOW,
@@ -228,7 +228,7 @@ def drops_on_pages(instance: dg.DagsterInstance, snapshot: Snapshot | None = Non
     return {drop: int(storage_id) for drop, storage_id in (value.value if value is not None else {}).items()}
 
 
-def drops_due_for_labels(instance: dg.DagsterInstance, snapshot: Snapshot | None = None) -> set[str]:
+def drops_due_for_vlm_stage(instance: dg.DagsterInstance, snapshot: Snapshot | None = None) -> set[str]:
     """Drops whose VLM stage may run now: all of them before the first release (it needs labels), then
     each drop once its latest assignments are on the published pages (or its scoring failed), so
     labelling never delays a page."""
@@ -246,7 +246,7 @@ def drops_due_for_labels(instance: dg.DagsterInstance, snapshot: Snapshot | None
 
 
 # What a publish reads besides the release's own tables (VLM labels feed the next release, not this one).
-PUBLISH_INPUTS = [CATALOG_PRODUCTS, CATALOG_LABELS, PRODUCT_EMBEDDINGS, ATTRIBUTE_ASSIGNMENTS, DEMAND_WINDOW,
+PUBLISH_INPUTS = [CATALOG_PRODUCTS, CATALOG_GROUND_TRUTH, PRODUCT_EMBEDDINGS, ATTRIBUTE_ASSIGNMENTS, DEMAND_WINDOW,
                   MERCHANDISING_OVERRIDES]
 
 
@@ -312,7 +312,7 @@ def release_due(instance: dg.DagsterInstance, new_label_share: float, max_age_da
     if new == 0:
         return ReleaseDecision(False, "no labelled products new to the current release", new, old)
     if release is None:
-        waiting = _awaiting_labels(instance, labelled)
+        waiting = _awaiting_vlm_attributes(instance, labelled)
         if waiting:
             return ReleaseDecision(False, f"the first release waits for the labels of {', '.join(waiting)}", new, old)
         return ReleaseDecision(True, f"first release: {new} labelled products", new, old)
@@ -329,7 +329,7 @@ def release_due(instance: dg.DagsterInstance, new_label_share: float, max_age_da
                            new, old)
 
 
-def _awaiting_labels(instance: dg.DagsterInstance, labelled: dict[str, int]) -> list[str]:
+def _awaiting_vlm_attributes(instance: dg.DagsterInstance, labelled: dict[str, int]) -> list[str]:
     """Registered drops with no labels yet whose intake has not failed (it may still bring labels)."""
     drops = [d for d in instance.get_dynamic_partitions(catalog_drops.name) if d not in labelled]
     if not drops:
@@ -349,7 +349,7 @@ class ReleaseError(RuntimeError):
     """A release cannot be cut or built (the message says why and what to run first)."""
 
 
-def require_labels(instance: dg.DagsterInstance) -> None:
+def require_vlm_attributes(instance: dg.DagsterInstance) -> None:
     """A release learns from the VLM stage's labels: refuse to cut one before any drop has them, rather
     than register a release that can never be built."""
     if not any(labelled_products(instance).values()):

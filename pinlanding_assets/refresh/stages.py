@@ -26,7 +26,7 @@ class Stage:
 
 STAGES = (
     Stage("intake", "drop_intake_job",
-          (k.CATALOG_PRODUCTS, k.CATALOG_QUARANTINE, k.CATALOG_LABELS, k.CATALOG_IMAGE_FEATURES, k.CATALOG_PROFILE,
+          (k.CATALOG_PRODUCTS, k.CATALOG_QUARANTINE, k.CATALOG_GROUND_TRUTH, k.CATALOG_IMAGE_FEATURES, k.CATALOG_PROFILE,
            k.VLM_ATTRIBUTES, k.VLM_QUARANTINE),
           "Per drop: catalog, image evidence, profile, VLM stage."),
     Stage("release", "release_job",

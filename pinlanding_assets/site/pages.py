@@ -20,7 +20,7 @@ import polars as pl
 
 from pinlanding_assets.catalog.products import AVAILABILITY, UNAVAILABLE, with_shop_columns
 from pinlanding_assets.collections.titles import slug_for
-from pinlanding_assets.facets import DISPLAY_ORDER, LABELS, plural
+from pinlanding_assets.facets import DISPLAY_ORDER, FACET_HEADINGS, plural
 from pinlanding_assets.site.lifecycle import GONE_PAGE, HISTORY, LivePage, next_history, read_history, redirect_files
 from pinlanding_assets.site.sitemaps import sitemap_files
 from pinlanding_assets.site.thumbnails import thumbnail_name
@@ -183,7 +183,7 @@ def facet_groups(collections: pl.DataFrame, published: set[str]) -> list[dict]:
         values = [{"id": f"{facet}-{slug_for([phrase])}",
                    "label": plural(phrase).title() if facet == "category" else phrase.title(), "pages": pages}
                   for phrase, pages in sorted(groups[facet].items())]
-        sections.append({"id": facet, "label": LABELS.get(facet, facet.title()), "entries": values})
+        sections.append({"id": facet, "label": FACET_HEADINGS.get(facet, facet.title()), "entries": values})
     return sections
 
 

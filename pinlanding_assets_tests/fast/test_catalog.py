@@ -62,7 +62,7 @@ def test_missing_product_table_fails_clearly(project_dirs: Path) -> None:
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-empty"])
         result = dg.materialize(
             dg.load_assets_from_modules([catalog_assets]), partition_key="drop-empty", instance=instance,
-            resources=resources_for(), selection=["catalog_products", "catalog_quarantine", "catalog_labels"],
+            resources=resources_for(), selection=["catalog_products", "catalog_quarantine", "catalog_ground_truth"],
             raise_on_error=False,
         )
         assert not result.success
@@ -89,12 +89,12 @@ def test_intake_quarantines_with_reasons_and_the_gate_reads_its_resource(tmp_pat
     gates = dict(min_fused_recall=0.9, min_image_recall=0.8, min_feed_size=10, max_feed_size=100,
                  min_precision_at_10=0.5)
     strict = _intake(drop.parent, tmp_path / "strict", QualityGates(max_quarantine_rate=0.1, **gates))
-    products, quarantine, labels = (strict.asset_value(name) for name in
-                                    ("catalog_products", "catalog_quarantine", "catalog_labels"))
+    products, quarantine, ground_truth = (strict.asset_value(name) for name in
+                                    ("catalog_products", "catalog_quarantine", "catalog_ground_truth"))
     assert products.height == 9 and quarantine.height == 3, "every row leaves as a product or a quarantine row"
     reasons = " ".join(quarantine["reason"])
     assert "empty title" in reasons and "duplicate" in reasons and "undecodable" in reasons
-    assert "articleType" in labels.columns and "articleType" not in products.columns
+    assert "articleType" in ground_truth.columns and "articleType" not in products.columns
     check = strict.get_asset_check_evaluations()[0]
     assert not check.passed and check.metadata["threshold"].value == 0.1, "3 of 12 quarantined is over 10%"
     lenient = _intake(drop.parent, tmp_path / "lenient", QualityGates(max_quarantine_rate=0.3, **gates))

@@ -240,7 +240,7 @@ def test_the_baseline_takes_every_query_group_with_enough_demand() -> None:
     assert queries["query"].to_list() == ["jeans", "t shirt", "black dress"], "one page per name, demand >= 2"
 
 
-def test_the_estimate_sits_beside_what_the_labels_measure() -> None:
+def test_the_estimate_sits_beside_what_the_ground_truth_measures() -> None:
     assignments, evidence, vocabulary = _reliability_case()
     facets = dict(zip(vocabulary["attribute_id"], vocabulary["facet"]))
     judged = judged_rows(assignments, evidence, set(), facets)

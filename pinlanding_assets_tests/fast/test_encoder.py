@@ -89,8 +89,8 @@ def test_attribute_table_orders_facets_and_finds_unusable_vectors() -> None:
     assert reasons[0] is None and "finite" in reasons[1] and "zero" in reasons[2]
 
 
-def test_labels_map_exactly_before_by_similarity() -> None:
-    labels = pl.DataFrame({"product_id": ["1", "2", "3"], "articleType": ["Tshirts", "Jeans", "Kurtas"],
+def test_ground_truth_maps_exactly_before_by_similarity() -> None:
+    ground_truth = pl.DataFrame({"product_id": ["1", "2", "3"], "articleType": ["Tshirts", "Jeans", "Kurtas"],
                            "baseColour": ["Black", "Navy Blue", ""], "gender": ["Men", "Women", "Men"]})
 
     def unrelated(texts: list[str]) -> np.ndarray:
@@ -98,7 +98,7 @@ def test_labels_map_exactly_before_by_similarity() -> None:
         rows = [np.random.default_rng(zlib.crc32(t.encode())).normal(size=256) for t in texts]
         return np.asarray([r / np.linalg.norm(r) for r in rows], np.float32)
 
-    truth = ground_truth_attributes(labels, VOCABULARY, unrelated)
+    truth = ground_truth_attributes(ground_truth, VOCABULARY, unrelated)
     assert sorted(truth.rows()) == [("1", "category", "category:t-shirt"), ("1", "colour", "colour:black"),
                                     ("1", "gender", "gender:men"), ("2", "category", "category:jeans"),
                                     ("2", "colour", "colour:navy-blue"), ("2", "gender", "gender:women"),

@@ -8,10 +8,10 @@ import pytest
 from pinlanding_assets.facets import (
     DISPLAY_ORDER,
     EXCLUSIVE_FACETS,
+    FACET_HEADINGS,
     FACETS,
     GROUND_TRUTH,
     KEEP,
-    LABELS,
     NAME_ORDER,
     kept_vocabulary,
     normalise_query,
@@ -61,7 +61,7 @@ def test_kept_vocabulary_keeps_its_order_and_looks_up_aliases() -> None:
 def test_orders_cover_every_facet() -> None:
     for order in (NAME_ORDER, DISPLAY_ORDER):
         assert sorted(order) == sorted(FACETS)
-    assert set(LABELS) == set(FACETS) and EXCLUSIVE_FACETS <= set(FACETS) and set(GROUND_TRUTH) <= set(FACETS)
+    assert set(FACET_HEADINGS) == set(FACETS) and EXCLUSIVE_FACETS <= set(FACETS) and set(GROUND_TRUTH) <= set(FACETS)
     assert NAME_ORDER[-1] == "category", "a name ends with what the product is"
 
 

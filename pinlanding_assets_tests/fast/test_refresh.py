@@ -26,7 +26,7 @@ from pinlanding_assets.refresh.releases import (
     ReleaseRecord,
     Snapshot,
     drop_states,
-    drops_due_for_labels,
+    drops_due_for_vlm_stage,
     publish_due,
     publishable_release,
     release_due,
@@ -65,20 +65,20 @@ def test_publishing_waits_until_every_drop_is_settled_for_the_release() -> None:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(catalog_drops.name, ["d1", "d2"])
         instance.add_dynamic_partitions(model_releases.name, ["r001", "r002"])
-        assert publishable_release(instance) is None and drops_due_for_labels(instance) == {"d1", "d2"}
+        assert publishable_release(instance) is None and drops_due_for_vlm_stage(instance) == {"d1", "d2"}
         _materialize(instance, "model_release", "r001")
         _materialize(instance, "attribute_assignments", "d1", release="r001")
         assert publishable_release(instance) is None, "d2 is not scored yet"
         _materialize(instance, "attribute_assignments", "d2", release="r001")
         assert publishable_release(instance) == "r001"
-        assert drops_due_for_labels(instance) == set(), "nothing published yet: labelling waits"
+        assert drops_due_for_vlm_stage(instance) == set(), "nothing published yet: labelling waits"
         _materialize(instance, "landing_pages", "r001", drops_on_pages={"d1": 0})
-        assert drops_due_for_labels(instance) == set(), "pages built before the drops were scored show neither"
+        assert drops_due_for_vlm_stage(instance) == set(), "pages built before the drops were scored show neither"
         _materialize(instance, "landing_pages", "r001", drops_on_pages=scored_versions(instance, "r001"))
-        assert drops_due_for_labels(instance) == {"d1", "d2"}, "read from what the pages were built from"
+        assert drops_due_for_vlm_stage(instance) == {"d1", "d2"}, "read from what the pages were built from"
         assert publish_due(instance) is None, "published after the last change"
         _materialize(instance, "attribute_assignments", "d2", release="r001")
-        assert publish_due(instance) == "r001" and drops_due_for_labels(instance) == {"d1"}
+        assert publish_due(instance) == "r001" and drops_due_for_vlm_stage(instance) == {"d1"}
         _materialize(instance, "model_release", "r002")  # a new release in service: r001 is not published again
         _materialize(instance, "attribute_assignments", "d1", release="r002")
         assert [s.state for s in drop_states(instance, "r002")] == ["scored", "stale"]
@@ -251,12 +251,12 @@ def test_drops_landing_together_are_published_whole_in_one_run() -> None:
 
     every_drop = dg.AllPartitionMapping()
     specs = [dg.AssetSpec(key, partitions_def=catalog_drops) for key in
-             (*INTAKE_AND_EMBEDDING, "catalog_labels", "attribute_assignments")]
+             (*INTAKE_AND_EMBEDDING, "catalog_ground_truth", "attribute_assignments")]
     specs += [dg.AssetSpec("model_release", partitions_def=model_releases),
               dg.AssetSpec("collections", partitions_def=model_releases, automation_condition=PUBLISH,
                            deps=[dg.AssetDep("attribute_assignments", partition_mapping=every_drop)]),
               dg.AssetSpec("collection_comparison", partitions_def=model_releases, automation_condition=PUBLISH,
-                           deps=["collections", dg.AssetDep("catalog_labels", partition_mapping=every_drop)]),
+                           deps=["collections", dg.AssetDep("catalog_ground_truth", partition_mapping=every_drop)]),
               dg.AssetSpec("landing_pages", partitions_def=model_releases, automation_condition=PUBLISH,
                            deps=["collections", dg.AssetDep("catalog_products", partition_mapping=every_drop)])]
     defs = dg.Definitions(assets=[_stand_in(specs)])
@@ -267,7 +267,7 @@ def test_drops_landing_together_are_published_whole_in_one_run() -> None:
         cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
         instance.add_dynamic_partitions(catalog_drops.name, ["d2", "d3", "d4"])
         for drop in ("d2", "d3", "d4"):
-            for asset in (*INTAKE_AND_EMBEDDING, "catalog_labels"):
+            for asset in (*INTAKE_AND_EMBEDDING, "catalog_ground_truth"):
                 _materialize(instance, asset, drop)
             if drop != "d4":
                 _materialize(instance, "attribute_assignments", drop, release="r001")
@@ -277,7 +277,7 @@ def test_drops_landing_together_are_published_whole_in_one_run() -> None:
         ready = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=waiting.cursor)
         assert ready.total_requested == 3 and all(
             ready.get_requested_partitions(key) == {"r001"} for key in publish), "the whole publish in one tick"
-        assert drops_due_for_labels(instance) == {"d1"}, "the new drops are labelled only once on the pages"
+        assert drops_due_for_vlm_stage(instance) == {"d1"}, "the new drops are labelled only once on the pages"
 
 
 def test_an_edit_of_the_overrides_file_publishes_again(tmp_path: Path) -> None:
@@ -334,7 +334,7 @@ def test_a_failed_drop_awaiting_its_automatic_retry_is_not_settled() -> None:
                                      tags={"dagster/partition": "d2", "dagster/will_retry": "true"})
         assert [s.state for s in drop_states(instance, "r001", failed)] == ["scored", "pending"]
         assert publishable_release(instance, failed) is None
-        assert "d2" not in drops_due_for_labels(instance, failed)
+        assert "d2" not in drops_due_for_vlm_stage(instance, failed)
         retry = create_run_for_test(instance, status=dg.DagsterRunStatus.STARTED, asset_selection=scoring,
                                     tags={"dagster/partition": "d2", "dagster/parent_run_id": killed.run_id})
         assert [s.state for s in drop_states(instance, "r001", failed)] == ["scored", "pending"]
@@ -343,7 +343,7 @@ def test_a_failed_drop_awaiting_its_automatic_retry_is_not_settled() -> None:
                             tags={"dagster/partition": "d2", "dagster/parent_run_id": killed.run_id,
                                   "dagster/will_retry": "false"})
         assert [s.state for s in drop_states(instance, "r001", failed)] == ["scored", "failed"]
-        assert publishable_release(instance, failed) == "r001" and "d2" in drops_due_for_labels(instance, failed)
+        assert publishable_release(instance, failed) == "r001" and "d2" in drops_due_for_vlm_stage(instance, failed)
 
 
 def test_a_release_is_read_back_as_the_record_model_release_wrote() -> None:
