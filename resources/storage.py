@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import pyarrow.parquet as pq
 from dagster import InputContext, MetadataValue, OutputContext
 from dagster_polars import PolarsParquetIOManager
 
-from resources.tables import replace_directory
+from resources.files import replace_directory, written_whole
 
 PARTITION_DICT = "partition_dict"
 
@@ -29,18 +27,6 @@ class StagedParquet:
         return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(self.path.glob("*.parquet")))
 
 
-@contextmanager
-def _written_whole(path):
-    """A hidden path beside ``path`` to write to; renamed over ``path`` if the write succeeds, removed if not."""
-    target = Path(str(path))
-    staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        yield path.with_name(staged.name)
-        staged.replace(target)
-    finally:
-        staged.unlink(missing_ok=True)
-
-
 class WarehouseIOManager(PolarsParquetIOManager):
     """dagster-polars' Parquet IO manager, with two changes. An input marked ``partition_dict`` (every
     drop, every release) always gets ``{partition: frame}``, empty when none exists yet: Dagster
@@ -51,11 +37,11 @@ class WarehouseIOManager(PolarsParquetIOManager):
     the old one."""
 
     def write_df_to_path(self, context: OutputContext, df: pl.DataFrame, path) -> None:
-        with _written_whole(path) as staged:
+        with written_whole(path) as staged:
             super().write_df_to_path(context, df, staged)
 
     def sink_df_to_path(self, context: OutputContext, df: pl.LazyFrame, path) -> None:
-        with _written_whole(path) as staged:
+        with written_whole(path) as staged:
             super().sink_df_to_path(context, df, staged)
 
     def handle_output(self, context: OutputContext, obj) -> None:

@@ -1,5 +1,5 @@
 """Generic table helpers the resources and the domains share: Arrow tables as Ray datasets and
-back, engine-written Parquet parts, Arrow that Spark accepts, and the atomic directory swap."""
+back, engine-written Parquet parts, Arrow that Spark accepts."""
 
 from __future__ import annotations
 
@@ -70,14 +70,3 @@ def spark_table(frame: pl.DataFrame) -> pa.Table:
             kind = pa.list_(pa.string())
         fields.append(pa.field(field.name, kind))
     return table.cast(pa.schema(fields))
-
-
-def replace_directory(staging: Path, target: Path) -> None:
-    """Swap a fully written ``staging`` directory in for ``target``: readers see the old or the new
-    directory, never a half-written one (two renames; the old copy is removed afterwards)."""
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)

@@ -6,11 +6,12 @@ A drop is only ever read once its ``_READY`` marker exists, so a drop that is st
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from resources.files import written_whole
 
 READY_MARKER = "_READY"
 DROP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -61,10 +62,9 @@ def drop_dir(landing_dir: Path, drop: str) -> Path:
 
 
 def mark_ready(path: Path) -> None:
-    """Write the marker through a temporary name so it appears whole."""
-    tmp = path / f".{READY_MARKER}.tmp"
-    tmp.write_text("ready\n")
-    os.replace(tmp, path / READY_MARKER)
+    """Write the marker so it appears whole."""
+    with written_whole(path / READY_MARKER) as marker:
+        marker.write_text("ready\n")
 
 
 @dataclass(frozen=True)
@@ -92,17 +92,14 @@ def _write_drop(source_dir: Path, landing_dir: Path, name: str, header: bytes, p
     final = landing_dir / name
     if final.exists():
         shutil.rmtree(final)
-    staging = landing_dir / f".staging-{name}-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    (staging / "images").mkdir(parents=True)
-    (staging / "catalog.csv").write_bytes(header + b"".join(part))
-    for line in part:
-        product_id = line.split(b",", 1)[0].decode("ascii", "replace").strip()
-        image = source_dir / "images" / f"{product_id}.jpg"
-        if image.exists():
-            (staging / "images" / f"{product_id}.jpg").symlink_to(image.resolve())
-    os.replace(staging, final)
+    with written_whole(final, directory=True) as staging:
+        (staging / "images").mkdir()
+        (staging / "catalog.csv").write_bytes(header + b"".join(part))
+        for line in part:
+            product_id = line.split(b",", 1)[0].decode("ascii", "replace").strip()
+            image = source_dir / "images" / f"{product_id}.jpg"
+            if image.exists():
+                (staging / "images" / f"{product_id}.jpg").symlink_to(image.resolve())
     mark_ready(final)
     return DemoDrop(name, final, len(part), created=True)
 

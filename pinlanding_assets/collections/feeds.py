@@ -15,7 +15,6 @@ as a better-ranked one (Jaccard of the published feeds) is merged into it, each 
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
@@ -30,7 +29,8 @@ from pinlanding_assets.collections.overrides import (
     blocked_collections,
 )
 from pinlanding_assets.collections.topics import visible_duplicates
-from resources.tables import replace_directory, spark_table
+from resources.files import written_whole
+from resources.tables import spark_table
 
 FEED_SCHEMA = {"anchor": pl.Utf8, "collection_id": pl.Utf8, "rank": pl.Int32, "product_id": pl.Utf8,
                "relevance": pl.Float64, "override": pl.Utf8}  # override: what a merchandiser's decision did
@@ -139,16 +139,13 @@ def write_feeds(rows: pl.DataFrame, target: Path) -> None:
     """Parquet partitioned by anchor (the collection's category), one file per anchor, rows in
     (collection, rank) order; written beside the target and swapped in, so a failed build leaves the
     previous feeds, never half of new ones."""
-    staging = target.with_name(target.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for (anchor,), frame in rows.sort(["anchor", "collection_id", "rank"]).partition_by(
-            "anchor", as_dict=True, maintain_order=True).items():
-        folder = staging / f"anchor={quote(anchor, safe='')}"
-        folder.mkdir()
-        frame.select(FEED_COLUMNS).write_parquet(folder / "part-00000.parquet")
-    (staging / "_SUCCESS").touch()
-    replace_directory(staging, target)
+    with written_whole(target, directory=True) as staging:
+        for (anchor,), frame in rows.sort(["anchor", "collection_id", "rank"]).partition_by(
+                "anchor", as_dict=True, maintain_order=True).items():
+            folder = staging / f"anchor={quote(anchor, safe='')}"
+            folder.mkdir()
+            frame.select(FEED_COLUMNS).write_parquet(folder / "part-00000.parquet")
+        (staging / "_SUCCESS").touch()
 
 
 def build_feeds(assignments, collections: pl.DataFrame, config: FeedConfig, target: Path,

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from resources.files import written_whole
 
 SCHEMA = {"key": pl.Utf8, "model": pl.Utf8, "prompt": pl.Utf8, "answer": pl.Utf8}
 
@@ -57,7 +58,5 @@ class CachedChat:
 
     def save(self) -> None:
         """Written whole through a temporary file, so a crash never leaves half a cache."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        pl.DataFrame(sorted(self._entries.values(), key=lambda e: e["key"]), schema=SCHEMA).write_parquet(staging)
-        staging.replace(self.path)
+        with written_whole(self.path) as staging:
+            pl.DataFrame(sorted(self._entries.values(), key=lambda e: e["key"]), schema=SCHEMA).write_parquet(staging)

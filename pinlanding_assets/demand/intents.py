@@ -25,6 +25,7 @@ from pinlanding_assets.facets import (
     normalise_value,
     vocabulary_lookup,
 )
+from resources.files import written_whole
 from resources.models import MINILM_DIM
 
 MAX_QUERY_CHARS = 200
@@ -304,8 +305,7 @@ def split_search_log(source: Path, log_dir: Path, prefix: str = "searches") -> l
     for (year, week), part in sorted(by_week.items()):
         target = log_dir / f"{prefix}-{year}-W{week:02d}.tsv"
         if not target.exists():
-            staging = log_dir / f".{target.name}.tmp"
-            staging.write_bytes(header + b"".join(part))
-            staging.replace(target)
+            with written_whole(target) as staging:
+                staging.write_bytes(header + b"".join(part))
         written.append(target)
     return written

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 
 from pinlanding_assets.encoder.colour import COLOUR_BINS, colour_descriptor
 from pinlanding_assets.encoder.records import DEFAULT_ARCH, EncoderSpec
+from resources.files import written_whole
 
 # The project's architectures: EfficientNet-Lite variant and its ImageNet input side, MiniLM text.
 ARCHITECTURES = {DEFAULT_ARCH: (0, 224), "pinlanding-effnetlite2-minilm": (2, 260)}
@@ -53,10 +53,8 @@ def register_architecture(cache_dir: Path, text_tower_dir: Path | None = None, n
     path = cache_dir / f"{name}.json"
     text = json.dumps(config, indent=2, sort_keys=True)
     if not path.is_file() or path.read_text() != text:
-        # Encoder actors start side by side: write whole and swap in, so no reader sees a half-written file.
-        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        staging.write_text(text)
-        os.replace(staging, path)
+        with written_whole(path) as staging:  # encoder actors start side by side: none may read half of it
+            staging.write_text(text)
     open_clip.add_model_config(path)
     return name
 
@@ -203,10 +201,8 @@ def state_digest(model: torch.nn.Module) -> str:
 def save_checkpoint(model: torch.nn.Module, spec: EncoderSpec, path: Path, extra: dict) -> str:
     """State dict + the spec it belongs to; the version is the hash of the weights."""
     version = state_digest(model)[:16]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".partial")
-    torch.save({"state_dict": model.state_dict(), "spec": asdict(spec), "version": version, **extra}, staging)
-    staging.replace(path)
+    with written_whole(path) as staging:
+        torch.save({"state_dict": model.state_dict(), "spec": asdict(spec), "version": version, **extra}, staging)
     return version
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +23,7 @@ from pinlanding_assets.facets import DISPLAY_ORDER, FACET_HEADINGS, plural
 from pinlanding_assets.site.lifecycle import GONE_PAGE, HISTORY, LivePage, next_history, read_history, redirect_files
 from pinlanding_assets.site.sitemaps import sitemap_files
 from pinlanding_assets.site.thumbnails import thumbnail_name
-from resources.tables import replace_directory
+from resources.files import written_whole
 
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 RELATED = 6
@@ -310,78 +309,76 @@ def build_site(collections: pl.DataFrame, feeds: pl.DataFrame, products: pl.Data
     build_date = config.build_date or datetime.now(timezone.utc).date().isoformat()
     precision = precision or {}
     published = set(feeds["collection_id"].unique())
-    staging = target.with_name(target.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "c").mkdir(parents=True)
-    (staging / "thumbs").mkdir()
-    (staging / "_pinlanding").mkdir()
-    shown = {row["product_id"]: row for row in with_shop_columns(products).join(
-        feeds.select("product_id").unique(), on="product_id", how="semi").iter_rows(named=True)}
-    thumbs = _thumbnails(sorted({row["image_path"] for row in shown.values()}), staging, make_thumbnails)
-    related = related_collections(collections.filter(pl.col("collection_id").is_in(list(published))))
-    rows = {r["collection_id"]: r for r in collections.iter_rows(named=True)}
-    by_collection = {key[0]: frame["product_id"].to_list() for key, frame in
-                     feeds.sort(["collection_id", "rank"]).partition_by("collection_id", as_dict=True).items()}
-    footer = "Collections built from what the products are, checked against what people search for."
-    home = config.base_url + "index.html"
-    pages, live, indexed = [], [], {}
-    for slug in sorted(published):
-        row, feed = rows[slug], by_collection[slug]
-        relative = page_path(slug)
-        page_url = config.base_url + relative
-        items = []
-        for product_id in feed:
-            product = shown[product_id]
-            sizes = thumbs[product["image_path"]]
-            name, width, height = sizes[0]
-            items.append({
-                "title": product["title"], "thumb": name, "width": width, "height": height,
-                "srcset": ", ".join(f"../thumbs/{n} {w}w" for n, w, _ in sizes) if len(sizes) > 1 else "",
-                "anchor": "p-" + hashlib.sha1(product_id.encode()).hexdigest()[:12], "url": product["product_url"],
-                "price": price_text(product["price"], product["currency"]), "price_value": product["price"],
-                "currency": product["currency"], "availability": AVAILABILITY.get(product["availability"] or ""),
-                "out_of_stock": product["availability"] in UNAVAILABLE,
-                "image_url": f"{config.base_url}thumbs/{sizes[-1][0]}",
-            })
-        crumbs = breadcrumbs(row, published)
-        trail = [("Home", home)] + [(c["label"], config.base_url + c["href"].removeprefix("../")) for c in crumbs]
-        description = f"{len(feed)} {row['title']}, ranked by how closely each one matches."
-        index_it = indexable(len(feed), precision.get(slug), config)
-        indexed[relative] = index_it
-        pages.append((relative, dict(
-            title=row["title"], description=description, canonical=page_url, root="../", footer=footer,
-            products=items, crumbs=crumbs, aliases=row.get("aliases") or [], eager=EAGER, sizes=SIZES,
-            related=[{"slug": o, "title": rows[o]["title"]} for o in related[slug]], noindex=not index_it,
-            og_image=items[0]["image_url"] if items else "",
-            jsonld=[breadcrumb_jsonld(config.base_url, trail + [(row["title"], page_url)]),
-                    product_list_jsonld(row["title"], page_url, items)],
-        )))
-        category = next((slug_for([p]) for f, p in zip(row["facets"], row["phrases"]) if f == "category"), None)
-        live.append(LivePage(relative, row["title"], page_path(category) if category and category != slug else None,
-                             tuple(feed)))
-    _write_in_parallel(pages, staging, workers)
-    listed = [(rows[s]["title"], page_path(s)) for s in sorted(published, key=lambda s: (rows[s]["rank"], s))]
-    index_values = dict(
-        title="Shop by collection", description=f"{len(published)} collections from the catalog, grouped by facet.",
-        canonical=home, root="", footer=footer, facets=facet_groups(collections, published), noindex=False,
-        og_image="", jsonld=[breadcrumb_jsonld(config.base_url, [("Home", home)]),
-                             page_list_jsonld("Shop by collection", config.base_url, listed)])
-    (staging / "index.html").write_text(environment().get_template("index").render(**index_values), encoding="utf-8")
-    live.append(LivePage("index.html", "Shop by collection", None, tuple(path for _, path in listed)))
-    history = next_history(read_history(target), live, build_date)
-    _write_moved_pages(history, staging, config, footer)
-    for relative, text in redirect_files(history).items():
-        (staging / relative).write_text(text, encoding="utf-8")
-    history.write_parquet(staging / HISTORY)
-    lastmod = dict(zip(history["path"], history["lastmod"]))
-    entries = [(path, lastmod[path]) for path in ["index.html", *sorted(indexed)] if indexed.get(path, True)]
-    for name, text in sitemap_files(config.base_url, entries).items():
-        (staging / name).write_text(text, encoding="utf-8")
-    (staging / "style.css").write_text(STYLE.strip() + "\n", encoding="utf-8")
-    (staging / "robots.txt").write_text(robots(config.base_url), encoding="utf-8")
-    if config.release:
-        (staging / "release.txt").write_text(config.release + "\n", encoding="utf-8")
-    replace_directory(staging, target)
+    with written_whole(target, directory=True) as staging:
+        (staging / "c").mkdir()
+        (staging / "thumbs").mkdir()
+        (staging / "_pinlanding").mkdir()
+        shown = {row["product_id"]: row for row in with_shop_columns(products).join(
+            feeds.select("product_id").unique(), on="product_id", how="semi").iter_rows(named=True)}
+        thumbs = _thumbnails(sorted({row["image_path"] for row in shown.values()}), staging, make_thumbnails)
+        related = related_collections(collections.filter(pl.col("collection_id").is_in(list(published))))
+        rows = {r["collection_id"]: r for r in collections.iter_rows(named=True)}
+        by_collection = {key[0]: frame["product_id"].to_list() for key, frame in
+                         feeds.sort(["collection_id", "rank"]).partition_by("collection_id", as_dict=True).items()}
+        footer = "Collections built from what the products are, checked against what people search for."
+        home = config.base_url + "index.html"
+        pages, live, indexed = [], [], {}
+        for slug in sorted(published):
+            row, feed = rows[slug], by_collection[slug]
+            relative = page_path(slug)
+            page_url = config.base_url + relative
+            items = []
+            for product_id in feed:
+                product = shown[product_id]
+                sizes = thumbs[product["image_path"]]
+                name, width, height = sizes[0]
+                items.append({
+                    "title": product["title"], "thumb": name, "width": width, "height": height,
+                    "srcset": ", ".join(f"../thumbs/{n} {w}w" for n, w, _ in sizes) if len(sizes) > 1 else "",
+                    "anchor": "p-" + hashlib.sha1(product_id.encode()).hexdigest()[:12], "url": product["product_url"],
+                    "price": price_text(product["price"], product["currency"]), "price_value": product["price"],
+                    "currency": product["currency"], "availability": AVAILABILITY.get(product["availability"] or ""),
+                    "out_of_stock": product["availability"] in UNAVAILABLE,
+                    "image_url": f"{config.base_url}thumbs/{sizes[-1][0]}",
+                })
+            crumbs = breadcrumbs(row, published)
+            trail = [("Home", home)] + [(c["label"], config.base_url + c["href"].removeprefix("../")) for c in crumbs]
+            description = f"{len(feed)} {row['title']}, ranked by how closely each one matches."
+            index_it = indexable(len(feed), precision.get(slug), config)
+            indexed[relative] = index_it
+            pages.append((relative, dict(
+                title=row["title"], description=description, canonical=page_url, root="../", footer=footer,
+                products=items, crumbs=crumbs, aliases=row.get("aliases") or [], eager=EAGER, sizes=SIZES,
+                related=[{"slug": o, "title": rows[o]["title"]} for o in related[slug]], noindex=not index_it,
+                og_image=items[0]["image_url"] if items else "",
+                jsonld=[breadcrumb_jsonld(config.base_url, trail + [(row["title"], page_url)]),
+                        product_list_jsonld(row["title"], page_url, items)],
+            )))
+            category = next((slug_for([p]) for f, p in zip(row["facets"], row["phrases"]) if f == "category"), None)
+            live.append(LivePage(relative, row["title"], page_path(category) if category and category != slug else None,
+                                 tuple(feed)))
+        _write_in_parallel(pages, staging, workers)
+        listed = [(rows[s]["title"], page_path(s)) for s in sorted(published, key=lambda s: (rows[s]["rank"], s))]
+        index_values = dict(
+            title="Shop by collection", description=f"{len(published)} collections from the catalog, grouped by facet.",
+            canonical=home, root="", footer=footer, facets=facet_groups(collections, published), noindex=False,
+            og_image="", jsonld=[breadcrumb_jsonld(config.base_url, [("Home", home)]),
+                                 page_list_jsonld("Shop by collection", config.base_url, listed)])
+        (staging / "index.html").write_text(environment().get_template("index").render(**index_values), encoding="utf-8")
+        live.append(LivePage("index.html", "Shop by collection", None, tuple(path for _, path in listed)))
+        history = next_history(read_history(target), live, build_date)
+        _write_moved_pages(history, staging, config, footer)
+        for relative, text in redirect_files(history).items():
+            (staging / relative).write_text(text, encoding="utf-8")
+        history.write_parquet(staging / HISTORY)
+        lastmod = dict(zip(history["path"], history["lastmod"]))
+        entries = [(path, lastmod[path]) for path in ["index.html", *sorted(indexed)] if indexed.get(path, True)]
+        for name, text in sitemap_files(config.base_url, entries).items():
+            (staging / name).write_text(text, encoding="utf-8")
+        (staging / "style.css").write_text(STYLE.strip() + "\n", encoding="utf-8")
+        (staging / "robots.txt").write_text(robots(config.base_url), encoding="utf-8")
+        if config.release:
+            (staging / "release.txt").write_text(config.release + "\n", encoding="utf-8")
     moved = history.filter(pl.col("status") == "redirect").height
     gone = history.filter(pl.col("status") == "gone").height
     return SiteSummary(pages=len(pages) + 1, collection_pages=len(pages), thumbnails=sum(map(len, thumbs.values())),

@@ -1,4 +1,5 @@
-"""The warehouse IO manager: a table is replaced whole or not at all; one run may write several partitions."""
+"""Files written whole, and the warehouse IO manager built on them: a table is replaced whole or not
+at all; one run may write several partitions."""
 
 from __future__ import annotations
 
@@ -6,8 +7,33 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
+from resources.files import written_whole
 from resources.storage import StagedParquet, parquet_io_manager
+
+
+def test_a_file_or_directory_is_replaced_whole_or_left_as_it_was(tmp_path: Path) -> None:
+    target = tmp_path / "cache" / "titles.txt"
+    with written_whole(target) as staging:
+        staging.write_text("one")
+        assert not target.exists() and staging.name.startswith("."), "hidden until the block ends"
+    assert target.read_text() == "one"
+    with pytest.raises(RuntimeError), written_whole(target) as staging:
+        staging.write_text("half")
+        raise RuntimeError("the writer failed")
+    site = tmp_path / "site"
+    with written_whole(site, directory=True) as staging:
+        (staging / "index.html").write_text("v1")
+    with pytest.raises(RuntimeError), written_whole(site, directory=True) as staging:
+        (staging / "index.html").write_text("v2, half")
+        raise RuntimeError("the build failed")
+    assert (site / "index.html").read_text() == "v1", "a failed build leaves the site in service"
+    with written_whole(site, directory=True) as staging:
+        (staging / "page.html").write_text("v3")
+    assert target.read_text() == "one" and [p.name for p in site.iterdir()] == ["page.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "site"], "no staging or old copy is left"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["titles.txt"]
 
 
 def test_a_failed_write_leaves_the_previous_table(tmp_path: Path) -> None:
