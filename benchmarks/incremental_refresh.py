@@ -69,9 +69,9 @@ def main() -> int:
 
     from pinlanding_assets.catalog.drops import ready_drops, write_fashion_drop
     from pinlanding_assets.instance import ensure_dagster_home
-    from pinlanding_assets.refresh.releases import current_release
+    from pinlanding_assets.refresh.releases import current_release, latest_record
     from pinlanding_assets.settings import get_paths
-    from pinlanding_assets_tests.daemon import DaemonProcess, latest, materialized_since
+    from pinlanding_assets_tests.daemon import DaemonProcess, materialized_since
 
     ensure_dagster_home()
     paths = get_paths()
@@ -81,7 +81,7 @@ def main() -> int:
     daemon = DaemonProcess(ROOT, dict(os.environ), Path(tempfile.mkdtemp()) / "daemon.log")
     with dg.DagsterInstance.get() as instance:
         release = current_release(instance)
-        if release is None or latest(instance, "landing_pages", release) is None:
+        if release is None or latest_record(instance, "landing_pages", release) is None:
             print("no published release: run with --prepare (or `pinlanding run`) first", file=sys.stderr)
             return 2
         daemon.start()
@@ -90,11 +90,11 @@ def main() -> int:
             ready_at = time.time()
             write_fashion_drop(paths.fashion_catalog_dir, paths.landing_dir, drop, first, args.new_products)
             seconds = daemon.wait_for(instance, f"{drop} published", lambda: (
-                latest(instance, "landing_pages", release).timestamp > ready_at
-                and latest(instance, "attribute_assignments", drop) is not None), args.timeout)
-            published = latest(instance, "landing_pages", release).timestamp
+                latest_record(instance, "landing_pages", release).timestamp > ready_at
+                and latest_record(instance, "attribute_assignments", drop) is not None), args.timeout)
+            published = latest_record(instance, "landing_pages", release).timestamp
             touched = sorted(materialized_since(instance, ready_at, published + 0.001))
-            collections = latest(instance, "collections", release).asset_materialization.metadata
+            collections = latest_record(instance, "collections", release).asset_materialization.metadata
             figures.update({
                 "ready_to_pages_seconds": round(seconds, 1),
                 "materialized": [f"{asset}[{partition}]" for asset, partition in touched],
@@ -115,7 +115,7 @@ def main() -> int:
                 with dg.DagsterInstance.get() as fresh:
                     new = max(fresh.get_dynamic_partitions("model_releases"))
                 seconds = daemon.wait_for(instance, f"release {new} published",
-                                          lambda: latest(instance, "landing_pages", new) is not None, args.timeout)
+                                          lambda: latest_record(instance, "landing_pages", new) is not None, args.timeout)
                 figures["release"] = {"release": new, "cut_to_pages_seconds": round(seconds, 1),
                                       "materialized": len(materialized_since(instance, cut_at))}
                 print(f"(c) release {new} cut by hand: {seconds:.0f} s until every drop is re-scored and published",

@@ -29,13 +29,6 @@ def materialized_since(instance: dg.DagsterInstance, since: float, until: float 
     return found
 
 
-def latest(instance: dg.DagsterInstance, asset: str, partition: str):
-    """The latest materialization record of one partition, or None."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1).records
-    return records[0] if records else None
-
-
 class RefreshTimeout(TimeoutError):
     pass
 

@@ -17,6 +17,7 @@ import pytest
 from pinlanding_assets.definitions import all_assets, all_checks, all_jobs
 from pinlanding_assets.deployment import resources_for
 from pinlanding_assets.partitions import catalog_drops, model_releases
+from pinlanding_assets.refresh.releases import latest_record
 
 
 def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,8 +99,7 @@ def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Pat
         copy = value("attribute_assignments", "drop-copy")
         assert copy.drop("drop").sort(key).equals(assignments.drop("drop").sort(key)) and set(copy["drop"]) == {"drop-copy"}
         for drop in ("drop-broken", "drop-copy"):
-            record = instance.fetch_materializations(dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey("attribute_assignments"), asset_partitions=[drop]), limit=1).records[0]
+            record = latest_record(instance, "attribute_assignments", drop)
             assert record.run_id == both.run_id
             assert record.asset_materialization.metadata["release"].value == "r001"
             assert record.asset_materialization.metadata["drops"].value[drop]["products"] == embeddings.height

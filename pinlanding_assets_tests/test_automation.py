@@ -36,8 +36,9 @@ from pinlanding_assets.collections.feeds import read_feeds
 from pinlanding_assets.demand.intents import split_search_log
 from pinlanding_assets.instance import ensure_dagster_home
 from pinlanding_assets.refresh.conditions import LANE_TAG
+from pinlanding_assets.refresh.releases import latest_record
 from pinlanding_assets.settings import get_paths
-from pinlanding_assets_tests.daemon import DaemonProcess, latest, materialized_since
+from pinlanding_assets_tests.daemon import DaemonProcess, materialized_since
 from pinlanding_assets_tests.postgres import postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +116,7 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
             daemon.wait_for(instance, "drop-003's scoring run to start", lambda: bool(scoring()), 600)
             killed = scoring()[0].dagster_run.run_id
             os.kill(_run_worker_pid(instance, killed), signal.SIGKILL)
-            pages = lambda release: latest(instance, "landing_pages", release)  # noqa: E731
+            pages = lambda release: latest_record(instance, "landing_pages", release)  # noqa: E731
             daemon.wait_for(instance, "drop-003 on the pages", lambda: pages("r001").timestamp > started, 900)
             assert instance.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE
             retries = _runs(instance, **{"dagster/parent_run_id": killed})
@@ -131,7 +132,7 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
             products = pl.read_parquet(project_dirs / "warehouse" / "catalog_products" / "drop-003.parquet")
             feeds = read_feeds(project_dirs / "warehouse" / "published_feeds" / "r001")
             assert set(feeds["product_id"]) & set(products["product_id"]), "the new drop's products reach the feeds"
-            titles = latest(instance, "collections", "r001").asset_materialization.metadata
+            titles = latest_record(instance, "collections", "r001").asset_materialization.metadata
             assert titles["title_cache_hits"].value > 0
 
             # drop-003's labelling (learning lane) starts; a small drop landing now is served beside it
@@ -147,13 +148,13 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
             assert any(_overlaps(s, lr) for s in served for lr in _runs(instance, **{LANE_TAG: "learning"})
                        if lr.start_time), "the two lanes ran side by side"
             drops = ("drop-001", "drop-002", "drop-003", "drop-005")
-            scored = [latest(instance, "attribute_assignments", d) for d in drops]
+            scored = [latest_record(instance, "attribute_assignments", d) for d in drops]
             assert all(r.asset_materialization.metadata["release"].value == "r002" for r in scored)
             assert len({r.run_id for r in scored[:3]}) == 1, "the release re-scored the drops in one run"
             assert max(r.timestamp for r in scored) < pages("r002").timestamp, "published once every drop is scored"
             assert set(pages("r002").asset_materialization.metadata["drops_on_pages"].value) == set(drops)
             assert (site / "release.txt").read_text().strip() == "r002"
-            vocabulary = latest(instance, "curated_vocabulary", "r002").asset_materialization.metadata
+            vocabulary = latest_record(instance, "curated_vocabulary", "r002").asset_materialization.metadata
             assert set(drops[:3]) <= set(vocabulary["drops"].value) <= set(drops)
             assert pages("r001").timestamp < pages("r002").timestamp, "the old release is not published again"
             for record in instance.fetch_materializations(dg.AssetRecordsFilter(
@@ -161,7 +162,7 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
                 feeds_of_run = instance.fetch_materializations(dg.AssetRecordsFilter(
                     asset_key=dg.AssetKey("collection_feeds"), after_timestamp=started), limit=100).records
                 assert record.run_id in {f.run_id for f in feeds_of_run}, "pages are built in one run with their feeds"
-            daemon.wait_for(instance, "drop-005 labelled", lambda: latest(instance, "raw_vlm_attributes",
+            daemon.wait_for(instance, "drop-005 labelled", lambda: latest_record(instance, "raw_vlm_attributes",
                                                                           "drop-005") is not None, 900)
 
             # a new week of searches: the code location reloads (the week partitions grow)
@@ -172,7 +173,7 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
             daemon.start()
             new_week = "2006-03-20"
             daemon.wait_for(instance, "the new week on the pages", lambda: (
-                latest(instance, "query_intents", new_week) is not None
+                latest_record(instance, "query_intents", new_week) is not None
                 and pages("r002").timestamp > week_started), 900)
             refreshed = materialized_since(instance, week_started)
             assert ("query_intents", new_week) in refreshed and ("demand_window", new_week) in refreshed
@@ -203,9 +204,9 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
         write_fashion_drop(fashion_dir, landing, "drop-004", 90, 30)
         subprocess.run([VENV_BIN / "pinlanding", "run", "--only", "drop-004"], cwd=ROOT, env=env, check=True,
                        timeout=900)
-        assert latest(instance, "attribute_assignments", "drop-004").asset_materialization.metadata[
+        assert latest_record(instance, "attribute_assignments", "drop-004").asset_materialization.metadata[
             "release"].value == "r002"
-        assert latest(instance, "model_release", "r003") is None
+        assert latest_record(instance, "model_release", "r003") is None
         # ... and with a release r003 built but only drop-004 scored with it, nothing is published
         subprocess.run([VENV_BIN / "pinlanding", "release", "--cut-only"], cwd=ROOT, env=env, check=True)
         subprocess.run([VENV_BIN / "dagster", "asset", "materialize", "-m", "pinlanding_assets.definitions",
@@ -216,4 +217,4 @@ def test_daemon_refreshes_incrementally(project_dirs: Path, fashion_dir: Path, t
                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
         assert mixed.returncode == 1 and "drop-001 (scored with r002)" in mixed.stderr, mixed.stderr[-2000:]
         assert (site / "release.txt").read_text().strip() == "r002"
-        assert latest(instance, "landing_pages", "r003") is None
+        assert latest_record(instance, "landing_pages", "r003") is None

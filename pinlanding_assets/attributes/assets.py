@@ -71,9 +71,9 @@ def sample_size_for(sample: str, available: int) -> int | None:
 
 
 def _labelling_records(instance: dg.DagsterInstance, drop: str | None = None, limit: int = 50):
-    key = VLM_ATTRIBUTES
+    """The newest ``limit`` materializations of the VLM stage (of one drop, if given): its measured rates."""
     return instance.fetch_materializations(dg.AssetRecordsFilter(
-        asset_key=key, asset_partitions=[drop] if drop else None), limit=limit).records
+        asset_key=VLM_ATTRIBUTES, asset_partitions=[drop] if drop else None), limit=limit).records
 
 
 def _value(record, name: str):

@@ -94,10 +94,12 @@ def _finally_failed(instance: dg.DagsterInstance, drops: set[str]) -> set[str]:
     return final
 
 
-def latest_record(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None,
+def latest_record(instance: dg.DagsterInstance, key: dg.AssetKey | str, partition: str | None = None,
                   snapshot: Snapshot | None = None):
-    """The newest materialization of ``key`` (of one partition, if given; before the snapshot, if given)."""
-    filters = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None,
+    """The newest materialization record of ``key`` (of one partition, if given; before the snapshot, if
+    given), or None: the one way the project asks the instance for a latest materialization."""
+    filters = dg.AssetRecordsFilter(asset_key=dg.AssetKey.from_coercible(key),
+                                    asset_partitions=[partition] if partition else None,
                                     before_storage_id=snapshot.before if snapshot else None)
     records = instance.fetch_materializations(filters, limit=1).records
     return records[0] if records else None
