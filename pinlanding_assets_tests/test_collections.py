@@ -331,8 +331,6 @@ def test_baseline_queries_and_precision(intents: pl.DataFrame) -> None:
     assert (precision["evaluated"], precision["agreeing"]) == (3, 1)
 
 
-
-
 def _similarity_assignments(products: pl.DataFrame, vocabulary: pl.DataFrame) -> pl.DataFrame:
     """What an encoder hands out, noisy as one: every product scored against every phrase by MiniLM
     (title vs phrase); top-1 for category and gender, a fixed cut for colour and pattern."""

@@ -25,14 +25,6 @@ def parser() -> QueryParser:
     return QueryParser.from_vocabulary(fashion_vocabulary(), minilm_encoder(), DemandConfig())
 
 
-
-
-
-
-
-
-
-
 def test_parsing_exact_embedding_and_remainder(parser: QueryParser) -> None:
     results = dict(zip(["dresses", "prom dresses", "mens black t shirts", "sneakers", "burlington coat factory",
                         "flat shoes"],

@@ -26,7 +26,3 @@ def test_split_is_idempotent_and_rebuilds_half_written_drops(tmp_path: Path, fas
     again = split_fashion_catalog(fashion_dir, tmp_path, n_drops=2)
     assert [d.created for d in again] == [False, True]
     assert (tmp_path / "drop-002" / "catalog.csv").read_text().startswith("id,")
-
-
-
-

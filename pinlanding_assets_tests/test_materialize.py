@@ -47,8 +47,6 @@ def test_broken_drop_materializes_with_quarantine(broken_drop: Path, project_dir
         assert again.asset_value("catalog_image_features").equals(features)
 
 
-
-
 def _cli_env(project_dirs: Path) -> dict[str, str]:
     return {**os.environ, "PINLANDING_DATA_DIR": str(project_dirs), "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
 

@@ -64,8 +64,6 @@ def test_generic_layout_parquet_and_csv(tmp_path: Path, fashion_dir: Path) -> No
     assert validate_catalog("g", tmp_path).products["product_id"].to_list() == ["p1"]
 
 
-
-
 def test_truncated_image_is_undecodable(tmp_path: Path, fashion_dir: Path) -> None:
     data = next((fashion_dir / "images").glob("*.jpg")).read_bytes()
     (tmp_path / "t.jpg").write_bytes(data[: len(data) // 3])

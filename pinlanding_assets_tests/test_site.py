@@ -51,8 +51,6 @@ def server(site: Path) -> Iterator[str]:
     httpd.server_close()
 
 
-
-
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.is_file():

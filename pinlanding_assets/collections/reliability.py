@@ -219,4 +219,3 @@ def reliable_assignments(assignments: pl.DataFrame, reliability: pl.DataFrame) -
     """The assignments a collection may use: reliable attributes, at or above their cut."""
     cuts = reliability.filter(pl.col("reliable")).select("attribute_id", "cut")
     return assignments.join(cuts, on="attribute_id").filter(pl.col("score") >= pl.col("cut")).drop("cut")
-

@@ -127,4 +127,3 @@ def phrase_rejection(tokenizer, phrase: str) -> str | None:
         if not tokens or all(t == inner.unk_token for t in tokens):
             return "phrase tokenises to nothing the text tower knows"
     return None
-

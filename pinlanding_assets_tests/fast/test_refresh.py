@@ -166,9 +166,9 @@ def _d1_scored_with_r001(instance: dg.DagsterInstance, *published: str) -> None:
 
 
 def test_a_materialization_during_a_tick_never_splits_a_publish() -> None:
-    """A race seen under the daemon, replayed: a drop's scoring run finishes while a tick is being
-    evaluated. Reading the live instance, the publish condition of the pages saw the drop scored while
-    the feeds (evaluated on the tick's snapshot) did not, and the pages were published without it.
+    """A drop's scoring run finishes while a tick is being evaluated. A publish condition reading the
+    live instance would see the drop scored for the pages while the feeds (evaluated on the tick's
+    snapshot) do not, and the pages would be published without it.
     Every publish asset must see the tick's snapshot: nothing this tick, feeds and pages together next."""
     from pinlanding_assets.refresh.conditions import PUBLISH
 
@@ -321,8 +321,8 @@ def test_scores_older_than_their_embeddings_hold_the_publish() -> None:
 
 
 def test_a_failed_drop_awaiting_its_automatic_retry_is_not_settled() -> None:
-    """A race seen in CI, replayed: a drop's scoring run is killed and fails; until the run retry daemon
-    launches and finishes its retry, the drop must neither be labelled nor left off a publish."""
+    """A drop's scoring run is killed and fails; until the run retry daemon launches and finishes its
+    retry, the drop must neither be labelled nor left off a publish."""
     from dagster._core.test_utils import create_run_for_test
 
     with dg.instance_for_test() as instance:

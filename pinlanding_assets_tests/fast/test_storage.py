@@ -37,8 +37,8 @@ def test_a_file_or_directory_is_replaced_whole_or_left_as_it_was(tmp_path: Path)
 
 
 def test_a_failed_write_leaves_the_previous_table(tmp_path: Path) -> None:
-    """Before, polars truncated the partition's file and then failed (an Object column cannot be written),
-    leaving a file that is no Parquet at all where the last good table was."""
+    """polars truncates the file it writes before it fails (an Object column cannot be written): written
+    in place, the last good table would become a file that is no Parquet at all."""
     tables = [pl.DataFrame({"product_id": ["a", "b"]}),
               pl.DataFrame({"product_id": [object(), object()]}, schema={"product_id": pl.Object})]
 
