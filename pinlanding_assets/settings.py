@@ -109,6 +109,11 @@ class Paths:
         return self.shared_data_dir / "aol-fashion-queries" / "aol_fashion_searches.tsv"
 
     @property
+    def shared_query_counts(self) -> Path:
+        """The demo's aggregated search log (query, count)."""
+        return self.shared_data_dir / "aol-fashion-queries" / "aol_fashion_query_counts.tsv"
+
+    @property
     def open_clip_cache(self) -> Path:
         """Where the dual encoder's open_clip model config is registered."""
         return self.model_cache_dir / "open_clip"

@@ -69,7 +69,7 @@ def assignments(fashion_dir: Path, vocabulary: pl.DataFrame) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def intents(vocabulary: pl.DataFrame) -> pl.DataFrame:
-    log = read_search_log(get_paths().shared_data_dir / "aol-fashion-queries" / "aol_fashion_query_counts.tsv")
+    log = read_search_log(get_paths().shared_query_counts)
     return build_intents(log, QueryParser.from_vocabulary(vocabulary, minilm_encoder(), DemandConfig()),
                          DemandConfig())[0]
 

@@ -40,7 +40,7 @@ def test_parsing_exact_embedding_and_remainder(parser: QueryParser) -> None:
 
 
 def test_real_search_log_buckets_and_groups(parser: QueryParser) -> None:
-    log = read_search_log(get_paths().shared_data_dir / "aol-fashion-queries" / "aol_fashion_query_counts.tsv")
+    log = read_search_log(get_paths().shared_query_counts)
     intents, quarantine = build_intents(log, parser, DemandConfig())
     assert intents.height + quarantine.height >= 3000
     assert intents["rank"].to_list() == list(range(1, intents.height + 1))
