@@ -56,17 +56,23 @@ def fashion_rows(fashion_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@pytest.fixture
-def project_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the data dir and DAGSTER_HOME at a temporary directory for one test."""
-    monkeypatch.setenv("PINLANDING_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("PINLANDING_LANDING_DIR", raising=False)
-    monkeypatch.delenv("PINLANDING_WAREHOUSE_DIR", raising=False)
-    home = tmp_path / "dagster_home"
+def point_project_at(root: Path, patch: pytest.MonkeyPatch) -> Path:
+    """Point the data dir and DAGSTER_HOME at ``root`` (the environment is what the CLI and the code
+    location read); returns the data dir."""
+    patch.setenv("PINLANDING_DATA_DIR", str(root / "data"))
+    patch.delenv("PINLANDING_LANDING_DIR", raising=False)
+    patch.delenv("PINLANDING_WAREHOUSE_DIR", raising=False)
+    home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return tmp_path / "data"
+    patch.setenv("DAGSTER_HOME", str(home))
+    return root / "data"
+
+
+@pytest.fixture
+def project_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project of its own for one test."""
+    return point_project_at(tmp_path, monkeypatch)
 
 
 BROKEN_REASONS = {

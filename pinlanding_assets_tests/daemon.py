@@ -1,5 +1,6 @@
-"""What the graph materialized in a time span, read off the instance: the evidence that a refresh
-touched only what it had to (used by the automation test and the refresh benchmark)."""
+"""The Dagster daemon for the daemon test and the refresh benchmark: started and stopped on the
+project's workspace, waited on, and asked what a refresh materialized (the evidence that it touched
+only what it had to)."""
 
 from __future__ import annotations
 
