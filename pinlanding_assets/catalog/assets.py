@@ -33,7 +33,7 @@ OWNERS = ["team:catalog"]
             kinds={"polars", "parquet"}, owners=OWNERS, automation_condition=NEW_DROP,
         ),
         "catalog_ground_truth": dg.AssetOut(
-            description="Ground-truth label columns of the drop, kept apart: read by evaluation only.",
+            description="The ground truth of the drop (its label columns), kept apart: read by evaluation only.",
             kinds={"polars", "parquet"}, owners=OWNERS, automation_condition=NEW_DROP,
         ),
     },

@@ -9,7 +9,7 @@ tick's failed and in-progress partitions), once per tick, so they agree with the
 
 | assets | partitions | condition |
 |---|---|---|
-| catalog_products (+ quarantine, labels) | drop | a new drop partition (registered by catalog_drop_sensor) |
+| catalog_products (+ quarantine, ground truth) | drop | a new drop partition (registered by catalog_drop_sensor) |
 | catalog_image_features, catalog_profile | drop | eager: the drop's catalog changed |
 | raw_vlm_attributes (+ quarantine) | drop | the drop's catalog changed, once the drop is published |
 | curated_vocabulary | release | a new release partition (release_sensor, `pinlanding release`, or the UI) |
