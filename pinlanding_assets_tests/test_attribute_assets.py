@@ -12,21 +12,20 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from pinlanding_assets.definitions import all_assets, all_checks, all_jobs
 from pinlanding_assets.deployment import resources_for
 from pinlanding_assets.partitions import catalog_drops, model_releases
 from pinlanding_assets.refresh.releases import latest_record
+from pinlanding_assets.settings import load_settings
 
 
-def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PINLANDING_LLM", "qwen2.5-coder-0.5b-instruct-q4")
-    monkeypatch.setenv("PINLANDING_ATTRIBUTE_SAMPLE", "8")
-    monkeypatch.setenv("PINLANDING_MIN_SUPPORT", "2")
-    monkeypatch.setenv("PINLANDING_MODEL_CACHE", str(project_dirs.parent / "models"))
+def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Path) -> None:
+    settings = load_settings({**os.environ, "PINLANDING_LLM": "qwen2.5-coder-0.5b-instruct-q4",
+                              "PINLANDING_ATTRIBUTE_SAMPLE": "8", "PINLANDING_MIN_SUPPORT": "2",
+                              "PINLANDING_MODEL_CACHE": str(project_dirs.parent / "models")})
     defs = dg.Definitions(assets=all_assets, asset_checks=all_checks, jobs=all_jobs,
-                          resources=resources_for(), executor=dg.in_process_executor)
+                          resources=resources_for(settings), executor=dg.in_process_executor)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(catalog_drops.name, ["drop-broken"])
         instance.add_dynamic_partitions(model_releases.name, ["r001"])
@@ -105,7 +104,7 @@ def test_graph_materializes_on_a_small_drop(broken_drop: Path, project_dirs: Pat
             assert record.asset_materialization.metadata["drops"].value[drop]["products"] == embeddings.height
 
     # `pinlanding evaluate` on a labelled catalog directory prints one JSON object last
-    env = {**os.environ, "PINLANDING_DATA_DIR": str(project_dirs)}
+    env = {**os.environ, "PINLANDING_DATA_DIR": str(project_dirs), "PINLANDING_MODEL_CACHE": str(settings.paths.model_cache_dir)}
     done = subprocess.run([Path(sys.executable).parent / "pinlanding", "evaluate", "--catalog", str(broken_drop), "--json"],
                           env=env, check=True, capture_output=True, text=True)
     figures = json.loads(done.stdout.strip().splitlines()[-1])
