@@ -55,22 +55,22 @@ def main() -> None:
     args = parser.parse_args()
     paths = load_settings().paths
     warehouse = paths.warehouse_dir
-    releases = sorted(p.stem for p in (warehouse / "collection_comparison").glob("*.parquet"))
+    releases = sorted(p.stem for p in paths.asset_dir("collection_comparison").glob("*.parquet"))
     if not releases:
         raise SystemExit(f"no collection_comparison in {warehouse}: run `make run` first")
     release = args.release or releases[-1]
-    collections = pl.read_parquet(warehouse / "collections" / f"{release}.parquet")
-    status = pl.read_parquet(warehouse / "collection_feeds" / f"{release}.parquet")
-    comparison = pl.read_parquet(warehouse / "collection_comparison" / f"{release}.parquet")
+    collections = pl.read_parquet(paths.partition_path("collections", release))
+    status = pl.read_parquet(paths.partition_path("collection_feeds", release))
+    comparison = pl.read_parquet(paths.partition_path("collection_comparison", release))
     feeds = read_feeds(paths.feed_rows_dir(release))
-    labels = pl.concat([pl.read_parquet(p) for p in sorted((warehouse / "catalog_ground_truth").glob("*.parquet"))],
+    labels = pl.concat([pl.read_parquet(p) for p in sorted(paths.asset_dir("catalog_ground_truth").glob("*.parquet"))],
                        how="diagonal_relaxed")
     audit = page_audit(collections, status, feeds, 0.8, 0.8)
     types = product_type_pages(feeds, labels)
     content, baseline = (comparison.filter(pl.col("system") == s).row(0, named=True)
                          for s in ("content_first", "search_log_baseline"))
-    intents = pl.read_parquet(warehouse / "demand_intents" / f"{release}.parquet")
-    baseline_feeds = pl.read_parquet(warehouse / "search_baseline" / f"{release}.parquet")
+    intents = pl.read_parquet(paths.partition_path("demand_intents", release))
+    baseline_feeds = pl.read_parquet(paths.partition_path("search_baseline", release))
     viable = baseline_feeds.group_by("query").len().filter(pl.col("len") >= load_settings().gates.min_feed_size)
     demand = intents.filter(pl.col("is_group_leader")).select(pl.col("intent").alias("query"), "group_demand")
     by_demand = {m: int(viable.join(demand, on="query").filter(pl.col("group_demand") >= m).height) for m in (2, 3, 5)}

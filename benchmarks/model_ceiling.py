@@ -324,16 +324,17 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     settings = load_settings()
     warehouse = settings.paths.warehouse_dir
-    releases = sorted(p.stem for p in (warehouse / "curated_vocabulary").glob("*.parquet"))
+    releases = sorted(p.stem for p in settings.paths.asset_dir("curated_vocabulary").glob("*.parquet"))
     if not releases:
         raise SystemExit(f"no curated_vocabulary in {warehouse}: run `make run` first")
     release = args.release or releases[-1]
-    vocabulary = pl.read_parquet(warehouse / "curated_vocabulary" / f"{release}.parquet")
-    products = read_drops(warehouse / "catalog_products").join(
-        read_drops(warehouse / "catalog_image_features").select("product_id", "is_blank"), on="product_id",
+    vocabulary = pl.read_parquet(settings.paths.partition_path("curated_vocabulary", release))
+    products = read_drops(settings.paths.asset_dir("catalog_products")).join(
+        read_drops(settings.paths.asset_dir("catalog_image_features")).select("product_id", "is_blank"), on="product_id",
         how="left").sort("product_id")
-    ground_truth = read_drops(warehouse / "catalog_ground_truth")  # the diagnostic's reason to exist: evaluation only
-    raw = read_drops(warehouse / "raw_vlm_attributes")
+    # the diagnostic's reason to exist: it reads the ground truth, as evaluation does
+    ground_truth = read_drops(settings.paths.asset_dir("catalog_ground_truth"))
+    raw = read_drops(settings.paths.asset_dir("raw_vlm_attributes"))
     truth = ground_truth_attributes(ground_truth, vocabulary, minilm_encoder()).select(
         "product_id", "facet", "attribute_id")
     config = TrainingConfig(max_products=settings.encoder.max_products)

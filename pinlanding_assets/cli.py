@@ -225,13 +225,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     find_product_table(Path(args.catalog))  # no product table: a one-line error before any model loads
     paths = get_paths()
-    warehouse = paths.warehouse_dir
-    release = args.release or _latest_release_file(warehouse / "model_release")
+    release = args.release or _latest_release_file(paths.asset_dir("model_release"))
     if release is None:
         print("no model release found: run `pinlanding run` first", file=sys.stderr)
         return 2
-    encoder_table = warehouse / "dual_encoder" / f"{release}.parquet"
-    vocabulary_table = warehouse / "curated_vocabulary" / f"{release}.parquet"
+    encoder_table = paths.partition_path("dual_encoder", release)
+    vocabulary_table = paths.partition_path("curated_vocabulary", release)
     for path in (encoder_table, vocabulary_table):
         if not path.is_file():
             print(f"{path} not found: run `pinlanding run` (or materialize dual_encoder) first", file=sys.stderr)

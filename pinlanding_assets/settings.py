@@ -140,9 +140,13 @@ class Paths:
         """The merchandisers' reviewed file of pins, boosts, buries, exclusions, renames and blocks."""
         return self.data_dir / "merchandising.toml"
 
+    def asset_dir(self, asset: str) -> Path:
+        """Where the warehouse keeps an asset's partitions (the IO manager's layout: one per asset key)."""
+        return self.warehouse_dir / asset
+
     def partition_path(self, asset: str, partition: str) -> Path:
         """Where the warehouse keeps one partition of an asset (what the IO manager reads and writes)."""
-        return self.warehouse_dir / asset / f"{partition}.parquet"
+        return self.asset_dir(asset) / f"{partition}.parquet"
 
     def staging_path(self, asset: str, partition: str) -> Path:
         """Where an engine writes a partition before it is swapped in (same file system as the warehouse)."""
