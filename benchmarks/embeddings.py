@@ -92,9 +92,9 @@ def main() -> None:
     preprocess_cfg = open_clip.get_model_preprocess_cfg(encoder.model)
     inputs = products.select("product_id", "title", "image_path", "is_blank").to_arrow()
     # (actors, torch threads per actor, CPUs per decode task): the first is what product_embeddings uses
-    settings = [(2, max(1, args.cpus // 2), 0.5), (1, args.cpus, 0.5)]
+    pools = [(2, max(1, args.cpus // 2), 0.5), (1, args.cpus, 0.5)]
     ray_rates = {}
-    for actors, threads, decode_cpus in settings:
+    for actors, threads, decode_cpus in pools:
         started = time.perf_counter()
         staged = embed_products_with_ray(inputs, EncoderSpec(checkpoint=checkpoint), cache_dir, version, "bench",
                                          preprocess_cfg, {"num_cpus": 0.5, "compute": ActorPoolStrategy(size=actors)},

@@ -154,8 +154,8 @@ def _release_if_due(runner: Runner, only_some_drops: bool) -> None:
     if only_some_drops and current_release(runner.instance) is not None:
         print("release: not considered with --only (a release re-scores every drop: `pinlanding release`)")
         return
-    settings = load_settings().refresh
-    decision = release_due(runner.instance, settings.release_new_label_share, settings.release_max_age_days)
+    refresh = runner.settings.refresh
+    decision = release_due(runner.instance, refresh.release_new_label_share, refresh.release_max_age_days)
     print(f"release: {'cut' if decision.due else 'kept'} ({decision.reason})")
     if decision.due and not runner.run("release", cut_release(runner.instance)):
         print("the release failed to build: the release in service stays", file=sys.stderr)

@@ -28,13 +28,13 @@ def migrated_run_queue(config: dict) -> dict:
     coordinator = config.get("run_coordinator")
     if not isinstance(coordinator, dict) or coordinator.get("class") != "QueuedRunCoordinator":
         return config
-    settings = dict(coordinator.get("config") or {})
-    moved = {key: settings.pop(key) for key in QUEUE_LIMITS if key in settings}
+    options = dict(coordinator.get("config") or {})
+    moved = {key: options.pop(key) for key in QUEUE_LIMITS if key in options}
     if not moved:
         return config
     migrated = {key: value for key, value in config.items() if key != "run_coordinator"}
-    if settings:
-        migrated["run_coordinator"] = {**coordinator, "config": settings}
+    if options:
+        migrated["run_coordinator"] = {**coordinator, "config": options}
     runs = dict((migrated.get("concurrency") or {}).get("runs") or {})
     migrated["concurrency"] = {**(migrated.get("concurrency") or {}), "runs": {**moved, **runs}}
     return migrated
