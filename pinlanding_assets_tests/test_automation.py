@@ -8,10 +8,9 @@ its own so that one failing does not hide the next:
   killed (kill -9) mid-run: the run is marked failed and retried with no manual step; only its own
   partitions and the publish assets of r001 are materialized (no vocabulary, no encoder, no old drop
   re-scored);
-- a drop landing while labelling and the release build run goes through the serving lane beside them,
-  never queued behind them;
-- its VLM labels then make a new release due: the release sensor cuts r002, automation builds it,
-  re-scores every drop in one run, and publishes r002 only once every drop is scored with it;
+- its VLM labels then make a new release due: the release sensor cuts r002 and automation builds it;
+  a drop landing during the build goes through the serving lane beside it, never queued behind it;
+  r002 re-scores every drop in one run and is published only once every drop is scored with it;
 - a new week of searches (the code location reloaded) refreshes that week, the window and the pages;
 - an edit of the merchandising overrides file alone publishes the release in service again, with the
   pin and the new title on the page;
@@ -170,13 +169,14 @@ def test_a_new_drop_is_published_though_its_run_worker_is_killed(refresh: Refres
 
 
 @pytest.mark.timeout(1800)
-def test_a_drop_landing_during_labelling_is_served_beside_it(refresh: Refresh) -> None:
-    """drop-003's labelling runs in the learning lane; drop-005, landing then, goes through the serving
-    lane at once, never queued behind it."""
+def test_a_drop_landing_during_a_release_build_is_served_beside_it(refresh: Refresh) -> None:
+    """drop-003's labels make a release due; while r002 is built in the learning lane (its longest run,
+    so the two lanes are sure to meet), drop-005 lands and goes through the serving lane at once, never
+    queued behind the build."""
     instance, daemon = refresh.instance, refresh.daemon
-    learning = lambda: [r for r in _runs(instance, **{LANE_TAG: "learning"})  # noqa: E731
+    building = lambda: [r for r in _runs(instance, **{LANE_TAG: "learning", "dagster/partition": "r002"})  # noqa: E731
                         if r.dagster_run.status == STARTED]
-    daemon.wait_for(instance, "drop-003's labelling run", lambda: bool(learning()), 600)
+    daemon.wait_for(instance, "release r002's build", lambda: bool(building()), 900)
     write_fashion_drop(refresh.fashion_dir, refresh.landing, "drop-005", 120, 10)
     daemon.wait_for(instance, "drop-005 scored", lambda: latest_record(
         instance, "attribute_assignments", "drop-005") is not None, 900)
