@@ -35,13 +35,13 @@ def main() -> None:
     landing = Path(tempfile.mkdtemp(prefix="pinlanding-sample-"))
     drops = split_fashion_catalog(get_paths().fashion_catalog_dir, landing, n_drops=args.drops)
     tables = [validate_catalog(d.name, landing / d.name) for d in drops]
-    labels = pl.concat([t.ground_truth.select("product_id", "articleType") for t in tables])
-    frequent = labels.group_by("articleType").len().filter(pl.col("len") >= 10)
+    ground_truth = pl.concat([t.ground_truth.select("product_id", "articleType") for t in tables])
+    frequent = ground_truth.group_by("articleType").len().filter(pl.col("len") >= 10)
     out: dict[str, dict[str, int]] = {}
     for size in (int(s) for s in args.sizes.split(",")):
         for name, order in (("hash", hash_order), ("coverage", coverage_order)):
             sampled = pl.concat([order(t.products).head(size).select("product_id") for t in tables])
-            counts = sampled.join(labels, on="product_id").group_by("articleType").len()
+            counts = sampled.join(ground_truth, on="product_id").group_by("articleType").len()
             reached = frequent.join(counts.rename({"len": "sampled"}), on="articleType")
             reached = reached.filter(pl.col("sampled") >= args.min_support).height
             out.setdefault(str(size), {})[name] = reached

@@ -32,10 +32,10 @@ from pinlanding_assets.collections.feeds import read_feeds  # noqa: E402
 from pinlanding_assets.settings import load_settings  # noqa: E402
 
 
-def product_type_pages(feeds: pl.DataFrame, labels: pl.DataFrame, min_products: int = 50) -> pl.DataFrame:
+def product_type_pages(feeds: pl.DataFrame, ground_truth: pl.DataFrame, min_products: int = 50) -> pl.DataFrame:
     """Per catalog type with ``min_products``: the page whose top 10 holds the largest share of it."""
-    types = labels.group_by("articleType").len().filter(pl.col("len") >= min_products)
-    top = feeds.filter(pl.col("rank") <= 10).join(labels.select("product_id", "articleType"), on="product_id")
+    types = ground_truth.group_by("articleType").len().filter(pl.col("len") >= min_products)
+    top = feeds.filter(pl.col("rank") <= 10).join(ground_truth.select("product_id", "articleType"), on="product_id")
     shares = top.group_by("collection_id").agg(pl.col("articleType"), pl.len().alias("shown"))
     rows = []
     for article_type, products in types.sort("articleType").iter_rows():
@@ -63,10 +63,10 @@ def main() -> None:
     status = pl.read_parquet(paths.partition_path("collection_feeds", release))
     comparison = pl.read_parquet(paths.partition_path("collection_comparison", release))
     feeds = read_feeds(paths.feed_rows_dir(release))
-    labels = pl.concat([pl.read_parquet(p) for p in sorted(paths.asset_dir("catalog_ground_truth").glob("*.parquet"))],
+    ground_truth = pl.concat([pl.read_parquet(p) for p in sorted(paths.asset_dir("catalog_ground_truth").glob("*.parquet"))],
                        how="diagonal_relaxed")
     audit = page_audit(collections, status, feeds, 0.8, 0.8)
-    types = product_type_pages(feeds, labels)
+    types = product_type_pages(feeds, ground_truth)
     content, baseline = (comparison.filter(pl.col("system") == s).row(0, named=True)
                          for s in ("content_first", "search_log_baseline"))
     intents = pl.read_parquet(paths.partition_path("demand_intents", release))

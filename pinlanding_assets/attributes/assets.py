@@ -232,7 +232,7 @@ def curated_vocabulary(
     def of_labelled_drops(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
         return concat_partitions({d: f for d, f in frames.items() if d in raw_vlm_attributes}, landed)
 
-    labels = of_labelled_drops(catalog_ground_truth)
+    ground_truth = of_labelled_drops(catalog_ground_truth)
     titles = of_labelled_drops(catalog_products).select("product_id", "title")
     brands = find_brands(titles["title"])
     types = title_product_types(titles, modifier_words(raw, brands), config.min_title_type_products)
@@ -252,7 +252,7 @@ def curated_vocabulary(
         brands=brands, product_types=types)
     seconds = time.perf_counter() - started
     kept = kept_vocabulary(result.vocabulary)
-    coverage = vocabulary_coverage(result.vocabulary, labels, encode)
+    coverage = vocabulary_coverage(result.vocabulary, ground_truth, encode)
     merges = result.vocabulary.filter(pl.col("judge_score").is_not_null())["merged"]
     top = kept.sort(["facet", "support"], descending=[False, True]).group_by("facet", maintain_order=True).head(30)
     context.log.info(f"vocabulary: {kept.height} phrases kept of {result.vocabulary.height} in {seconds:.0f}s")

@@ -75,12 +75,13 @@ def _drops_in(instance: dg.DagsterInstance, key: dg.AssetKey, drops: list[str], 
     return {d for d in drops if _has_status(statuses, d, status)}
 
 
-def _finally_failed(instance: dg.DagsterInstance, drops: set[str]) -> set[str]:
-    """The failed drops whose failure is final: the run retry daemon will not retry the drop's latest
-    failed run, or its retry finished. Between a killed run and the launch of its retry the drop is
-    failed in the instance, yet nothing may treat it as settled (publish without it, label it)."""
+def _failed_drops(instance: dg.DagsterInstance, keys: list[dg.AssetKey], drops: list[str],
+                  snapshot: Snapshot | None) -> set[str]:
+    """The drops whose ``keys`` partitions failed for good: the run retry daemon will not retry the
+    drop's latest failed run, or its retry finished. Between a killed run and the launch of its retry
+    the drop is failed in the instance, yet nothing may treat it as settled (publish without it, label it)."""
     final = set()
-    for drop in drops:
+    for drop in set().union(*(_drops_in(instance, key, drops, "FAILED", snapshot) for key in keys)):
         runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": drop},
                                                       statuses=[dg.DagsterRunStatus.FAILURE]), limit=20)
         run = next((r.dagster_run for r in runs if r.dagster_run.asset_selection is None
@@ -180,8 +181,7 @@ class DropState:
 def drop_states(instance: dg.DagsterInstance, release: str, snapshot: Snapshot | None = None) -> list[DropState]:
     """Every registered drop's standing for ``release``."""
     drops = _drops(instance, snapshot)
-    failed_drops = _finally_failed(instance, set().union(
-        *(_drops_in(instance, k, drops, "FAILED", snapshot) for k in PER_DROP_PIPELINE)))
+    failed_drops = _failed_drops(instance, PER_DROP_PIPELINE, drops, snapshot)
     busy_drops = set().union(*(_drops_in(instance, k, drops, "IN_PROGRESS", snapshot) for k in PER_DROP_PIPELINE))
     states = []
     for drop in drops:
@@ -238,7 +238,7 @@ def drops_due_for_vlm_stage(instance: dg.DagsterInstance, snapshot: Snapshot | N
     if current_release(instance, snapshot) is None:
         return set(drops)
     shown = drops_on_pages(instance, snapshot)
-    failed = _finally_failed(instance, _drops_in(instance, ATTRIBUTE_ASSIGNMENTS, drops, "FAILED", snapshot))
+    failed = _failed_drops(instance, [ATTRIBUTE_ASSIGNMENTS], drops, snapshot)
     due = set()
     for drop in drops:
         scored = latest_record(instance, ATTRIBUTE_ASSIGNMENTS, drop, snapshot)
